@@ -1,0 +1,333 @@
+"""The catalog's tables, as typed SQLAlchemy 2 models.
+
+Conventions:
+
+- every datetime is timezone-aware UTC (:class:`~drd.catalog.types.UTCDateTime`);
+- JSON columns hold plain lists and dicts; assign a new value to change one (in-place
+  changes to a list are not tracked);
+- secrets are never stored in the clear: a store's secret key is encrypted under the master
+  key (``Store.secret_encrypted``), a system's repository password is sealed to the escrow
+  key (``System.sealed_password``), an API token is kept only as its SHA-256
+  (``Token.token_hash``);
+- the audit log (:class:`AuditEntry`) is append-only: the ORM refuses to update or delete
+  its rows, and so does the database, by a trigger made in the migration.
+
+The migration ``versions/0001_initial.py`` creates exactly these tables; a test compares
+the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.orm import (
+    DeclarativeBase,
+    Mapped,
+    ORMExecuteState,
+    Session,
+    mapped_column,
+    relationship,
+)
+
+from drd.catalog.types import UTCDateTime, utcnow
+from drd.errors import OperationError
+from drd.secrets import Secret
+
+# explicit constraint names: Alembic needs them to alter tables, above all in SQLite's
+# batch mode, which rebuilds a table and must find its constraints by name
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+STORE_KINDS = ("s3", "file")
+SNAPSHOT_COPY_STATES = ("pending", "present", "missing", "damaged", "forgotten")
+TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
+
+
+class Base(DeclarativeBase):
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dt.datetime: UTCDateTime(), bytes: sa.LargeBinary()}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(value) for value in values)})"
+
+
+def _json(nullable: bool = False, default=None) -> Any:
+    return mapped_column(sa.JSON(none_as_null=True), nullable=nullable, default=default)
+
+
+class Department(Base):
+    """A department (agency) that owns systems."""
+
+    __tablename__ = "departments"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    systems: Mapped[list[System]] = relationship(back_populates="department")
+
+
+class Policy(Base):
+    """An applied policy: the validated document, the YAML it came from, and its digest.
+
+    ``version`` counts applications of the same name (1 on first apply).
+    """
+
+    __tablename__ = "policies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    document: Mapped[dict[str, Any]] = _json()
+    source_text: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    applied_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class System(Base):
+    """A department system backed up by an agent; one restic repository.
+
+    ``status``: ``pending`` (token issued, not enrolled), ``enrolled``, ``retired``.
+    ``agent_public_key`` is PEM text; ``sealed_password`` is the restic password sealed to
+    the escrow key (:func:`drd.crypto.seal.seal`).
+    """
+
+    __tablename__ = "systems"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    department_id: Mapped[int] = mapped_column(sa.ForeignKey("departments.id"), index=True)
+    policy_id: Mapped[int | None] = mapped_column(sa.ForeignKey("policies.id"), index=True)
+    hostname: Mapped[str | None]
+    enrolled_at: Mapped[dt.datetime | None]
+    agent_public_key: Mapped[str | None] = mapped_column(sa.Text)
+    sealed_password: Mapped[bytes | None]
+    status: Mapped[str] = mapped_column(default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    department: Mapped[Department] = relationship(back_populates="systems")
+    policy: Mapped[Policy | None] = relationship()
+
+
+class Store(Base):
+    """An object store (S3-compatible bucket and prefix, or a mounted directory).
+
+    ``secret_encrypted`` is the secret access key encrypted with
+    :meth:`drd.crypto.masterkey.MasterKey.encrypt` under the context ``store:<name>``;
+    the clear secret is never stored.
+    """
+
+    __tablename__ = "stores"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("kind", STORE_KINDS), name="kind"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    kind: Mapped[str]
+    url: Mapped[str]
+    endpoint: Mapped[str | None]
+    region: Mapped[str | None]
+    object_lock: Mapped[bool] = mapped_column(default=False)
+    access_key_id: Mapped[str | None]
+    secret_encrypted: Mapped[bytes | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Snapshot(Base):
+    """A restic snapshot of a system, as reported by its agent.
+
+    ``restic_id`` is restic's full 64-hex id. ``status``: ``active`` or ``forgotten``
+    (removed by retention; the row stays as history).
+    """
+
+    __tablename__ = "snapshots"
+    __table_args__ = (
+        sa.UniqueConstraint("system_id", "restic_id"),
+        sa.CheckConstraint("length(restic_id) = 64", name="restic_id_length"),
+        sa.Index(None, "system_id", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    restic_id: Mapped[str] = mapped_column(sa.String(64))
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    time: Mapped[dt.datetime]
+    hostname: Mapped[str]
+    paths: Mapped[list[str]] = _json(default=list)
+    tags: Mapped[list[str]] = _json(default=list)
+    tree: Mapped[str] = mapped_column(sa.String(64))
+    size_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    file_count: Mapped[int | None] = mapped_column(sa.BigInteger)
+    reported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(default="active")
+
+    system: Mapped[System] = relationship()
+    copies: Mapped[list[SnapshotCopy]] = relationship(
+        back_populates="snapshot", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class SnapshotCopy(Base):
+    """Whether a store holds every object of a snapshot, and when that was last verified.
+
+    ``state`` is one of :data:`SNAPSHOT_COPY_STATES`.
+    """
+
+    __tablename__ = "snapshot_copies"
+    __table_args__ = (
+        sa.UniqueConstraint("snapshot_id", "store_id"),
+        sa.CheckConstraint(_one_of("state", SNAPSHOT_COPY_STATES), name="state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(sa.ForeignKey("snapshots.id", ondelete="CASCADE"))
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    state: Mapped[str] = mapped_column(default="pending")
+    verified_at: Mapped[dt.datetime | None]
+
+    snapshot: Mapped[Snapshot] = relationship(back_populates="copies")
+    store: Mapped[Store] = relationship()
+
+
+class Job(Base):
+    """A scheduled unit of work derived from a policy (replicate, verify, retention, drill).
+
+    ``schedule`` is a five-field cron expression in UTC, or ``None`` for on-demand jobs.
+    """
+
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(unique=True)
+    kind: Mapped[str]
+    system_id: Mapped[int | None] = mapped_column(sa.ForeignKey("systems.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    schedule: Mapped[str | None]
+    next_run_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+
+    runs: Mapped[list[JobRun]] = relationship(back_populates="job")
+
+
+class JobRun(Base):
+    """One run of a job. ``outcome`` is ``None`` while it runs, then e.g. ``succeeded``,
+    ``failed`` or ``partial``; ``bytes_processed`` is what it read or copied."""
+
+    __tablename__ = "job_runs"
+    __table_args__ = (sa.Index(None, "job_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id"))
+    system_id: Mapped[int | None] = mapped_column(sa.ForeignKey("systems.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    outcome: Mapped[str | None]
+    bytes_processed: Mapped[int | None] = mapped_column(sa.BigInteger)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+
+    job: Mapped[Job] = relationship(back_populates="runs")
+
+
+class Drill(Base):
+    """A restore drill of one snapshot from one store, and its signed report.
+
+    ``passed`` is ``None`` while it runs. ``signature`` is the Ed25519 signature of the
+    report (:mod:`drd.crypto.signing`). If the snapshot row is ever deleted the drill
+    stays, with ``snapshot_id`` set to NULL and ``snapshot_restic_id`` still naming it.
+    """
+
+    __tablename__ = "drills"
+    __table_args__ = (sa.Index(None, "system_id", "started_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    snapshot_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("snapshots.id", ondelete="SET NULL"), index=True
+    )
+    snapshot_restic_id: Mapped[str | None] = mapped_column(sa.String(64))
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None]
+    passed: Mapped[bool | None]
+    rto_seconds: Mapped[float | None]
+    rpo_seconds: Mapped[float | None]
+    report: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    signature: Mapped[bytes | None]
+
+
+class Token(Base):
+    """An API bearer token, kept only as the SHA-256 of its value.
+
+    Tokens are 32 random bytes or more, so a plain SHA-256 is enough: there is nothing to
+    guess, and a stolen catalog yields no usable token. ``departments`` and ``systems``
+    scope the ``owner`` and ``agent`` roles; ``role`` is one of :data:`TOKEN_ROLES`.
+    """
+
+    __tablename__ = "tokens"
+    __table_args__ = (sa.CheckConstraint(_one_of("role", TOKEN_ROLES), name="role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str]
+    role: Mapped[str]
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    departments: Mapped[list[str]] = _json(default=list)
+    systems: Mapped[list[str]] = _json(default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime | None]
+    revoked_at: Mapped[dt.datetime | None]
+
+    @staticmethod
+    def hash_token(token: Secret | str) -> str:
+        """The SHA-256 (hex) of a token's value: what ``token_hash`` holds."""
+        value = token.reveal() if isinstance(token, Secret) else token
+        return hashlib.sha256(value.encode()).hexdigest()
+
+
+class AuditEntry(Base):
+    """One line of the append-only audit log: who did what to what, and when.
+
+    Write entries with :func:`drd.catalog.audit.record`. Updating or deleting one raises
+    :class:`AuditLogIsAppendOnly` (and the database refuses it too).
+    """
+
+    __tablename__ = "audit_entries"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor: Mapped[str]
+    action: Mapped[str] = mapped_column(index=True)
+    target: Mapped[str | None]
+    details: Mapped[dict[str, Any]] = _json(default=dict)
+
+
+class AuditLogIsAppendOnly(OperationError):
+    """Something tried to change or remove an audit entry."""
+
+
+@event.listens_for(AuditEntry, "before_update")
+def _refuse_update(mapper, connection, target: AuditEntry) -> None:
+    raise AuditLogIsAppendOnly(f"audit entry {target.id} cannot be changed: the log is append-only")
+
+
+@event.listens_for(AuditEntry, "before_delete")
+def _refuse_delete(mapper, connection, target: AuditEntry) -> None:
+    raise AuditLogIsAppendOnly(f"audit entry {target.id} cannot be deleted: the log is append-only")
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _refuse_bulk_changes(state: ORMExecuteState) -> None:
+    # session.execute(update(AuditEntry)) bypasses the mapper events above
+    if (state.is_update or state.is_delete) and any(
+        mapper.class_ is AuditEntry for mapper in state.all_mappers
+    ):
+        raise AuditLogIsAppendOnly("audit entries cannot be changed: the log is append-only")

@@ -1,0 +1,107 @@
+"""The one way into the catalog: :class:`Catalog` and its :meth:`Catalog.session`.
+
+Every command, API handler and job opens its catalog work with ``catalog.session()``:
+everything done inside commits together when the block ends, or not at all if it
+raises -- no failed command leaves a half-written catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, sessionmaker
+
+from drd.catalog.engine import display_url, make_engine, unreachable
+from drd.catalog.schema import head_revision, is_known_revision, schema_version
+from drd.errors import OperationError, UserError
+
+__all__ = ["Catalog", "make_engine"]
+
+
+class Catalog:
+    """The catalog database at ``url`` (see :func:`make_engine` for what URLs work).
+
+    Objects loaded in a session stay usable after it commits (``expire_on_commit`` is
+    off), but lazy relationships cannot load once the session is closed: load what you
+    need inside the block. Raises :class:`UserError` for a bad URL.
+    """
+
+    def __init__(self, url: str | sa.URL) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def __repr__(self) -> str:
+        return f"Catalog({display_url(self.url)!r})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits when the block ends and rolls back if it raises.
+
+        A database that cannot be reached (or SQLite that stays locked) raises
+        :class:`OperationError` naming the URL without its password; other database
+        errors (``IntegrityError`` for a duplicate name, say) propagate unchanged after
+        the rollback.
+        """
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            session.rollback()
+            raise unreachable(self.url, error) from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def check(self) -> str:
+        """Check that the catalog is reachable and at this drd's schema; return the revision.
+
+        Raises :class:`OperationError` if the database cannot be reached or was written by
+        a newer drd, :class:`UserError` if it was never initialised or needs migrating
+        (both say to run ``drd init``). A missing SQLite file is not created.
+        """
+        where = display_url(self.url)
+        if self._sqlite_file_missing():
+            raise UserError(f"no catalog at {where}: run `drd init` first (or pass --home)")
+        try:
+            current = schema_version(self.engine)
+        except (sa.exc.OperationalError, sa.exc.InterfaceError) as error:
+            raise unreachable(self.url, error) from None
+        head = head_revision()
+        if current is None:
+            raise UserError(f"the catalog at {where} is not initialised: run `drd init` first")
+        if current == head:
+            return current
+        if is_known_revision(current):
+            raise UserError(
+                f"the catalog at {where} is at schema {current}, this drd needs {head}: "
+                "run `drd init` to migrate it"
+            )
+        raise OperationError(
+            f"the catalog at {where} is at schema {current}, unknown to this drd "
+            f"(which knows up to {head}): it was written by a newer drd; upgrade drd"
+        )
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.dispose()
+
+    def _sqlite_file_missing(self) -> bool:
+        url = self.engine.url
+        if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+            return False
+        if url.database.startswith("file:"):  # a sqlite URI: leave it to the driver
+            return False
+        return not Path(url.database).exists()

@@ -1,0 +1,117 @@
+"""``drd store add|list|check``: the object stores that hold the copies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from drd.cli import output
+from drd.cli.context import CliState
+from drd.cli.options import home_option, json_option
+from drd.errors import EXIT_FAILED, UserError
+from drd.secrets import Secret
+from drd.services import stores
+from drd.stores.url import StoreSpec
+
+
+def _keys(access_key_id: str | None, secret_file: str | None) -> tuple[str | None,
+                                                                       Secret | None]:
+    """The S3 keys: from the options, else from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY."""
+    if secret_file and not access_key_id:
+        raise UserError("--secret-access-key-file needs --access-key-id")
+    if access_key_id:
+        if not secret_file:
+            raise UserError("--access-key-id needs --secret-access-key-file F "
+                            "(secrets are never taken from the command line)")
+        try:
+            text = Path(secret_file).read_text().strip()
+        except OSError as error:
+            raise UserError(f"cannot read --secret-access-key-file {secret_file}: "
+                            f"{error.strerror}") from None
+        if not text:
+            raise UserError(f"--secret-access-key-file {secret_file} is empty")
+        return access_key_id, Secret(text)
+    secret = os.environ.get("AWS_SECRET_ACCESS_KEY")
+    return os.environ.get("AWS_ACCESS_KEY_ID"), Secret(secret) if secret else None
+
+
+@click.group("store")
+def store_group() -> None:
+    """Object stores: S3-compatible buckets or mounted filesystems."""
+
+
+@store_group.command("add")
+@home_option
+@click.argument("name")
+@click.option("--url", required=True, metavar="URL",
+              help="s3://BUCKET/PREFIX or file:///PATH.")
+@click.option("--endpoint", metavar="URL", help="S3 endpoint, e.g. https://s3.example.org.")
+@click.option("--region", required=True, metavar="R",
+              help="Region (policies need copies in at least two).")
+@click.option("--object-lock", is_flag=True,
+              help="Create the bucket with S3 Object Lock (immutable copies).")
+@click.option("--access-key-id", metavar="ID", help="S3 access key id "
+              "(default $AWS_ACCESS_KEY_ID).")
+@click.option("--secret-access-key-file", metavar="F", type=click.Path(dir_okay=False),
+              help="File holding the S3 secret key (default $AWS_SECRET_ACCESS_KEY).")
+@json_option
+@click.pass_obj
+def add_command(state: CliState, name: str, url: str, endpoint: str | None, region: str,
+                object_lock: bool, access_key_id: str | None,
+                secret_access_key_file: str | None, as_json: bool) -> None:
+    """Check a store (creating its bucket if missing) and add it to the centre."""
+    key_id, secret = _keys(access_key_id, secret_access_key_file)
+    spec = StoreSpec(name=name, url=url, endpoint=endpoint, region=region,
+                     object_lock=object_lock)
+    catalog = state.catalog()
+    result = stores.add_store(catalog, state.master_key(), spec, key_id, secret)
+    if as_json:
+        row = stores.store_rows(catalog, [name])[0]
+        output.emit_json(stores.describe(row) | {"object_lock_active": result.object_lock})
+        return
+    lock = "Object Lock on" if result.object_lock else "no Object Lock"
+    output.say(f"added store {name}: {result.location}, region {region}, {lock}")
+
+
+@store_group.command("list")
+@home_option
+@json_option
+@click.pass_obj
+def list_command(state: CliState, as_json: bool) -> None:
+    """List the stores (never their secrets)."""
+    rows = [stores.describe(row) for row in stores.store_rows(state.catalog())]
+    if as_json:
+        output.emit_json(rows)
+        return
+    output.emit_table(rows, ["name", "kind", "region", "url", "endpoint", "object_lock"],
+                      empty="no stores yet: add one with 'drd store add'")
+
+
+@store_group.command("check")
+@home_option
+@click.argument("names", nargs=-1)
+@json_option
+@click.pass_obj
+def check_command(state: CliState, names: tuple[str, ...], as_json: bool) -> None:
+    """Check that each store (or those named) is reachable, writable and readable.
+
+    Exits 1 if any store fails, with one line per failed store naming the cause.
+    """
+    rows = stores.store_rows(state.catalog(), names)
+    if not rows:
+        raise UserError("no stores to check: add one with 'drd store add'")
+    results = stores.check_stores(rows, state.master_key())
+    if as_json:
+        output.emit_json([result.as_dict() for result in results])
+    else:
+        for result in results:
+            if result.ok:
+                lock = "Object Lock on" if result.check.object_lock else "no Object Lock"
+                click.echo(f"{result.name}: ok ({result.check.location}, {lock}, "
+                           f"{result.check.seconds * 1000:.0f} ms)")
+            else:
+                click.echo(f"{result.name}: FAILED: {result.error}")
+    if not all(result.ok for result in results):
+        raise SystemExit(EXIT_FAILED)

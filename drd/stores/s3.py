@@ -1,0 +1,590 @@
+"""A store in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, ...) through boto3.
+
+Objects live at ``<prefix>/<key>`` in the bucket. Single HTTP requests are retried by
+botocore (standard mode, ``max_attempts``, exponential backoff); whole operations are
+not (wrap in :class:`drd.stores.retry.RetryingStore` for that). Bodies are not hashed
+for SigV4 and CRC checksums are only sent where S3 requires them (a PUT with a
+retention): writing three copies, that hashing was half of the fan-out's CPU.
+
+Object Lock: on a bucket created with ``ensure_bucket(object_lock=True)`` (which turns
+versioning on), a put with ``retain_until`` writes a COMPLIANCE retention. ``delete``
+then adds a delete marker; the locked version stays, and ``delete_version`` of it raises
+:class:`ObjectLocked`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import boto3.s3.transfer
+import botocore.exceptions
+from botocore.config import Config
+
+from drd.secrets import Secret
+from drd.stores.base import (
+    Data,
+    ObjectInfo,
+    Store,
+    StoreCheck,
+    validate_key,
+    validate_range,
+    validate_retain_until,
+)
+from drd.stores.errors import (
+    ObjectLocked,
+    ObjectLockUnsupported,
+    ObjectNotFound,
+    StoreAuthError,
+    StoreError,
+    StoreNotFound,
+)
+from drd.stores.s3_errors import NO_LOCK_CONFIGURATION, error_code, translate_error
+from drd.stores.streams import FullReader, LengthMismatch
+
+MIB = 1024 * 1024
+DEFAULT_REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object in a versioned bucket (or a delete marker)."""
+
+    key: str
+    version_id: str
+    size: int
+    modified: datetime
+    is_latest: bool
+    is_delete_marker: bool
+
+
+_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+
+
+class S3Store(Store):
+    """A store at ``s3://bucket/prefix`` on ``endpoint``.
+
+    Args:
+        name: the store's name (starts every error message).
+        endpoint: ``http(s)://host[:port]``.
+        bucket, prefix: where objects live; the prefix has no leading/trailing ``/``.
+        access_key_id, secret_access_key: the credentials (the secret only as a Secret).
+        region: the signing region.
+        object_lock: whether the bucket has Object Lock, if known (None: ask the bucket
+            once, on first use of :attr:`supports_object_lock`).
+        max_attempts: botocore's attempts per HTTP request (1 = no retries).
+        connect_timeout, read_timeout: seconds, per request.
+        multipart_threshold, multipart_chunksize: uploads above the threshold go in parts
+            of the chunk size (bounding memory for streams of unknown length).
+        max_concurrency: parallel part uploads of one object.
+        list_page_size: keys per listing request (S3's maximum is 1000).
+        chunk_size: the largest chunk :meth:`get` yields.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        endpoint: str,
+        bucket: str,
+        prefix: str = "",
+        access_key_id: str,
+        secret_access_key: Secret,
+        region: str = DEFAULT_REGION,
+        object_lock: bool | None = None,
+        max_attempts: int = 3,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        multipart_threshold: int = 64 * MIB,
+        multipart_chunksize: int = 16 * MIB,
+        max_concurrency: int = 4,
+        max_pool_connections: int = 16,
+        list_page_size: int = 1000,
+        chunk_size: int = 1 * MIB,
+    ) -> None:
+        if not isinstance(secret_access_key, Secret):
+            raise TypeError("secret_access_key must be a drd.secrets.Secret")
+        self.name = name
+        self.endpoint = endpoint.rstrip("/")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.region = region or DEFAULT_REGION
+        self.access_key_id = access_key_id
+        self._secret = secret_access_key
+        self._object_lock = object_lock
+        self._object_lock_lock = threading.Lock()
+        self.list_page_size = list_page_size
+        self.chunk_size = chunk_size
+        self.transfer_config = boto3.s3.transfer.TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=max_concurrency,
+            use_threads=max_concurrency > 1,
+        )
+        config = Config(
+            region_name=self.region,
+            signature_version="s3v4",
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_pool_connections=max_pool_connections,
+            s3={"addressing_style": "path", "payload_signing_enabled": False},
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+        )
+        # A session of our own: the default one is not thread-safe and would read ~/.aws.
+        session = boto3.session.Session()
+        self.client = session.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key.reveal(),
+            config=config,
+        )
+
+    # --- helpers -----------------------------------------------------------------------
+
+    @property
+    def location(self) -> str:
+        path = f"{self.bucket}/{self.prefix}" if self.prefix else self.bucket
+        return f"s3://{path} at {self.endpoint}"
+
+    def _full_key(self, key: str) -> str:
+        validate_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def _relative_key(self, full_key: str) -> str:
+        return full_key[len(self.prefix) + 1 :] if self.prefix else full_key
+
+    def _list_prefix(self, prefix: str) -> str:
+        return f"{self.prefix}/{prefix}" if self.prefix else prefix
+
+    def _error(self, error: Exception, doing: str, key: str | None = None) -> StoreError:
+        return translate_error(
+            self.name,
+            error,
+            doing=doing,
+            key=key,
+            bucket=self.bucket,
+            secrets_to_mask=(self._secret,),
+        )
+
+    @staticmethod
+    def _lock_arguments(retain_until: datetime | None) -> dict[str, Any]:
+        if retain_until is None:
+            return {}
+        # S3 requires an integrity checksum on PUTs that carry a retention.
+        return {
+            "ObjectLockMode": "COMPLIANCE",
+            "ObjectLockRetainUntilDate": retain_until,
+            "ChecksumAlgorithm": "CRC32",
+        }
+
+    def _check_lock_possible(self, key: str, retain_until: datetime | None) -> None:
+        # Some servers ignore retention headers on a bucket without Object Lock: ask first
+        # (once), rather than leave an object mutable that the caller believes locked.
+        validate_retain_until(retain_until)
+        if retain_until is not None and not self.supports_object_lock:
+            raise ObjectLockUnsupported(
+                self.name,
+                f"bucket {self.bucket!r} has no Object Lock; cannot lock {key!r}",
+                key=key,
+            )
+
+    # --- objects -----------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        data: Data,
+        *,
+        length: int | None = None,
+        retain_until: datetime | None = None,
+    ) -> None:
+        """See :meth:`Store.put`. Bytes up to the multipart threshold go in one PUT;
+        larger or file-like data through a managed (multipart) upload, aborted on failure.
+        """
+        full_key = self._full_key(key)
+        self._check_lock_possible(key, retain_until)
+        extra = self._lock_arguments(retain_until)
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                if length is not None and length != len(data):
+                    raise LengthMismatch(f"{len(data)} bytes given with length={length}")
+                if len(data) <= self.transfer_config.multipart_threshold:
+                    self.client.put_object(
+                        Bucket=self.bucket, Key=full_key, Body=bytes(data), **extra
+                    )
+                    return
+                data = io.BytesIO(data)
+            else:
+                data = FullReader(data, length)
+            self.client.upload_fileobj(
+                data, self.bucket, full_key, ExtraArgs=extra or None, Config=self.transfer_config
+            )
+        except _BOTO_ERRORS as error:
+            raise self._error(error, f"writing {key!r}", key) from error
+
+    def get(self, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
+        """See :meth:`Store.get`; a ranged GET, streamed in chunks."""
+        full_key = self._full_key(key)
+        validate_range(offset, length)
+        if length == 0:
+            self.head(key)
+            return iter(())
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": full_key}
+        if offset or length is not None:
+            end = "" if length is None else str(offset + length - 1)
+            arguments["Range"] = f"bytes={offset}-{end}"
+        try:
+            response = self.client.get_object(**arguments)
+        except botocore.exceptions.ClientError as error:
+            code, _, status = error_code(error)
+            if code == "InvalidRange" or status == 416:
+                self.head(key)  # raises if the object is missing: else past the end
+                return iter(())
+            raise self._error(error, f"reading {key!r}", key) from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, f"reading {key!r}", key) from error
+        return self._chunks(response["Body"], key)
+
+    def _chunks(self, body, key: str) -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(self.chunk_size)
+        except (*_BOTO_ERRORS, OSError) as error:
+            raise self._error(error, f"reading {key!r}", key) from error
+        finally:
+            body.close()
+
+    def head(self, key: str) -> ObjectInfo:
+        """See :meth:`Store.head`; carries the retention and version id where set."""
+        full_key = self._full_key(key)
+        try:
+            response = self.client.head_object(Bucket=self.bucket, Key=full_key)
+        except _BOTO_ERRORS as error:
+            raise self._head_error(error, key) from error
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            modified=_aware(response["LastModified"]),
+            retain_until=_aware(response.get("ObjectLockRetainUntilDate")),
+            version_id=_version(response.get("VersionId")),
+        )
+
+    def _head_error(self, error: Exception, key: str) -> StoreError:
+        # A HEAD has no body: a 404 may mean a missing bucket as well as a missing key.
+        translated = self._error(error, f"reading {key!r}", key)
+        if isinstance(translated, ObjectNotFound) and not self._bucket_exists():
+            return StoreNotFound(self.name, f"bucket {self.bucket!r} does not exist", key=key)
+        return translated
+
+    def _bucket_exists(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as error:
+            return error_code(error)[0] not in ("404", "NoSuchBucket", "NotFound")
+        except botocore.exceptions.BotoCoreError:
+            return True
+        return True
+
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """See :meth:`Store.list`; ``list_page_size`` keys per ListObjectsV2 request."""
+        return self._list(prefix, start_after)
+
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self._list_prefix(prefix),
+            "MaxKeys": self.list_page_size,
+        }
+        if start_after is not None:
+            arguments["StartAfter"] = self._list_prefix(start_after)
+        while True:
+            try:
+                page = self.client.list_objects_v2(**arguments)
+            except _BOTO_ERRORS as error:
+                raise self._error(error, f"listing {prefix!r}") from error
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=self._relative_key(item["Key"]),
+                    size=int(item["Size"]),
+                    modified=_aware(item["LastModified"]),
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            arguments["ContinuationToken"] = token
+            arguments.pop("StartAfter", None)
+
+    def delete(self, key: str) -> None:
+        """See :meth:`Store.delete`; on a versioned bucket, adds a delete marker."""
+        full_key = self._full_key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full_key)
+        except _BOTO_ERRORS as error:
+            raise self._error(error, f"deleting {key!r}", key) from error
+
+    # --- versions (buckets with versioning / Object Lock) --------------------------------
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Yield every version and delete marker under ``prefix``, newest first per key.
+
+        Raises: StoreNotFound, StoreAuthError, StoreUnavailable.
+        """
+        arguments: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": self._list_prefix(prefix),
+            "MaxKeys": self.list_page_size,
+        }
+        while True:
+            try:
+                page = self.client.list_object_versions(**arguments)
+            except _BOTO_ERRORS as error:
+                raise self._error(error, f"listing versions of {prefix!r}") from error
+            entries = [(item, False) for item in page.get("Versions", [])]
+            entries += [(item, True) for item in page.get("DeleteMarkers", [])]
+            for item, is_marker in entries:
+                yield ObjectVersion(
+                    key=self._relative_key(item["Key"]),
+                    version_id=item["VersionId"],
+                    size=int(item.get("Size", 0)),
+                    modified=_aware(item["LastModified"]),
+                    is_latest=bool(item.get("IsLatest")),
+                    is_delete_marker=is_marker,
+                )
+            if not page.get("IsTruncated"):
+                return
+            arguments["KeyMarker"] = page.get("NextKeyMarker")
+            arguments["VersionIdMarker"] = page.get("NextVersionIdMarker")
+
+    def head_version(self, key: str, version_id: str) -> ObjectInfo:
+        """Describe one version of ``key``. Raises: ObjectNotFound, as :meth:`head`."""
+        full_key = self._full_key(key)
+        try:
+            response = self.client.head_object(
+                Bucket=self.bucket, Key=full_key, VersionId=version_id
+            )
+        except _BOTO_ERRORS as error:
+            raise self._head_error(error, key) from error
+        return ObjectInfo(
+            key=key,
+            size=int(response["ContentLength"]),
+            modified=_aware(response["LastModified"]),
+            retain_until=_aware(response.get("ObjectLockRetainUntilDate")),
+            version_id=_version(response.get("VersionId")) or version_id,
+        )
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Remove one version of ``key`` for good (not a delete marker).
+
+        Raises:
+            ObjectLocked: the version is under a retention that has not ended.
+            StoreAuthError: refused for another reason (the key lacks the right).
+            StoreNotFound, StoreUnavailable.
+        """
+        full_key = self._full_key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=full_key, VersionId=version_id)
+        except _BOTO_ERRORS as error:
+            translated = self._error(error, f"deleting {key!r} version {version_id}", key)
+            if isinstance(translated, StoreAuthError):
+                retain_until = self._retention_of(key, version_id)
+                if retain_until is not None and retain_until > datetime.now(UTC):
+                    raise ObjectLocked(
+                        self.name,
+                        f"{key!r} version {version_id} is locked until "
+                        f"{retain_until.isoformat()} (Object Lock); it cannot be deleted before",
+                        key=key,
+                    ) from error
+            raise translated from error
+
+    def _retention_of(self, key: str, version_id: str) -> datetime | None:
+        with contextlib.suppress(StoreError):
+            return self.head_version(key, version_id).retain_until
+        return None
+
+    # --- bucket ------------------------------------------------------------------------
+
+    def ensure_bucket(self, object_lock: bool = False) -> bool:
+        """Create the bucket if it is missing (with Object Lock, hence versioning, if asked).
+
+        Returns True if the bucket was created. An existing bucket is left as it is; if
+        ``object_lock`` is asked of an existing bucket without it, raises
+        :class:`ObjectLockUnsupported` (Object Lock can only be chosen at creation).
+
+        Raises: ObjectLockUnsupported, StoreAuthError, StoreUnavailable, StoreError.
+        """
+        if self._bucket_exists_or_raise():
+            if object_lock and not self._bucket_has_object_lock():
+                raise ObjectLockUnsupported(
+                    self.name,
+                    f"bucket {self.bucket!r} exists without Object Lock, which can only be "
+                    "enabled when a bucket is created; use a new bucket",
+                )
+            return False
+        arguments: dict[str, Any] = {"Bucket": self.bucket}
+        if object_lock:
+            arguments["ObjectLockEnabledForBucket"] = True
+        if self.region != DEFAULT_REGION:
+            arguments["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self.client.create_bucket(**arguments)
+        except botocore.exceptions.ClientError as error:
+            if error_code(error)[0] not in ("BucketAlreadyOwnedByYou",):
+                raise self._error(error, f"creating bucket {self.bucket!r}") from error
+            return False
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, f"creating bucket {self.bucket!r}") from error
+        with self._object_lock_lock:
+            self._object_lock = object_lock
+        return True
+
+    def create_if_missing(self, *, object_lock: bool = False) -> bool:
+        """See :meth:`Store.create_if_missing`: :meth:`ensure_bucket`."""
+        return self.ensure_bucket(object_lock)
+
+    def _bucket_exists_or_raise(self) -> bool:
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as error:
+            if error_code(error)[0] in ("404", "NoSuchBucket", "NotFound"):
+                return False
+            raise self._error(error, f"looking for bucket {self.bucket!r}") from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, f"looking for bucket {self.bucket!r}") from error
+        return True
+
+    def _bucket_has_object_lock(self) -> bool:
+        try:
+            response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+        except botocore.exceptions.ClientError as error:
+            code, _, status = error_code(error)
+            if code == NO_LOCK_CONFIGURATION or (status == 404 and code != "NoSuchBucket"):
+                return False
+            raise self._error(error, "reading the bucket's Object Lock configuration") from error
+        except botocore.exceptions.BotoCoreError as error:
+            raise self._error(error, "reading the bucket's Object Lock configuration") from error
+        enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
+        return enabled == "Enabled"
+
+    @property
+    def supports_object_lock(self) -> bool:
+        """Whether the bucket has Object Lock (asked of the bucket once if not declared).
+
+        Raises: StoreAuthError, StoreUnavailable, StoreNotFound (when it has to ask).
+        """
+        with self._object_lock_lock:
+            if self._object_lock is None:
+                self._object_lock = self._bucket_has_object_lock()
+            return self._object_lock
+
+    def _bucket_versioning(self) -> bool:
+        try:
+            response = self.client.get_bucket_versioning(Bucket=self.bucket)
+        except _BOTO_ERRORS as error:
+            raise self._error(error, "reading the bucket's versioning") from error
+        return response.get("Status") == "Enabled"
+
+    def check(self) -> StoreCheck:
+        """See :meth:`Store.check`. The probe object is removed version and all."""
+        started = time.monotonic()
+        try:
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._list_prefix(""), MaxKeys=1)
+        except _BOTO_ERRORS as error:
+            translated = self._error(error, f"listing bucket {self.bucket!r}")
+            if isinstance(translated, StoreNotFound):
+                translated = StoreNotFound(
+                    self.name,
+                    f"bucket {self.bucket!r} does not exist at {self.endpoint} "
+                    "(drd store add creates it)",
+                )
+            raise translated from error
+        probe_key = f"drd-probe-{secrets.token_hex(8)}"
+        payload = secrets.token_bytes(64)
+        full_key = self._full_key(probe_key)
+        try:
+            response = self.client.put_object(Bucket=self.bucket, Key=full_key, Body=payload)
+        except _BOTO_ERRORS as error:
+            raise self._error(error, "writing a probe object", probe_key) from error
+        try:
+            if self.read(probe_key) != payload:
+                raise StoreError(self.name, "the probe object read back differently")
+        finally:
+            self._remove_probe(probe_key, response.get("VersionId"))
+        object_lock = self._bucket_has_object_lock()
+        with self._object_lock_lock:
+            self._object_lock = object_lock
+        return StoreCheck(
+            name=self.name,
+            location=self.location,
+            object_lock=object_lock,
+            versioning=self._bucket_versioning(),
+            seconds=time.monotonic() - started,
+        )
+
+    def _remove_probe(self, key: str, version_id: str | None) -> None:
+        if version_id and version_id != "null":
+            try:
+                self.delete_version(key, version_id)
+                return
+            except ObjectLocked:
+                pass  # a default retention on the bucket; a delete marker is all we can do
+        self.delete(key)
+
+    # --- copies and restic ---------------------------------------------------------------
+
+    def copy_from(self, source: Store, key: str, *, retain_until: datetime | None = None) -> int:
+        """See :meth:`Store.copy_from`: a server-side copy when ``source`` is an S3 store on
+        the same endpoint with the same access key, else a bounded-memory stream."""
+        origin = source.unwrap()
+        if not (
+            isinstance(origin, S3Store)
+            and origin.endpoint == self.endpoint
+            and origin.access_key_id == self.access_key_id
+        ):
+            return super().copy_from(source, key, retain_until=retain_until)
+        self._check_lock_possible(key, retain_until)
+        size = origin.head(key).size
+        extra = self._lock_arguments(retain_until)
+        try:
+            self.client.copy(
+                {"Bucket": origin.bucket, "Key": origin._full_key(key)},
+                self.bucket,
+                self._full_key(key),
+                ExtraArgs=extra or None,
+                Config=self.transfer_config,
+            )
+        except _BOTO_ERRORS as error:
+            raise self._error(error, f"copying {key!r} from {origin.name!r}", key) from error
+        return size
+
+    def restic_location(self, subpath: str = "") -> tuple[str, dict[str, Secret]]:
+        """``s3:<endpoint>/<bucket>/<prefix>/<subpath>`` and the AWS environment."""
+        parts = [self.bucket, self.prefix, validate_key(subpath) if subpath else ""]
+        repository = "s3:" + self.endpoint + "/" + "/".join(part for part in parts if part)
+        environment = {
+            "AWS_ACCESS_KEY_ID": Secret(self.access_key_id),
+            "AWS_SECRET_ACCESS_KEY": self._secret,
+            "AWS_DEFAULT_REGION": Secret(self.region),
+        }
+        return repository, environment
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def _version(version_id: str | None) -> str | None:
+    return None if version_id in (None, "", "null") else version_id

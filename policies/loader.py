@@ -1,0 +1,145 @@
+"""Load policy files: YAML with line numbers -> schema -> cross-field rules -> Policy.
+
+Every problem in every file is collected before anything is refused, and each is
+reported as ``file:line: field.path: message`` (see ``policies.problems``):
+
+1. YAML syntax: one problem, at the line of the error (nothing more can be read);
+2. repeated keys and non-text keys, at the key's line;
+3. the schema (``policies.schema``): every error pydantic finds, at the line of the
+   offending key or item -- of the enclosing mapping for a missing field;
+4. only when the schema passed: the cross-field rules (``policies.rules``);
+5. across files (:func:`load_policies`): a policy name used twice.
+
+A policy is returned only when it has no problem at all: nothing is half-applied.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ValidationError
+
+from policies import schema
+from policies.messages import error_message
+from policies.problems import PolicyError, Problem, format_path
+from policies.rules import check_policy
+from policies.schema import Policy
+from policies.yaml_lines import YamlDocument, YamlSyntaxError, read_yaml
+
+
+def _field_names() -> frozenset[str]:
+    names: set[str] = set()
+    for value in vars(schema).values():
+        if isinstance(value, type) and issubclass(value, BaseModel):
+            names.update(value.model_fields)
+    return frozenset(names)
+
+
+_FIELD_NAMES = _field_names()
+
+
+@dataclass
+class _Parsed:
+    """One file's outcome: the policy (None if refused), its problems, where its name is."""
+
+    policy: Policy | None
+    problems: list[Problem] = field(default_factory=list)
+    name_line: int = 1
+
+
+def _schema_problems(error: ValidationError, document: YamlDocument,
+                     filename: str) -> list[Problem]:
+    problems = []
+    for detail in error.errors():
+        path = tuple(part for part in detail["loc"] if part not in schema.UNION_TAGS)
+        problems.append(Problem(filename, document.line_of(path), format_path(path),
+                                error_message(detail, _FIELD_NAMES)))
+    return problems
+
+
+def _parse(text: str, filename: str, store_regions: Mapping[str, str] | None) -> _Parsed:
+    try:
+        document = read_yaml(text)
+    except YamlSyntaxError as error:
+        return _Parsed(None, [Problem(filename, error.line, "", error.message)])
+    if document.data is None:
+        return _Parsed(None, [Problem(filename, 1, "", "the file is empty; a policy is a "
+                                      "mapping with at least policy, schedule, sources, "
+                                      "stores, min_copies, retention, rpo and rto")])
+    problems = [Problem(filename, line, format_path(path), message)
+                for path, line, message in document.problems]
+    try:
+        policy = Policy.model_validate(document.data)
+    except ValidationError as error:
+        return _Parsed(None, problems + _schema_problems(error, document, filename))
+    for path, message in check_policy(policy, store_regions):
+        problems.append(Problem(filename, document.line_of(path), format_path(path), message))
+    if problems:
+        return _Parsed(None, problems)
+    policy.attach_source(filename, text)
+    return _Parsed(policy, [], document.line_of(("policy",)))
+
+
+def parse_policy_text(text: str, filename: str = "<policy>",
+                      store_regions: Mapping[str, str] | None = None) -> Policy:
+    """Validate the text of one policy file and return the policy.
+
+    ``filename`` is only used in messages and kept as the policy's ``source_path``.
+    ``store_regions`` maps known store names to regions; None skips the store checks
+    that need the catalog. Raises :class:`PolicyError` listing every problem.
+    """
+    parsed = _parse(text, filename, store_regions)
+    if parsed.policy is None:
+        raise PolicyError(parsed.problems)
+    return parsed.policy
+
+
+def _read(path: str | os.PathLike) -> tuple[str, str | None, Problem | None]:
+    filename = os.fspath(path)
+    try:
+        with open(filename, encoding="utf-8") as handle:
+            return filename, handle.read(), None
+    except UnicodeDecodeError as error:
+        return filename, None, Problem(filename, None, "", f"is not UTF-8 text ({error.reason})")
+    except OSError as error:
+        return filename, None, Problem(filename, None, "", f"cannot be read: {error.strerror}")
+
+
+def load_policy(path: str | os.PathLike,
+                store_regions: Mapping[str, str] | None = None) -> Policy:
+    """Read and validate one policy file. Raises :class:`PolicyError` listing every problem
+    (an unreadable file is one problem without a line)."""
+    return load_policies([path], store_regions)[0]
+
+
+def load_policies(paths: Iterable[str | os.PathLike],
+                  store_regions: Mapping[str, str] | None = None) -> list[Policy]:
+    """Read and validate several policy files, all or nothing, in the order given.
+
+    Problems of every file are collected, and a policy name used by two files is a
+    problem of the second, before :class:`PolicyError` is raised with all of them.
+    """
+    policies: list[Policy] = []
+    problems: list[Problem] = []
+    first_use: dict[str, str] = {}
+    for path in paths:
+        filename, text, unreadable = _read(path)
+        if unreadable is not None:
+            problems.append(unreadable)
+            continue
+        parsed = _parse(text, filename, store_regions)
+        problems += parsed.problems
+        if parsed.policy is None:
+            continue
+        name = parsed.policy.name
+        if name in first_use:
+            problems.append(Problem(filename, parsed.name_line, "policy",
+                                    f"the name {name!r} is already used by {first_use[name]}"))
+        else:
+            first_use[name] = filename
+        policies.append(parsed.policy)
+    if problems:
+        raise PolicyError(problems)
+    return policies

@@ -1,0 +1,79 @@
+"""Rules across fields, checked once a policy has passed the schema.
+
+- ``min_copies`` is no more than the number of stores;
+- the stores span at least two regions, unless ``single_region_ok: true``: one store
+  is always one region; with the stores' regions known (``store_regions``, from the
+  catalog) every store must exist and their regions are counted;
+- the RPO is not shorter than the longest gap between scheduled backups (the system
+  would be late before every backup);
+- ``object_lock_days`` does not outlive the retention (``policies.object_lock``).
+
+Pure: the stores' regions are passed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+
+from policies.cron import longest_gap
+from policies.durations import format_duration
+from policies.object_lock import object_lock_problem
+from policies.problems import PathTuple
+from policies.schema import Policy
+
+RuleProblem = tuple[PathTuple, str]
+"""A broken rule: the field it is reported at, and the message."""
+
+_TWO_REGIONS = "name stores in at least two regions, or set single_region_ok: true"
+
+
+def _store_problems(policy: Policy, store_regions: Mapping[str, str] | None) -> list[RuleProblem]:
+    problems: list[RuleProblem] = []
+    if policy.min_copies > len(policy.stores):
+        problems.append(
+            (("min_copies",), f"is {policy.min_copies} but only {len(policy.stores)} "
+             "store(s) are named; name more stores or lower min_copies")
+        )
+    if store_regions is not None:
+        known = ", ".join(sorted(store_regions)) or "none yet"
+        for index, store in enumerate(policy.stores):
+            if store not in store_regions:
+                problems.append(
+                    (("stores", index), f"unknown store {store!r} (known: {known}); "
+                     "add it with `drd store add` or fix the name")
+                )
+        if problems or policy.single_region_ok:
+            return problems
+        regions = {store_regions[store] for store in policy.stores}
+        if len(regions) < 2:
+            problems.append(
+                (("stores",), f"every store is in region {regions.pop()!r}; {_TWO_REGIONS}")
+            )
+    elif len(policy.stores) < 2 and not policy.single_region_ok:
+        problems.append((("stores",), f"one store is one region; {_TWO_REGIONS}"))
+    return problems
+
+
+def _rpo_problems(policy: Policy, gap: timedelta) -> list[RuleProblem]:
+    if gap <= policy.rpo:
+        return []
+    return [(("rpo",), f"{format_duration(policy.rpo)} is shorter than the "
+             f"{format_duration(gap)} between scheduled backups ({policy.schedule!r}); "
+             "the system would be late before every backup")]
+
+
+def check_policy(policy: Policy, store_regions: Mapping[str, str] | None = None
+                 ) -> list[RuleProblem]:
+    """Every cross-field rule ``policy`` breaks, as ``(field path, message)``; ``[]`` if none.
+
+    ``store_regions`` maps each known store name to its region; None skips the checks
+    that need it (unknown stores, counting regions).
+    """
+    gap = longest_gap(policy.schedule)
+    problems = _store_problems(policy, store_regions)
+    problems += _rpo_problems(policy, gap)
+    lock = object_lock_problem(policy.object_lock_days, policy.retention, gap)
+    if lock:
+        problems.append((("object_lock_days",), lock))
+    return problems

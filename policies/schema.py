@@ -1,0 +1,396 @@
+"""The policy schema: what a policy file may say, as typed pydantic models.
+
+Every field has a type, a description and at least one example; unknown keys are
+refused at every level; values are taken as written (strict mode: ``"7"`` is not a
+number, ``7`` is not a duration). Rules that relate several fields (enough stores for
+``min_copies``, two regions, Object Lock against retention) live in
+``policies.rules``, and run only once a file has passed this schema.
+
+``Policy.model_validate(data)`` raises ``pydantic.ValidationError``; the loader
+(``policies.loader``) turns its errors into ``file:line: field: message`` problems.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    PrivateAttr,
+    Tag,
+    field_validator,
+)
+
+from policies.types import (
+    AbsolutePath,
+    Argv,
+    Cron,
+    Duration,
+    FileName,
+    NonBlank,
+    PositiveDuration,
+    Slug,
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class PathSource(_Model):
+    """Files and directories on the system, backed up with ``restic backup PATH``."""
+
+    path: AbsolutePath = Field(
+        description="A file or directory to back up, as an absolute path on the system.",
+        examples=["/srv/share"],
+    )
+    exclude: list[NonBlank] = Field(
+        default_factory=list,
+        description="restic exclude patterns (as for `restic backup --exclude`) left out of "
+        "this path.",
+        examples=[["*.tmp", "cache/"]],
+    )
+
+
+class CommandSource(_Model):
+    """A command whose standard output is the backup (a database dump, say)."""
+
+    command: Argv = Field(
+        description="The command, as a list of arguments (program first, never run through "
+        "a shell); its standard output is stored as one file. A non-zero exit fails the run.",
+        examples=[["sqlite3", "/srv/app/app.db", ".dump"]],
+    )
+    filename: FileName = Field(
+        description="The name the command's output has in the snapshot "
+        "(`restic backup --stdin-filename`).",
+        examples=["app.sql"],
+    )
+
+
+PATH_SOURCE_TAG = "path source"
+COMMAND_SOURCE_TAG = "command source"
+UNION_TAGS = frozenset({PATH_SOURCE_TAG, COMMAND_SOURCE_TAG})
+"""Names pydantic puts into error locations inside a source; never policy field names."""
+
+
+def _source_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        if "path" in value:
+            return PATH_SOURCE_TAG
+        return COMMAND_SOURCE_TAG if "command" in value else None
+    if isinstance(value, PathSource):
+        return PATH_SOURCE_TAG
+    return COMMAND_SOURCE_TAG if isinstance(value, CommandSource) else None
+
+
+def _one_kind_of_source(value: Any) -> Any:
+    if isinstance(value, dict):
+        if "path" in value and "command" in value:
+            raise ValueError("a source has either `path` or `command`, not both")
+        if "path" not in value and "command" not in value:
+            raise ValueError(
+                "a source needs either `path` (files) or `command` (a command's output)"
+            )
+    elif not isinstance(value, PathSource | CommandSource):
+        raise ValueError("must be a mapping with either `path` or `command`")
+    return value
+
+
+Source = Annotated[
+    Annotated[PathSource, Tag(PATH_SOURCE_TAG)] | Annotated[CommandSource, Tag(COMMAND_SOURCE_TAG)],
+    Discriminator(_source_tag),
+    BeforeValidator(_one_kind_of_source),
+]
+"""One source: a :class:`PathSource` or a :class:`CommandSource`, told apart by its keys."""
+
+
+def _count(unit: str, example: int) -> Any:
+    flag = "daily" if unit == "day" else f"{unit}ly"
+    return Field(
+        0,
+        ge=0,
+        description=f"Keep the newest snapshot of each of the last N {unit}s that have one, "
+        f"as `restic forget --keep-{flag}` does. 0 turns the rule off.",
+        examples=[example],
+    )
+
+
+class Retention(_Model):
+    """Which snapshots to keep; the rest are forgotten (restic ``forget --keep-*`` rules).
+
+    A snapshot is kept when any rule keeps it. With no rule at all every snapshot is
+    kept: ``retention: {}`` means keep forever.
+    """
+
+    keep_last: int = Field(
+        0,
+        ge=0,
+        description="Keep the N newest snapshots, as `restic forget --keep-last`. "
+        "0 turns the rule off.",
+        examples=[7],
+    )
+    keep_hourly: int = _count("hour", 24)
+    keep_daily: int = _count("day", 14)
+    keep_weekly: int = _count("week", 8)
+    keep_monthly: int = _count("month", 12)
+    keep_yearly: int = _count("year", 3)
+    keep_within: Duration | None = Field(
+        None,
+        description="Keep every snapshot made within this duration of the newest snapshot, "
+        "as `restic forget --keep-within`.",
+        examples=["2d"],
+    )
+
+    def is_empty(self) -> bool:
+        """True when no rule is set, which means that every snapshot is kept."""
+        counts = (self.keep_last, self.keep_hourly, self.keep_daily, self.keep_weekly,
+                  self.keep_monthly, self.keep_yearly)
+        return not any(counts) and not self.keep_within
+
+
+class Manifest(_Model):
+    """The manifest of content digests an agent records with each backup."""
+
+    sample_percent: float = Field(
+        100,
+        ge=0,
+        le=100,
+        description="Share of the backed-up files, in percent, whose SHA-256 the agent "
+        "records, for drills to compare restored content against.",
+        examples=[100],
+    )
+
+
+class Verification(_Model):
+    """How often the daemon re-reads every stored copy."""
+
+    period: PositiveDuration = Field(
+        timedelta(days=30),
+        description="Every byte of every copy is re-read and checked within this period.",
+        examples=["30d"],
+    )
+
+
+class DrillCheck(_Model):
+    """An application check run against a restored tree during a drill."""
+
+    name: Slug = Field(
+        description="The check's name in drill reports; unique within the policy.",
+        examples=["app-db"],
+    )
+    command: Argv = Field(
+        description="The command, as a list of arguments (never run through a shell); "
+        "`{restored}` is replaced with the directory the snapshot was restored into.",
+        examples=[["sqlite3", "{restored}/srv/app/app.db", "PRAGMA integrity_check"]],
+    )
+    expect_stdout: str | None = Field(
+        None,
+        description="When set, the command's standard output, without surrounding "
+        "whitespace, must equal this.",
+        examples=["ok"],
+    )
+    expect_exit: int = Field(
+        0,
+        ge=0,
+        le=255,
+        description="The exit status the command must end with.",
+        examples=[0],
+    )
+    timeout: PositiveDuration = Field(
+        timedelta(minutes=5),
+        description="The check fails when the command runs longer than this.",
+        examples=["5m"],
+    )
+
+
+class Drill(_Model):
+    """When and how restore drills prove that the backups can be restored."""
+
+    schedule: Cron = Field(
+        description="When drills run: five-field cron, UTC (0 and 7 are Sunday).",
+        examples=["0 3 * * 0"],
+    )
+    sample_percent: float = Field(
+        100,
+        ge=0,
+        le=100,
+        description="Share of the restored files, in percent, whose content is compared "
+        "against the manifest.",
+        examples=[100],
+    )
+    checks: list[DrillCheck] = Field(
+        default_factory=list,
+        description="Application checks run against the restored tree, in order.",
+        examples=[[{"name": "app-db",
+                    "command": ["sqlite3", "{restored}/srv/app/app.db", "PRAGMA integrity_check"],
+                    "expect_stdout": "ok",
+                    "expect_exit": 0,
+                    "timeout": "5m"}]],
+    )
+
+    @field_validator("checks")
+    @classmethod
+    def _unique_check_names(cls, checks: list[DrillCheck]) -> list[DrillCheck]:
+        _refuse_repeats([check.name for check in checks], "check name")
+        return checks
+
+
+def _refuse_repeats(values: list[str], what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{what} {value!r} appears more than once")
+        seen.add(value)
+
+
+class Policy(_Model):
+    """A policy: what a system backs up, when, where to, for how long, and how it is proven.
+
+    A policy loaded from a file (``policies.loader``) also carries the file's path and
+    text, for the catalog to store what was applied.
+    """
+
+    policy: Slug = Field(
+        description="The policy's unique name; systems are enrolled under it.",
+        examples=["fileserver"],
+    )
+    description: str = Field(
+        "",
+        description="What the policy is for, for people reading lists and reports.",
+        examples=["Department file servers"],
+    )
+    schedule: Cron = Field(
+        description="When agents back up: five-field cron, UTC (0 and 7 are Sunday).",
+        examples=["0 * * * *"],
+    )
+    sources: list[Source] = Field(
+        min_length=1,
+        description="What to back up: paths (`path`, `exclude`) and commands whose standard "
+        "output is the backup (`command`, `filename`).",
+        examples=[[{"path": "/srv/share", "exclude": ["*.tmp", "cache/"]},
+                   {"command": ["sqlite3", "/srv/app/app.db", ".dump"],
+                    "filename": "app.sql"}]],
+    )
+    before: list[Argv] = Field(
+        default_factory=list,
+        description="Commands run before the backup, in order; a failure fails the run.",
+        examples=[[["/usr/local/bin/app-freeze"]]],
+    )
+    after: list[Argv] = Field(
+        default_factory=list,
+        description="Commands run after the backup, in order, also when the backup failed.",
+        examples=[[["/usr/local/bin/app-thaw"]]],
+    )
+    stores: list[Slug] = Field(
+        min_length=1,
+        description="Names of the stores that each hold a copy of the repository.",
+        examples=[["dc-a", "dc-b", "region-b"]],
+    )
+    min_copies: int = Field(
+        ge=1,
+        description="A backup is durable once this many stores hold all of it.",
+        examples=[2],
+    )
+    single_region_ok: bool = Field(
+        False,
+        description="Allow stores that are all in one region (otherwise at least two regions "
+        "are required).",
+        examples=[False],
+    )
+    retention: Retention = Field(
+        description="Which snapshots to keep (restic `forget --keep-*` rules); `{}` keeps all.",
+        examples=[{"keep_last": 7, "keep_hourly": 24, "keep_daily": 14, "keep_weekly": 8,
+                   "keep_monthly": 12, "keep_yearly": 3}],
+    )
+    object_lock_days: int = Field(
+        0,
+        ge=0,
+        description="Days each new object is locked (S3 Object Lock) where a store supports "
+        "it; 0 for none. Must not exceed the longest time the retention keeps a snapshot.",
+        examples=[7],
+    )
+    rpo: PositiveDuration = Field(
+        description="Recovery point objective: a system is late when its newest good "
+        "snapshot is older than this.",
+        examples=["1h"],
+    )
+    rto: PositiveDuration = Field(
+        description="Recovery time objective: a drill fails when its restore takes longer.",
+        examples=["4h"],
+    )
+    manifest: Manifest = Field(
+        default_factory=Manifest,
+        description="The manifest of content digests recorded with each backup.",
+        examples=[{"sample_percent": 100}],
+    )
+    verification: Verification = Field(
+        default_factory=Verification,
+        description="How often every copy is re-read and checked.",
+        examples=[{"period": "30d"}],
+    )
+    drill: Drill | None = Field(
+        None,
+        description="The restore drill plan; without it no drills are scheduled.",
+        examples=[{"schedule": "0 3 * * 0", "sample_percent": 100,
+                   "checks": [{"name": "app-db",
+                               "command": ["sqlite3", "{restored}/srv/app/app.db",
+                                           "PRAGMA integrity_check"],
+                               "expect_stdout": "ok", "expect_exit": 0,
+                               "timeout": "5m"}]}],
+    )
+
+    _source_path: str | None = PrivateAttr(None)
+    _source_text: str | None = PrivateAttr(None)
+
+    @field_validator("stores")
+    @classmethod
+    def _unique_stores(cls, stores: list[str]) -> list[str]:
+        _refuse_repeats(stores, "store")
+        return stores
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_filenames(cls, sources: list[PathSource | CommandSource]) -> list:
+        _refuse_repeats(
+            [source.filename for source in sources if isinstance(source, CommandSource)],
+            "command source filename",
+        )
+        return sources
+
+    @property
+    def name(self) -> str:
+        """The policy's name (the ``policy`` field)."""
+        return self.policy
+
+    @property
+    def source_path(self) -> str | None:
+        """The file the policy was loaded from, or None if it was built in code."""
+        return self._source_path
+
+    @property
+    def source_text(self) -> str | None:
+        """The text of that file, exactly as read, or None if it was built in code."""
+        return self._source_text
+
+    @property
+    def source_sha256(self) -> str | None:
+        """The hex SHA-256 of :attr:`source_text` (UTF-8), or None without one."""
+        if self._source_text is None:
+            return None
+        return hashlib.sha256(self._source_text.encode()).hexdigest()
+
+    def attach_source(self, path: str, text: str) -> None:
+        """Record the file and text this policy was loaded from (the loader calls this)."""
+        self._source_path = path
+        self._source_text = text
+
+
+def policy_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a policy file (for editors and documentation)."""
+    return Policy.model_json_schema()

@@ -1,0 +1,121 @@
+"""The field types policies are made of: names, paths, commands, durations, schedules.
+
+Each is an ``Annotated`` type whose validator raises ``ValueError`` with a message for
+the person who wrote the policy (the loader shows it after ``file:line: field:``).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    WithJsonSchema,
+)
+
+from policies.cron import validate_cron
+from policies.durations import DURATION_HINT, DURATION_PATTERN, format_duration, parse_duration
+
+SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
+_SLUG = re.compile(SLUG_PATTERN)
+FILENAME_PATTERN = r"^[A-Za-z0-9._-]{1,255}$"
+_FILENAME = re.compile(FILENAME_PATTERN)
+
+
+def _slug(value: str) -> str:
+    if not _SLUG.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is not a valid name: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
+def _absolute_path(value: str) -> str:
+    if not value.startswith("/") or "\0" in value:
+        raise ValueError(f"{value!r} is not an absolute path (it must start with '/')")
+    return value
+
+
+def _file_name(value: str) -> str:
+    if not _FILENAME.fullmatch(value) or value in (".", ".."):
+        raise ValueError(
+            f"{value!r} is not a plain file name: use letters, digits, '.', '_' and '-', no '/'"
+        )
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+def _argv_shape(value: Any) -> Any:
+    if isinstance(value, str):
+        raise ValueError(
+            "must be a list of arguments such as [\"pg_dump\", \"app\"], not one string: "
+            "commands never go through a shell"
+        )
+    return value
+
+
+def _argv_program(value: list[str]) -> list[str]:
+    if not value[0].strip():
+        raise ValueError("the program (the first argument) must not be empty")
+    return value
+
+
+def _duration(value: Any) -> timedelta:
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be {DURATION_HINT}; a bare number has no unit")
+    return parse_duration(value)
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("must be longer than 0s")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug), WithJsonSchema({"type": "string",
+                                                            "pattern": SLUG_PATTERN})]
+"""A name: 1-63 of ``a-z 0-9 -``, starting and ending with a letter or digit."""
+
+AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
+"""A path on the backed-up system, starting with ``/``."""
+
+FileName = Annotated[str, AfterValidator(_file_name)]
+"""A plain file name (no directories) of letters, digits, ``.``, ``_``, ``-``."""
+
+NonBlank = Annotated[str, AfterValidator(_not_blank)]
+"""A string with something other than blanks in it."""
+
+Argv = Annotated[
+    list[str], BeforeValidator(_argv_shape), Field(min_length=1), AfterValidator(_argv_program)
+]
+"""A command as a list of arguments, program first; never run through a shell."""
+
+Duration = Annotated[
+    timedelta,
+    PlainValidator(_duration),
+    PlainSerializer(format_duration, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+"""A duration written ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (see policies.durations)."""
+
+PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
+"""A :data:`Duration` longer than zero."""
+
+Cron = Annotated[str, AfterValidator(validate_cron)]
+"""A five-field cron expression, UTC, with cron(8) meaning (see policies.cron)."""

