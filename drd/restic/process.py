@@ -6,7 +6,7 @@ stall restic) and, for ``backup --stdin``, a third thread feeds stdin from the c
 stream. Every stderr line is masked before it is kept or logged.
 
 If anything goes wrong on our side -- the progress callback raises, the stdin source
-raises, the thread is interrupted -- restic is stopped (SIGTERM, then SIGKILL) before
+raises, the thread is interrupted -- restic is stopped (SIGINT, then SIGKILL) before
 the exception propagates, so no restic is left running and, for a stdin backup, no
 snapshot of truncated data is saved.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,7 +23,13 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from drd.restic.errors import STDERR_TAIL_LINES
-from drd.restic.parse import MAX_KEPT_LINES, Message, parse_line
+from drd.restic.parse import (
+    MAX_KEPT_LINES,
+    Message,
+    parse_exit_error,
+    parse_item_error,
+    parse_line,
+)
 from drd.secrets import Secret, mask
 
 logger = logging.getLogger(__name__)
@@ -75,12 +82,23 @@ class _StderrReader(threading.Thread):
             if message.type is not None:
                 if len(self.messages) < MAX_KEPT_LINES:
                     self.messages.append(message)
+                line = _readable(message)
             elif not line.strip():
                 continue
             if len(self.lines) < MAX_KEPT_LINES:
                 self.lines.append(line)
             self.tail.append(line)
             logger.debug("restic stderr: %s", line)
+
+
+def _readable(message: Message) -> str:
+    """A JSON message on stderr as a line a person can read in an error message."""
+    if message.type == "exit_error":
+        return parse_exit_error(message.data) or message.text
+    if message.type == "error":
+        error = parse_item_error(message.data)
+        return f"error: {error.item}: {error.message}" if error.item else error.message
+    return message.text
 
 
 class _StdinFeeder(threading.Thread):
@@ -97,7 +115,7 @@ class _StdinFeeder(threading.Thread):
                 pipe.write(chunk)
         except BrokenPipeError:
             return  # restic stopped reading; its exit status says why
-        except BaseException as error:  # noqa: BLE001 -- handed to the caller
+        except BaseException as error:  # handed to the caller
             self.error = error
             # stop restic while stdin is still open: it must not see EOF and save a
             # snapshot of what it got so far
@@ -127,7 +145,9 @@ def _chunks(source: StdinSource) -> Iterable[bytes]:
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is not None:
         return
-    process.terminate()  # restic removes its locks on SIGTERM
+    # SIGINT, not SIGTERM: restic 0.14 removes its lock only on SIGINT (a SIGTERM leaves a
+    # stale lock that blocks the next check or prune until 'restic unlock')
+    process.send_signal(signal.SIGINT)
     try:
         process.wait(STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:

@@ -73,9 +73,6 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
     if not spec.region:
         raise UserError(f"store {spec.name!r} needs --region (policies spread copies over "
                         "regions)")
-    if parsed.kind == "file" and spec.object_lock:
-        raise UserError(f"store {spec.name!r}: a filesystem store has no Object Lock; "
-                        "drop --object-lock")
     with catalog.session() as session:
         if session.scalar(sa.select(StoreRow.id).where(StoreRow.name == spec.name)):
             raise UserError(f"a store named {spec.name!r} exists already (see drd store list)")

@@ -176,7 +176,7 @@ def validate_spec(spec: StoreSpec) -> ParsedUrl:
 
     Raises:
         UserError: a bad URL; an S3 store without an endpoint or with a bad one; a file
-            store with an endpoint, a region or Object Lock.
+            store with an endpoint or Object Lock.
     """
     try:
         parsed = parse_store_url(spec.url)
@@ -188,8 +188,10 @@ def validate_spec(spec: StoreSpec) -> ParsedUrl:
                 )
             validate_endpoint(spec.endpoint)
         else:
-            if spec.endpoint or spec.region:
-                raise UserError("--endpoint and --region apply to s3:// stores only")
+            # A region still matters for a file store (a mount of another site's storage):
+            # policies count regions.
+            if spec.endpoint:
+                raise UserError("--endpoint applies to s3:// stores only")
             if spec.object_lock:
                 raise UserError(
                     "a file:// store cannot have Object Lock; use an S3 store for the "

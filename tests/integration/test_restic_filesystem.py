@@ -270,6 +270,7 @@ def test_backup_stdin_whose_source_fails_saves_nothing(
         restic.backup_stdin(initialised, failing_dump(), "app.sql")
     assert isinstance(raised.value.__cause__, RuntimeError)
     assert restic.snapshots(initialised) == []
+    assert restic.check(initialised).ok  # restic was stopped cleanly: no stale lock
 
 
 def test_progress_callback_that_raises_stops_restic(
@@ -281,6 +282,7 @@ def test_progress_callback_that_raises_stops_restic(
     with pytest.raises(KeyboardInterrupt):
         restic.backup(initialised, [source], progress=stop)
     assert restic.snapshots(initialised) == []
+    assert restic.check(initialised).ok  # restic was stopped cleanly: no stale lock
 
 
 def _restic_processes(binary: str) -> list[int]:

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 import pytest
-from policies_cases import DEMO_REGIONS
+from .policies_cases import DEMO_REGIONS
 
 import policies
 from policies.loader import load_policies, load_policy

@@ -3,7 +3,7 @@
 import hashlib
 
 import pytest
-from policies_cases import DEMO_REGIONS, LAST_LINE, VALID, edit, only_problem, problems_of
+from .policies_cases import DEMO_REGIONS, LAST_LINE, VALID, edit, only_problem, problems_of
 
 from drd.errors import EXIT_USAGE, UserError
 from policies.loader import load_policies, load_policy, parse_policy_text

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from policies_cases import DEMO_REGIONS, VALID, edit, only_problem
+from .policies_cases import DEMO_REGIONS, VALID, edit, only_problem
 
 from policies.loader import parse_policy_text
 from policies.object_lock import object_lock_problem, retention_horizon

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from policies_cases import DEMO_REGIONS, VALID
+from .policies_cases import DEMO_REGIONS, VALID
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from policies import schema

@@ -103,6 +103,7 @@ def test_stderr_is_masked_and_its_tail_kept():
         "Head http://drd:url-pass-word@127.0.0.1:8000/repo/config: refused",
         "url-pass-word on its own",
         '{"message_type":"error","error":{"message":"x"},"item":"/a"}',
+        f'{{"message_type":"exit_error","code":1,"message":"Fatal: {password} is wrong"}}',
     ]
     stream = io.BytesIO("".join(line + "\n" for line in lines).encode())
     reader = _StderrReader(stream, repository.secrets())
@@ -112,8 +113,9 @@ def test_stderr_is_masked_and_its_tail_kept():
         assert secret not in joined
         assert all(secret not in line for line in reader.tail)
     assert f"password {REDACTED} rejected" in joined
-    assert len(reader.tail) == STDERR_TAIL_LINES and reader.tail[-1].startswith("{")
-    assert [m.type for m in reader.messages] == ["error"]
+    assert len(reader.tail) == STDERR_TAIL_LINES
+    assert list(reader.tail)[-2:] == ["error: /a: x", f"Fatal: {REDACTED} is wrong"]
+    assert [m.type for m in reader.messages] == ["error", "exit_error"]
 
 
 def test_subcommand_of_a_full_argv():

@@ -122,11 +122,10 @@ def test_an_s3_spec_needs_an_endpoint_and_the_message_names_the_store():
         validate_spec(StoreSpec("dc-a", "s3://backups/drd"))
 
 
-def test_a_file_spec_refuses_s3_options():
+def test_a_file_spec_refuses_s3_options_but_keeps_its_region():
     with pytest.raises(UserError, match="s3:// stores only"):
         validate_spec(StoreSpec("local", "file:///srv/b", endpoint="http://127.0.0.1:1"))
-    with pytest.raises(UserError, match="s3:// stores only"):
-        validate_spec(StoreSpec("local", "file:///srv/b", region="eu-west-1"))
+    assert validate_spec(StoreSpec("local", "file:///srv/b", region="eu-west-1")).kind == "file"
     with pytest.raises(UserError, match="cannot have Object Lock"):
         validate_spec(StoreSpec("local", "file:///srv/b", object_lock=True))
 
