@@ -50,7 +50,9 @@ class Secret:
 
 
 # user:password@ in URLs (rest:http://user:pw@host/, s3 URLs with inline keys)
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.I)
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>[a-z][a-z0-9+.-]*://)(?P<user>[^:/@\s]+):[^@/\s]+@", re.IGNORECASE
+)
 
 
 def mask(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:

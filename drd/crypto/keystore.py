@@ -42,15 +42,15 @@ from cryptography.hazmat.primitives.serialization import (
 
 from drd.crypto import ca
 from drd.crypto.errors import CryptoError
+from drd.crypto.masterkey import MasterKey
+from drd.crypto.pem import load_escrow_public_key, load_signing_public_key, public_key_pem
+from drd.errors import UserError
 from drd.fsutil import (
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     ensure_private_directory,
     write_new_file,
 )
-from drd.crypto.masterkey import MasterKey
-from drd.crypto.pem import load_escrow_public_key, load_signing_public_key, public_key_pem
-from drd.errors import UserError
 from drd.secrets import Secret
 
 ESCROW_KEY = "escrow.key.enc"

@@ -35,13 +35,13 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from drd.crypto.errors import CryptoError
+from drd.errors import UserError
 from drd.fsutil import (
     PRIVATE_FILE_MODE,
     PUBLIC_FILE_MODE,
     ensure_private_directory,
     write_new_file,
 )
-from drd.errors import UserError
 from drd.secrets import REDACTED, Secret
 
 KEY_FILE = "master.key"

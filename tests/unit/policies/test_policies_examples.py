@@ -3,11 +3,12 @@
 from pathlib import Path
 
 import pytest
-from .policies_cases import DEMO_REGIONS
 
 import policies
 from policies.loader import load_policies, load_policy
 from policies.schema import CommandSource, PathSource
+
+from .policies_cases import DEMO_REGIONS
 
 EXAMPLES = Path(policies.__file__).parent / "examples"
 

@@ -3,12 +3,13 @@
 import hashlib
 
 import pytest
-from .policies_cases import DEMO_REGIONS, LAST_LINE, VALID, edit, only_problem, problems_of
 
 from drd.errors import EXIT_USAGE, UserError
 from policies.loader import load_policies, load_policy, parse_policy_text
 from policies.problems import PolicyError, Problem
 from policies.schema import CommandSource, PathSource
+
+from .policies_cases import DEMO_REGIONS, LAST_LINE, VALID, edit, only_problem, problems_of
 
 
 def test_the_valid_text_loads():

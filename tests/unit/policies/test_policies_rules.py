@@ -3,11 +3,12 @@
 from datetime import timedelta
 
 import pytest
-from .policies_cases import DEMO_REGIONS, VALID, edit, only_problem
 
 from policies.loader import parse_policy_text
 from policies.object_lock import object_lock_problem, retention_horizon
 from policies.schema import Retention
+
+from .policies_cases import DEMO_REGIONS, VALID, edit, only_problem
 
 ONE_REGION = {"dc-a": "region-a", "dc-b": "region-a", "region-b": "region-a"}
 

@@ -3,13 +3,14 @@
 from datetime import timedelta
 
 import pytest
-from .policies_cases import DEMO_REGIONS, VALID
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from policies import schema
 from policies.loader import parse_policy_text
 from policies.sample import _nested_model, example_policy_yaml
 from policies.schema import CommandSource, PathSource, Policy, Retention, policy_json_schema
+
+from .policies_cases import DEMO_REGIONS, VALID
 
 MODELS = [value for value in vars(schema).values()
           if isinstance(value, type) and issubclass(value, BaseModel)

@@ -1,0 +1,42 @@
+"""Where the home is, and what the configuration file holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from drd.config import Config, default_home, load_config, resolve_home, write_config
+from drd.errors import UserError
+
+
+def test_home_comes_from_the_option_then_the_environment(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("DRD_HOME", str(tmp_path / "env"))
+    assert resolve_home(str(tmp_path / "opt")) == tmp_path / "opt"
+    assert resolve_home(None) == tmp_path / "env"
+    monkeypatch.delenv("DRD_HOME")
+    assert resolve_home(None) == default_home()
+
+
+def test_the_default_catalog_is_a_sqlite_file_in_the_home(tmp_path: Path) -> None:
+    assert Config(home=tmp_path).database_url == f"sqlite:///{tmp_path}/catalog.sqlite"
+
+
+def test_config_round_trips_and_keeps_unknown_settings(tmp_path: Path) -> None:
+    config = Config(home=tmp_path, database_url="postgresql+psycopg://db/drd",
+                    restic_binary="/opt/restic", extra={"later_setting": 3})
+    path = write_config(config)
+    assert path.stat().st_mode & 0o777 == 0o600
+    loaded = load_config(tmp_path)
+    assert loaded == config
+
+
+def test_an_uninitialised_or_broken_home_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="drd init"):
+        load_config(tmp_path)
+    (tmp_path / "drd.yaml").write_text("database_url: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_config(tmp_path)
+    (tmp_path / "drd.yaml").write_text("- a list\n")
+    with pytest.raises(UserError, match="mapping"):
+        load_config(tmp_path)
