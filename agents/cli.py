@@ -5,14 +5,12 @@ Exit status as for ``drd``: 0 success, 1 a failed operation, 2 bad usage or inpu
 
 from __future__ import annotations
 
-import json
-import sys
-
 import click
 
 from agents.home import is_enrolled, resolve_agent_home
 from drd import __version__
-from drd.errors import EXIT_USAGE, DrdError
+from drd.cli import output
+from drd.cli.runner import run
 from drd.restic import Restic
 from drd.restic.version import require_supported
 
@@ -38,27 +36,16 @@ def status_command(home: str | None, as_json: bool) -> None:
         "restic": {"binary": restic.binary, "version": str(version)},
     }
     if as_json:
-        click.echo(json.dumps(status, indent=2))
+        output.emit_json(status)
         return
-    click.echo(f"home      {status['home']}")
-    click.echo(f"enrolled  {'yes' if status['enrolled'] else 'no'}")
-    click.echo(f"restic    {version} ({restic.binary})")
+    output.echo(f"home      {status['home']}")
+    output.echo(f"enrolled  {'yes' if status['enrolled'] else 'no'}")
+    output.echo(f"restic    {version} ({restic.binary})")
 
 
 def main(argv: list[str] | None = None) -> None:
-    try:
-        agent_cli.main(args=argv, prog_name="drd-agent", standalone_mode=False)
-    except DrdError as problem:
-        click.echo(f"drd-agent: error: {problem}", err=True)
-        sys.exit(problem.exit_status)
-    except click.ClickException as problem:
-        problem.show()
-        sys.exit(EXIT_USAGE if problem.exit_code == 2 else problem.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(1)
-    sys.exit(0)
+    """The ``drd-agent`` console script."""
+    run(agent_cli, "drd-agent", argv)
 
 
 if __name__ == "__main__":

@@ -5,19 +5,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from drd.config import resolve_home
+
 ENROLLMENT_FILE = "agent.yaml"
 
 
-def default_agent_home() -> Path:
-    if os.geteuid() == 0:
-        return Path("/var/lib/drd-agent")
-    data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "drd-agent"
-
-
 def resolve_agent_home(option: str | os.PathLike | None) -> Path:
-    chosen = option or os.environ.get("DRD_AGENT_HOME")
-    return Path(chosen).expanduser().absolute() if chosen else default_agent_home()
+    """The agent's home: the option, else ``$DRD_AGENT_HOME``, else ``/var/lib/drd-agent``
+    for root or ``~/.local/share/drd-agent`` for a user."""
+    return resolve_home(option, variable="DRD_AGENT_HOME", name="drd-agent")
 
 
 def is_enrolled(home: Path) -> bool:

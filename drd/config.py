@@ -11,31 +11,37 @@ The home directory (``--home``, else ``$DRD_HOME``, else ``/var/lib/drd`` for ro
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
 from drd.errors import UserError
 from drd.fsutil import atomic_write
+from drd.secrets import mask
 
 CONFIG_FILE = "drd.yaml"
 KEYS_DIR = "keys"
 CATALOG_FILE = "catalog.sqlite"
 
 
-def default_home() -> Path:
-    """The home used when neither ``--home`` nor ``$DRD_HOME`` is given."""
+def default_home(name: str = "drd") -> Path:
+    """The home used when no option or variable names one: ``/var/lib/NAME`` for root,
+    else ``$XDG_DATA_HOME/NAME`` (``~/.local/share/NAME``)."""
     if os.geteuid() == 0:
-        return Path("/var/lib/drd")
+        return Path("/var/lib") / name
     data = os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share")
-    return Path(data) / "drd"
+    return Path(data) / name
 
 
-def resolve_home(option: str | os.PathLike | None) -> Path:
-    """The home directory: the option, else ``$DRD_HOME``, else :func:`default_home`."""
-    chosen = option or os.environ.get("DRD_HOME")
-    return Path(chosen).expanduser().absolute() if chosen else default_home()
+def resolve_home(option: str | os.PathLike | None, variable: str = "DRD_HOME",
+                 name: str = "drd") -> Path:
+    """The home directory: the option, else ``$variable``, else :func:`default_home`.
+
+    The agent calls it with ``DRD_AGENT_HOME`` and ``drd-agent``.
+    """
+    chosen = option or os.environ.get(variable)
+    return Path(chosen).expanduser().absolute() if chosen else default_home(name)
 
 
 def sqlite_url(path: Path) -> str:
@@ -44,29 +50,37 @@ def sqlite_url(path: Path) -> str:
 
 @dataclass
 class Config:
-    """The daemon's settings. Secrets never live here."""
+    """The daemon's settings. Secrets never live here: a database password belongs in
+    libpq's password file (``~/.pgpass`` or ``$PGPASSFILE``), not in ``database_url``."""
 
     home: Path
     database_url: str = ""
     restic_binary: str = "restic"
     listen: str = "127.0.0.1:8443"
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.database_url:
             self.database_url = sqlite_url(self.home / CATALOG_FILE)
+
+    def __repr__(self) -> str:
+        return (f"Config(home={str(self.home)!r}, database_url={mask(self.database_url)!r}, "
+                f"restic_binary={self.restic_binary!r}, listen={self.listen!r})")
 
     @property
     def keys_dir(self) -> Path:
         return self.home / KEYS_DIR
 
     def to_yaml(self) -> str:
-        document = {k: v for k, v in asdict(self).items() if k not in ("home", "extra")}
-        document.update(self.extra)
+        document = {k: v for k, v in asdict(self).items() if k != "home"}
         return yaml.safe_dump(document, sort_keys=False)
 
 
 _KNOWN = {"database_url", "restic_binary", "listen"}
+_DESCRIPTIONS = {
+    "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
+    "restic_binary": "the restic to run (a path, or a name looked up on PATH)",
+    "listen": "HOST:PORT of the API",
+}
 
 
 def config_path(home: Path) -> Path:
@@ -86,14 +100,21 @@ def load_config(home: Path) -> Config:
     if not path.is_file():
         raise UserError(f"{home} is not a drd home: run 'drd init --home {home}' first")
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         raise UserError(f"{path}: not valid YAML: {error}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UserError(f"{path}: cannot be read: {error}") from None
     if not isinstance(document, dict):
         raise UserError(f"{path}: expected a mapping of settings")
-    known = {key: str(value) for key, value in document.items() if key in _KNOWN}
-    extra = {key: value for key, value in document.items() if key not in _KNOWN}
-    return Config(home=home, extra=extra, **known)
+    problems = [f"{path}: {key}: unknown setting (known: {', '.join(sorted(_KNOWN))})"
+                for key in document if key not in _KNOWN]
+    problems += [f"{path}: {key}: must be text ({_DESCRIPTIONS[key]})"
+                 for key, value in document.items()
+                 if key in _KNOWN and not isinstance(value, str)]
+    if problems:
+        raise UserError("\n".join(problems))
+    return Config(home=home, **document)
 
 
 def write_config(config: Config, directory: Path | None = None) -> Path:

@@ -72,3 +72,14 @@ def mask(text: str, secrets: Iterable[Secret | str | None] = ()) -> str:
     for value in sorted(set(values), key=len, reverse=True):
         text = text.replace(value, REDACTED)
     return _URL_CREDENTIALS.sub(lambda m: f"{m['scheme']}{m['user']}:{REDACTED}@", text)
+
+
+def url_password(url: str) -> str | None:
+    """The password inlined in a URL (``scheme://user:password@host``), or None.
+
+    Also finds it behind restic's backend prefix (``rest:http://user:password@...``).
+    """
+    match = _URL_CREDENTIALS.search(url)
+    if match is None:
+        return None
+    return url[match.end("user") + 1:match.end() - 1]

@@ -12,17 +12,22 @@ from drd.services.centre import initialise
 
 @click.command("init")
 @home_option
-@click.option("--database-url", metavar="URL",
+@click.option("--database-url", metavar="URL", envvar="DRD_DATABASE_URL",
               help="Catalog database (default: a SQLite file in the home; "
                    "postgresql+psycopg://... for several daemons).")
 @click.option("--hostname", "hostnames", multiple=True, metavar="NAME",
               help="Extra name for the API's server certificate (repeatable).")
+@click.option("--ip", "ip_addresses", multiple=True, metavar="ADDRESS",
+              help="Extra IP address for the API's server certificate (repeatable).")
 @json_option
 @click.pass_obj
 def init_command(state: CliState, database_url: str | None, hostnames: tuple[str, ...],
-                 as_json: bool) -> None:
-    """Create the config, master key, escrow and signing keys, CA and catalog."""
-    result = initialise(state.home, database_url, hostnames)
+                 ip_addresses: tuple[str, ...], as_json: bool) -> None:
+    """Create the config, master key, escrow and signing keys, CA and catalog.
+
+    A PostgreSQL URL names no password: libpq reads it from ~/.pgpass or $PGPASSFILE.
+    """
+    result = initialise(state.home, database_url, hostnames, ip_addresses)
     if as_json:
         output.emit_json(result.as_dict())
         return

@@ -1,7 +1,6 @@
-"""Entry point of the ``drd`` command: the group, shared options and exit codes.
+"""Entry point of the ``drd`` command: the group and its subcommands.
 
-Exit status: 0 success, 1 a failed operation, 2 bad usage or bad input. Errors are
-caught here, at the edge, and printed as one line that says what to do.
+Exit codes are mapped in :mod:`drd.cli.runner`.
 """
 
 from __future__ import annotations
@@ -12,9 +11,8 @@ import sys
 import click
 
 from drd import __version__
-from drd.cli import output
 from drd.cli.context import CliState
-from drd.errors import EXIT_FAILED, EXIT_USAGE, DrdError
+from drd.cli.runner import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -47,24 +45,8 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI and exit with drd's exit status convention."""
-    try:
-        cli.main(args=argv, prog_name="drd", standalone_mode=False)
-    except DrdError as problem:
-        output.error(str(problem))
-        sys.exit(problem.exit_status)
-    except click.exceptions.Abort:
-        output.error("aborted")
-        sys.exit(EXIT_FAILED)
-    except click.ClickException as problem:
-        problem.show()
-        sys.exit(EXIT_USAGE if problem.exit_code == 2 else problem.exit_code)
-    except click.exceptions.Exit as done:
-        sys.exit(done.exit_code)
-    except KeyboardInterrupt:
-        output.error("interrupted")
-        sys.exit(130)
-    sys.exit(0)
+    """The ``drd`` console script."""
+    run(cli, "drd", argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from drd.secrets import mask
+
 
 def _default(value: Any) -> Any:
     if isinstance(value, datetime):
@@ -63,8 +65,14 @@ def say_lines(lines: Iterable[str]) -> None:
         say(line)
 
 
-def error(message: str) -> None:
-    click.echo(f"drd: error: {message}", err=True)
+def error(prog_name: str, message: str) -> None:
+    """The one-line error a command ends with; URL passwords are masked as a last defence."""
+    click.echo(f"{prog_name}: error: {mask(message)}", err=True)
+
+
+def echo(line: str = "") -> None:
+    """A line of data (not a message) on stdout."""
+    click.echo(line)
 
 
 def is_terminal() -> bool:

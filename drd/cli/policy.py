@@ -50,7 +50,7 @@ def validate_command(state: CliState, files: tuple[str, ...], as_json: bool) -> 
             {"policy": p.name, "file": str(p.source_path)} for p in loaded]})
         return
     for policy in loaded:
-        click.echo(f"{policy.source_path}: policy {policy.name} is valid")
+        output.echo(f"{policy.source_path}: policy {policy.name} is valid")
     if regions is None:
         output.say(f"note: {state.home} is not initialised, so store names and regions "
                    "were not checked")
@@ -72,7 +72,8 @@ def apply_command(state: CliState, files: tuple[str, ...], as_json: bool) -> Non
         output.emit_json([item.as_dict() for item in applied])
         return
     for item in applied:
-        click.echo(f"policy {item.name}: {item.change} (version {item.version}, {item.file})")
+        output.echo(f"policy {item.name}: {item.change} (version {item.version}, "
+                    f"{item.file})")
 
 
 @policy_group.command("list")

@@ -26,10 +26,13 @@ def _keys(access_key_id: str | None, secret_file: str | None) -> tuple[str | Non
             raise UserError("--access-key-id needs --secret-access-key-file F "
                             "(secrets are never taken from the command line)")
         try:
-            text = Path(secret_file).read_text().strip()
+            text = Path(secret_file).read_text(encoding="utf-8").strip()
         except OSError as error:
             raise UserError(f"cannot read --secret-access-key-file {secret_file}: "
                             f"{error.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"--secret-access-key-file {secret_file} is not text: it must "
+                            "hold the secret key alone, on one line") from None
         if not text:
             raise UserError(f"--secret-access-key-file {secret_file} is empty")
         return access_key_id, Secret(text)
@@ -109,9 +112,9 @@ def check_command(state: CliState, names: tuple[str, ...], as_json: bool) -> Non
         for result in results:
             if result.ok:
                 lock = "Object Lock on" if result.check.object_lock else "no Object Lock"
-                click.echo(f"{result.name}: ok ({result.check.location}, {lock}, "
+                output.echo(f"{result.name}: ok ({result.check.location}, {lock}, "
                            f"{result.check.seconds * 1000:.0f} ms)")
             else:
-                click.echo(f"{result.name}: FAILED: {result.error}")
+                output.echo(f"{result.name}: FAILED: {result.error}")
     if not all(result.ok for result in results):
         raise SystemExit(EXIT_FAILED)

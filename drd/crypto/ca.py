@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import secrets
 
 from cryptography import x509
@@ -66,6 +67,24 @@ def create_ca(
     return key, certificate
 
 
+_DNS_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$", re.IGNORECASE)
+
+
+def dns_name(name: str) -> str:
+    """``name`` as it goes into a certificate: IDNA-encoded (``ü`` -> ``xn--...``).
+
+    Raises :class:`UserError` for a name that is not a valid DNS host name.
+    """
+    try:
+        encoded = name.strip().rstrip(".").encode("idna").decode("ascii")
+    except UnicodeError:
+        encoded = ""
+    labels = encoded.split(".")
+    if not encoded or len(encoded) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
+        raise UserError(f"{name!r} is not a valid host name for the server certificate")
+    return encoded.lower()
+
+
 def issue_server_certificate(
     ca_key: ec.EllipticCurvePrivateKey,
     ca_cert: x509.Certificate,
@@ -85,6 +104,7 @@ def issue_server_certificate(
         addresses = [ipaddress.ip_address(address) for address in ip_addresses]
     except ValueError as error:
         raise UserError(f"cannot issue the server certificate: {error}") from None
+    hostnames = [dns_name(name) for name in hostnames]
     names: list[x509.GeneralName] = [x509.DNSName(name) for name in dict.fromkeys(hostnames)]
     names += [x509.IPAddress(address) for address in dict.fromkeys(addresses)]
     common_name = hostnames[0] if hostnames else str(addresses[0])

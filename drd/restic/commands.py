@@ -25,8 +25,9 @@ from drd.restic.types import KeepRules, Repository
 _SNAPSHOT_ID = re.compile(r"^[0-9a-f]{1,64}$")
 
 # Inherited from the parent environment never: restic would read a password or a
-# repository from them, or use store keys meant for something else.
-_STRIPPED_ENV_PREFIXES = ("RESTIC_", "AWS_")
+# repository from them, or use store keys meant for something else; and drd's own
+# settings (the master passphrase above all) are none of a child's business.
+_STRIPPED_ENV_PREFIXES = ("RESTIC_", "AWS_", "DRD_")
 # Exceptions to the rule above: harmless tuning a user may set for the whole machine.
 _KEPT_RESTIC_ENV = ("RESTIC_CACHE_DIR", "RESTIC_PROGRESS_FPS", "RESTIC_COMPRESSION",
                     "RESTIC_PACK_SIZE")
@@ -57,7 +58,7 @@ def restic_environment(
 ) -> dict[str, str]:
     """The environment for a restic child: the parent's, cleaned, plus the repository's.
 
-    Every ``RESTIC_*`` and ``AWS_*`` variable of the parent is dropped (except a few
+    Every ``RESTIC_*``, ``AWS_*`` and ``DRD_*`` variable of the parent is dropped (except a few
     tuning knobs: ``RESTIC_CACHE_DIR``, ``RESTIC_PROGRESS_FPS``, ``RESTIC_COMPRESSION``,
     ``RESTIC_PACK_SIZE``), so a password, repository or store key lying around in the
     daemon's environment never reaches a run. Then ``RESTIC_REPOSITORY`` and the

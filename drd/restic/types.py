@@ -8,7 +8,6 @@ are ``0`` here; values restic 0.14 does not report at all are ``None``.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -16,15 +15,10 @@ from pathlib import Path
 from types import MappingProxyType
 
 from drd.errors import UserError
-from drd.secrets import Secret, mask
+from drd.secrets import Secret, mask, url_password
 
 # Variables the runner sets itself; a repository's extra environment may not override them.
 RESERVED_ENV_PREFIXES = ("RESTIC_PASSWORD", "RESTIC_REPOSITORY", "RESTIC_FROM_")
-
-_URL_PASSWORD = re.compile(
-    r"^[a-z][a-z0-9+.-]*:(?:[a-z][a-z0-9+.-]*:)?//[^:/@\s]+:([^@/\s]+)@", re.I
-)
-
 
 @dataclass(frozen=True)
 class Repository:
@@ -73,9 +67,9 @@ class Repository:
         """Every value to mask in text about this repository: password, keys, URL password."""
         values: list[Secret | str] = [self.password]
         values.extend(value for value in self.env.values() if isinstance(value, Secret))
-        match = _URL_PASSWORD.match(self.url.reveal())
-        if match:
-            values.append(match.group(1))
+        password = url_password(self.url.reveal())
+        if password:
+            values.append(password)
         return tuple(values)
 
 

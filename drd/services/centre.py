@@ -33,9 +33,10 @@ from drd.crypto.masterkey import (
 )
 from drd.errors import UserError
 from drd.fsutil import ensure_private_directory
+from drd.secrets import url_password
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class InitResult:
     home: Path
     created: bool
@@ -43,6 +44,9 @@ class InitResult:
     schema_revision: str
     ca_fingerprint: str
     master_key_source: str  # "file" or "passphrase"
+
+    def __repr__(self) -> str:
+        return f"InitResult({self.as_dict()!r})"
 
     def as_dict(self) -> dict:
         return {
@@ -56,7 +60,8 @@ class InitResult:
 
 
 def initialise(home: Path, database_url: str | None = None,
-               hostnames: tuple[str, ...] = ()) -> InitResult:
+               hostnames: tuple[str, ...] = (), ip_addresses: tuple[str, ...] = ()
+               ) -> InitResult:
     """Create (or, when it exists, upgrade) a centre's home.
 
     A new home gets a master key (from ``DRD_MASTER_PASSPHRASE`` or a systemd
@@ -65,9 +70,16 @@ def initialise(home: Path, database_url: str | None = None,
     An existing home only has its catalog migrated to the current schema.
 
     Raises :class:`UserError` when the home holds keys but no configuration (a
-    damaged or foreign directory), :class:`~drd.errors.OperationError` when the
-    database cannot be reached. On any failure nothing new is left behind.
+    damaged or foreign directory), cannot be created, or ``database_url`` carries a
+    password; :class:`~drd.errors.OperationError` when the database cannot be
+    reached. On any failure nothing new is left behind.
     """
+    if database_url and url_password(database_url):
+        raise UserError(
+            "the database URL carries a password, which would be kept in drd.yaml in the "
+            "clear: drop it from the URL and put it in libpq's password file (~/.pgpass, "
+            "or the file $PGPASSFILE names), which psycopg reads"
+        )
     if is_initialised(home):
         config = load_config(home)
         if database_url and database_url != config.database_url:
@@ -86,14 +98,18 @@ def initialise(home: Path, database_url: str | None = None,
             "home; move it away or choose another --home"
         )
     home_existed = home.exists()
-    ensure_private_directory(home)
     staging = home / f".init-{secrets.token_hex(4)}"
-    ensure_private_directory(staging)
+    try:
+        ensure_private_directory(home)
+        ensure_private_directory(staging)
+    except OSError as error:
+        raise UserError(f"cannot create the home {home}: {error.strerror}") from None
+    moved: list[tuple[Path, Path]] = []
     try:
         passphrase = passphrase_from_environment()
         master_key = create_master_key(staging / KEYS_DIR, passphrase)
         keystore = KeyStore(staging / KEYS_DIR, master_key)
-        keystore.create(hostnames=hostnames)
+        keystore.create(hostnames=hostnames, ip_addresses=ip_addresses)
         final = Config(home=home, database_url=database_url or "")
         embedded = final.database_url == sqlite_url(home / CATALOG_FILE)
         staged_url = sqlite_url(staging / CATALOG_FILE) if embedded else final.database_url
@@ -101,10 +117,12 @@ def initialise(home: Path, database_url: str | None = None,
         fingerprint = keystore.ca_fingerprint()
         if embedded:
             (staging / CATALOG_FILE).chmod(0o600)
-            (staging / CATALOG_FILE).rename(home / CATALOG_FILE)
-        (staging / KEYS_DIR).rename(home / KEYS_DIR)
+            moved.append(_move(staging / CATALOG_FILE, home / CATALOG_FILE))
+        moved.append(_move(staging / KEYS_DIR, home / KEYS_DIR))
         write_config(final)
     except BaseException:
+        for source, target in reversed(moved):
+            target.rename(source)
         shutil.rmtree(staging, ignore_errors=True)
         if not home_existed and not any(home.iterdir()):
             home.rmdir()
@@ -112,6 +130,11 @@ def initialise(home: Path, database_url: str | None = None,
     shutil.rmtree(staging, ignore_errors=True)
     return InitResult(home, True, final.database_url, revision, fingerprint,
                       "passphrase" if passphrase else "file")
+
+
+def _move(source: Path, target: Path) -> tuple[Path, Path]:
+    source.rename(target)
+    return source, target
 
 
 def _master_key_source(keys_dir: Path) -> str:

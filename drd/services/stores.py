@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from drd.catalog import Catalog, audit
 from drd.catalog.models import Store as StoreRow
+from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
 from drd.secrets import Secret
@@ -146,12 +147,20 @@ class StoreHealth:
 
 
 def check_stores(rows: Iterable[StoreRow], master_key: MasterKey) -> list[StoreHealth]:
-    """Check each store on its own; one store failing does not stop the others."""
+    """Check each store on its own; one store failing does not stop the others.
+
+    A store whose secret cannot be decrypted or whose recorded settings no longer
+    validate is reported as failed like one that cannot be reached.
+    """
     results = []
     for row in rows:
         try:
             store = open_registered(row, master_key, retry_attempts=2, retry_backoff=0.5)
             results.append(StoreHealth(row.name, True, check=store.check()))
-        except StoreError as problem:
+        except CryptoError:
+            results.append(StoreHealth(row.name, False, error=(
+                f"store {row.name!r}: its secret key cannot be decrypted with this centre's "
+                "master key (was the catalog copied from another centre?)")))
+        except (StoreError, UserError) as problem:
             results.append(StoreHealth(row.name, False, error=str(problem)))
     return results

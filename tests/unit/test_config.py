@@ -22,13 +22,27 @@ def test_the_default_catalog_is_a_sqlite_file_in_the_home(tmp_path: Path) -> Non
     assert Config(home=tmp_path).database_url == f"sqlite:///{tmp_path}/catalog.sqlite"
 
 
-def test_config_round_trips_and_keeps_unknown_settings(tmp_path: Path) -> None:
+def test_config_round_trips(tmp_path: Path) -> None:
     config = Config(home=tmp_path, database_url="postgresql+psycopg://db/drd",
-                    restic_binary="/opt/restic", extra={"later_setting": 3})
+                    restic_binary="/opt/restic")
     path = write_config(config)
     assert path.stat().st_mode & 0o777 == 0o600
     loaded = load_config(tmp_path)
     assert loaded == config
+
+
+def test_unknown_or_mistyped_settings_are_refused_all_at_once(tmp_path: Path) -> None:
+    (tmp_path / "drd.yaml").write_text("databse_url: postgresql://db/drd\nlisten: 8443\n")
+    with pytest.raises(UserError) as refused:
+        load_config(tmp_path)
+    message = str(refused.value)
+    assert "databse_url: unknown setting" in message
+    assert "listen: must be text" in message
+
+
+def test_a_config_repr_masks_a_database_password(tmp_path: Path) -> None:
+    config = Config(home=tmp_path, database_url="postgresql+psycopg://drd:pa55word@db/drd")
+    assert "pa55word" not in repr(config)
 
 
 def test_an_uninitialised_or_broken_home_says_what_to_do(tmp_path: Path) -> None:
@@ -39,4 +53,7 @@ def test_an_uninitialised_or_broken_home_says_what_to_do(tmp_path: Path) -> None
         load_config(tmp_path)
     (tmp_path / "drd.yaml").write_text("- a list\n")
     with pytest.raises(UserError, match="mapping"):
+        load_config(tmp_path)
+    (tmp_path / "drd.yaml").write_bytes(b"listen: \xff\xfe\n")
+    with pytest.raises(UserError, match="cannot be read"):
         load_config(tmp_path)

@@ -50,3 +50,12 @@ def test_mask_leaves_short_values_alone() -> None:
        st.text(), st.text())
 def test_mask_never_leaves_the_secret(secret: str, before: str, after: str) -> None:
     assert secret not in mask(before + secret + after, [secret])
+
+
+def test_url_password_is_found_also_behind_a_backend_prefix() -> None:
+    from drd.secrets import url_password
+
+    assert url_password("rest:http://drd:pa55-word@127.0.0.1:8000/") == "pa55-word"
+    assert url_password("postgresql+psycopg://u:pw%40x@db:5432/drd") == "pw%40x"
+    assert url_password("s3:http://127.0.0.1:8333/bucket") is None
+    assert url_password("/srv/repo") is None

@@ -160,6 +160,7 @@ def test_environment_carries_repository_and_keys_but_no_password():
         "AWS_SECRET_ACCESS_KEY": "parent-secret",
         "AWS_PROFILE": "other",
         "RESTIC_CACHE_DIR": "/cache",
+        "DRD_MASTER_PASSPHRASE": "the centre's master passphrase",
     }
     environment = restic_environment(parent, _repository())
     assert environment == {
