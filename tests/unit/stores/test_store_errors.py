@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import socket
 
 import botocore.exceptions
+import botocore.parsers
 import pytest
+import urllib3
 from botocore.exceptions import ClientError
 
 from drd.errors import OperationError
@@ -63,6 +66,7 @@ def client_error(code: str, message: str = "", status: int = 400, operation="Get
         (botocore.exceptions.ReadTimeoutError(endpoint_url="http://10.0.0.1/b"), StoreUnavailable),
         (botocore.exceptions.ResponseStreamingError(error="reset"), StoreUnavailable),
         (botocore.exceptions.NoCredentialsError(), StoreAuthError),
+        (botocore.parsers.ResponseParserError("invalid XML received:\n<html>"), StoreError),
     ],
 )
 def test_botocore_errors_map_to_store_errors(error, expected):
@@ -79,6 +83,67 @@ def test_a_missing_bucket_is_named():
         "dc-a", client_error("NoSuchBucket", "", 404), doing="x", bucket="backups"
     )
     assert "bucket 'backups' does not exist" in str(translated)
+
+
+@pytest.mark.parametrize("code", ["404", "NotFound", "NoSuchKey"])
+def test_a_404_without_a_key_is_about_the_bucket(code):
+    translated = translate_error(
+        "dc-a",
+        client_error(code, "Not Found", 404, "HeadBucket"),
+        doing="looking for bucket 'backups'",
+        bucket="backups",
+        endpoint="http://127.0.0.1:8333",
+    )
+    assert type(translated) is StoreNotFound
+    message = str(translated)
+    assert "None" not in message and "object" not in message
+    assert "bucket 'backups' not found at http://127.0.0.1:8333" in message
+    assert "endpoint" in message and "does not exist" in message
+
+
+def test_connection_refused_names_the_endpoint_and_the_cause_not_the_request():
+    url = "http://127.0.0.1:16690/drd-dc-a?list-type=2&prefix=city%2F&max-keys=1"
+    error = botocore.exceptions.EndpointConnectionError(
+        endpoint_url=url, error=ConnectionRefusedError(111, "Connection refused")
+    )
+    translated = translate_error(
+        "dc-a", error, doing="listing", bucket="drd-dc-a", endpoint="http://127.0.0.1:16690"
+    )
+    assert type(translated) is StoreUnavailable
+    assert str(translated) == (
+        "store 'dc-a': cannot reach http://127.0.0.1:16690 (connection refused)"
+    )
+    # without the endpoint, botocore's request URL gives it, cut to scheme, host and port
+    translated = translate_error("dc-a", error, doing="listing")
+    assert str(translated) == (
+        "store 'dc-a': cannot reach http://127.0.0.1:16690 (connection refused)"
+    )
+
+
+def test_an_unknown_host_and_a_connect_timeout_say_so():
+    unknown = botocore.exceptions.EndpointConnectionError(
+        endpoint_url="http://nowhere.invalid:9/b", error=socket.gaierror(-2, "Name unknown")
+    )
+    assert "(host name not found)" in str(translate_error("s", unknown, doing="x"))
+    slow = botocore.exceptions.ConnectTimeoutError(endpoint_url="http://10.0.0.1/b")
+    assert str(translate_error("s", slow, doing="x", endpoint="http://10.0.0.1")) == (
+        "store 's': cannot reach http://10.0.0.1 (connection timed out)"
+    )
+
+
+def test_a_read_timeout_says_how_long_it_waited_and_while_doing_what():
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", 16690)
+    error = botocore.exceptions.ReadTimeoutError(
+        endpoint_url="http://127.0.0.1:16690/b?list-type=2",
+        error=urllib3.exceptions.ReadTimeoutError(pool, "/", "Read timed out. (read timeout=10)"),
+    )
+    translated = translate_error(
+        "dc-a", error, doing="listing bucket 'b'", endpoint="http://127.0.0.1:16690"
+    )
+    assert type(translated) is StoreUnavailable
+    assert str(translated) == (
+        "store 'dc-a': listing bucket 'b': no answer within 10 s from http://127.0.0.1:16690"
+    )
 
 
 def test_secrets_in_server_text_are_masked():

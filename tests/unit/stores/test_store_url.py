@@ -12,6 +12,7 @@ from drd.stores.url import (
     StoreSpec,
     open_store,
     parse_store_url,
+    redact_url,
     validate_bucket_name,
     validate_endpoint,
     validate_spec,
@@ -77,10 +78,98 @@ def test_bad_urls_say_what_is_wrong(url, says):
     assert caught.value.exit_status == 2
 
 
-def test_credentials_in_a_url_are_not_echoed():
+SECRET = "TopSecretKey123"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"s3://AKIAXX:{SECRET}@bucket/p",
+        f"s3://{SECRET}@bucket/p",
+        f"s3://AKIAXX:{SECRET}/with/slashes@bucket/p",
+        f"s3://AKIAXX:{SECRET}?x#y@bucket/p",
+        f"s3://AKIAXX:{SECRET}@[bad/p",
+        f"s3://AKIAXX:{SECRET}@bucket:9000/p",
+        f"S3://AKIAXX:{SECRET}@Bad_Bucket/p",
+        f"file://user:{SECRET}@host/p",
+        f"file://user:{SECRET}@/srv/x",
+        f"gs://user:{SECRET}@bucket/p",
+        f"AKIAXX:{SECRET}@bucket/p",
+        f"s3:/AKIAXX:{SECRET}@bucket/p",
+    ],
+)
+def test_credentials_in_a_url_are_not_echoed(url):
     with pytest.raises(UserError) as caught:
-        parse_store_url("s3://AKID:verysecretvalue@bucket/p")
+        parse_store_url(url)
+    assert SECRET not in str(caught.value)
+    assert caught.value.exit_status == 2
+    with pytest.raises(UserError) as caught:
+        validate_spec(StoreSpec("dc-a", url, endpoint="http://127.0.0.1:8333"))
+    assert SECRET not in str(caught.value)
+    assert "dc-a" in str(caught.value)
+
+
+def test_credentials_in_an_s3_url_say_where_keys_go():
+    with pytest.raises(UserError, match="carries credentials") as caught:
+        parse_store_url(f"s3://AKIAXX:{SECRET}@bucket/p")
     assert "AWS_ACCESS_KEY_ID" in str(caught.value)
+    assert "s3://**redacted**@bucket/p" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    [
+        f"ftp://u:{SECRET}@h",
+        f"http://u:{SECRET}@h",
+        f"https://u:{SECRET}@h:9000/path?q",
+        f"http://u:{SECRET}@[::1",
+        f"http://u:{SECRET}@h:99999",
+        f"http://{SECRET}@h",
+        f"u:{SECRET}@h:9000",
+        f"http://u:{SECRET}/x@h",
+    ],
+)
+def test_credentials_in_an_endpoint_are_not_echoed(endpoint):
+    with pytest.raises(UserError, match="credentials") as caught:
+        validate_endpoint(endpoint)
+    assert SECRET not in str(caught.value)
+    with pytest.raises(UserError) as caught:
+        validate_spec(StoreSpec("dc-a", "s3://bucket/p", endpoint=endpoint))
+    assert SECRET not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["s3://[bad/p", "s3://bad]/p", "file://[bad/srv", "s3://[::1]/p"])
+def test_an_unparseable_url_is_a_user_error(url):
+    with pytest.raises(UserError, match="store URL") as caught:
+        validate_spec(StoreSpec("dc-a", url, endpoint="http://127.0.0.1:8333"))
+    assert caught.value.exit_status == 2
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://[::1", "http://[bad]:9000", "http://[::1]:x", "http://h]:1"]
+)
+def test_an_unparseable_endpoint_is_a_user_error(endpoint):
+    with pytest.raises(UserError, match="endpoint") as caught:
+        validate_spec(StoreSpec("dc-a", "s3://bucket/p", endpoint=endpoint))
+    assert caught.value.exit_status == 2
+
+
+def test_an_ipv6_endpoint_is_good():
+    assert validate_endpoint("http://[::1]:8333/") == "http://[::1]:8333"
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("s3://AKIAXX:secret/with/slash@bucket/p", "s3://**redacted**@bucket/p"),
+        ("file://user:secret@host/p", "file://**redacted**@host/p"),
+        ("file:///srv/at@sign", "file:///srv/at@sign"),
+        ("s3://bucket/prefix", "s3://bucket/prefix"),
+        ("key:secret@bucket", "**redacted**@bucket"),
+    ],
+)
+def test_redact_url(text, shown):
+    assert redact_url(text) == shown
 
 
 @pytest.mark.parametrize("name", ["abc", "a" * 63, "my-bucket.2026", "0start"])
@@ -151,3 +240,14 @@ def test_open_store_needs_keys_for_s3():
         open_store(spec, "AKID", None)
     with pytest.raises(UserError, match="AWS_ACCESS_KEY_ID"):
         open_store(spec, "", Secret("secret-value"))
+
+
+def test_open_store_leaves_retries_to_the_retrying_store_and_bounds_bucket_requests():
+    spec = StoreSpec("dc-a", "s3://backups", endpoint="http://127.0.0.1:8333")
+    store = open_store(spec, "AKID", Secret("secret-value"), retry_attempts=2)
+    s3 = store.unwrap()
+    assert store.attempts == 2
+    assert s3.client.meta.config.retries == {"mode": "standard", "total_max_attempts": 1}
+    assert s3.client.meta.config.connect_timeout == 5
+    assert s3._bucket_client.meta.config.read_timeout == 10
+    assert s3._bucket_client.meta.config.retries["total_max_attempts"] == 1
