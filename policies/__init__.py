@@ -6,7 +6,9 @@
 - ``rules`` and ``object_lock``: the cross-field rules;
 - ``retention``: :func:`apply_retention`, restic's ``forget --keep-*`` as a pure function;
 - ``durations`` and ``cron``: the small value languages policies are written in;
-- ``sample``: :func:`example_policy_yaml`, a sample file generated from the schema.
+- ``sample``: :func:`example_policy_yaml`, a sample file generated from the schema;
+- ``reference``: ``docs/policy-reference.md``, generated from the schema;
+- ``introspect``: which models a field holds, for ``sample`` and ``reference``.
 """
 
 from policies.cron import cron_trigger

@@ -3,7 +3,11 @@
 Every problem in every file is collected before anything is refused, and each is
 reported as ``file:line: field.path: message`` (see ``policies.problems``):
 
-1. YAML syntax: one problem, at the line of the error (nothing more can be read);
+0. the file itself (:func:`load_policies`): one problem without a line when it cannot
+   be read, is not a regular file (a directory, a device, a FIFO), is larger than
+   1 MiB or is not UTF-8;
+1. YAML syntax: one problem, at the line of the error (nothing more can be read) --
+   also characters YAML refuses (NUL), too deep nesting and alias bombs;
 2. repeated keys and non-text keys, at the key's line;
 3. the schema (``policies.schema``): every error pydantic finds, at the line of the
    offending key or item -- of the enclosing mapping for a missing field;
@@ -15,7 +19,9 @@ A policy is returned only when it has no problem at all: nothing is half-applied
 
 from __future__ import annotations
 
+import io
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -27,6 +33,9 @@ from policies.problems import PolicyError, Problem, format_path
 from policies.rules import check_policy
 from policies.schema import Policy
 from policies.yaml_lines import YamlDocument, YamlSyntaxError, read_yaml
+
+MAX_FILE_BYTES = 1024 * 1024
+"""The largest policy file read (1 MiB); a policy is a few hundred bytes."""
 
 
 def _field_names() -> frozenset[str]:
@@ -96,15 +105,43 @@ def parse_policy_text(text: str, filename: str = "<policy>",
     return parsed.policy
 
 
+def _read_bytes(filename: str) -> bytes | str:
+    """The content of ``filename``, or why it is not read (a message for a Problem).
+
+    Opened without blocking (a FIFO must not hang the loader) and checked before
+    reading: only a regular file of at most :data:`MAX_FILE_BYTES` is read, and never
+    more than that even if it grows meanwhile (``/dev/zero`` is never read at all).
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    descriptor = os.open(filename, flags)
+    with os.fdopen(descriptor, "rb") as handle:
+        mode = os.fstat(descriptor).st_mode
+        if stat.S_ISDIR(mode):
+            return "is a directory"
+        if not stat.S_ISREG(mode):
+            return "is not a regular file"
+        data = handle.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        return f"is larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB"
+    return data
+
+
 def _read(path: str | os.PathLike) -> tuple[str, str | None, Problem | None]:
     filename = os.fspath(path)
     try:
-        with open(filename, encoding="utf-8") as handle:
-            return filename, handle.read(), None
-    except UnicodeDecodeError as error:
-        return filename, None, Problem(filename, None, "", f"is not UTF-8 text ({error.reason})")
+        data = _read_bytes(filename)
+    except IsADirectoryError:
+        return filename, None, Problem(filename, None, "", "is a directory")
     except OSError as error:
         return filename, None, Problem(filename, None, "", f"cannot be read: {error.strerror}")
+    if isinstance(data, str):
+        return filename, None, Problem(filename, None, "", data)
+    try:
+        # as open() in text mode would: UTF-8, and \r\n or \r read as \n
+        text = io.TextIOWrapper(io.BytesIO(data), encoding="utf-8", newline=None).read()
+    except UnicodeDecodeError as error:
+        return filename, None, Problem(filename, None, "", f"is not UTF-8 text ({error.reason})")
+    return filename, text, None
 
 
 def load_policy(path: str | os.PathLike,

@@ -39,7 +39,10 @@ keep_within     its duration
 The horizon is the largest of these (a snapshot is kept while any rule keeps it). No
 rule at all means snapshots are kept forever: no horizon, any lock is fine. Backups
 missed (an agent down) make snapshots live longer than the horizon, never shorter, so
-the check never refuses a lock that a running system would honour. Pure.
+the check never refuses a lock that a running system would honour.
+
+The schema bounds counts and days, but these functions may be called with any
+numbers: a span too long for a ``timedelta`` counts as :data:`FOREVER`. Pure.
 """
 
 from __future__ import annotations
@@ -49,6 +52,9 @@ from datetime import timedelta
 from policies.durations import format_duration
 from policies.schema import Retention
 
+FOREVER = timedelta(days=999_999_999)
+"""The longest ``timedelta`` in whole days: what a span too long to compute counts as."""
+
 _BUCKET_LENGTHS = {
     "keep_last": timedelta(0),
     "keep_hourly": timedelta(hours=1),
@@ -57,6 +63,14 @@ _BUCKET_LENGTHS = {
     "keep_monthly": timedelta(days=31),
     "keep_yearly": timedelta(days=366),
 }
+
+
+def _span(count: int, length: timedelta) -> timedelta:
+    """``count x length``, or :data:`FOREVER` when that is longer than it."""
+    try:
+        return min(count * length, FOREVER)
+    except OverflowError:
+        return FOREVER
 
 
 def retention_horizon(retention: Retention, interval: timedelta) -> tuple[timedelta, str] | None:
@@ -69,7 +83,7 @@ def retention_horizon(retention: Retention, interval: timedelta) -> tuple[timede
     for rule, bucket_length in _BUCKET_LENGTHS.items():
         count = getattr(retention, rule)
         if count:
-            candidates.append((count * max(bucket_length, interval), f"{rule}: {count}"))
+            candidates.append((_span(count, max(bucket_length, interval)), f"{rule}: {count}"))
     if retention.keep_within:
         candidates.append(
             (retention.keep_within, f"keep_within: {format_duration(retention.keep_within)}")
@@ -90,7 +104,7 @@ def object_lock_problem(object_lock_days: int, retention: Retention,
     if horizon is None:
         return None
     longest, rule = horizon
-    if timedelta(days=object_lock_days) <= longest:
+    if _span(object_lock_days, timedelta(days=1)) <= longest:
         return None
     return (
         f"{object_lock_days} days is longer than the retention keeps any snapshot "

@@ -16,8 +16,12 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from policies.durations import format_duration
+from policies.introspect import nested_models
+from policies.loader import MAX_FILE_BYTES
 from policies.sample import example_policy_yaml
-from policies.schema import CommandSource, PathSource, Policy
+from policies.schema import MAX_COUNT, MAX_OBJECT_LOCK_DAYS, CommandSource, PathSource, Policy
+from policies.types import MAX_DURATION
 
 # Models reached through a union (sources) are documented under their own heading.
 _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -48,12 +52,6 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
-def _nested_models(annotation: Any) -> list[type[BaseModel]]:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [model for arg in typing.get_args(annotation) for model in _nested_models(arg)]
-
-
 def _default(info) -> str:
     if info.is_required():
         return "required"
@@ -67,8 +65,6 @@ def _default(info) -> str:
 
 def _inline(value: Any) -> str:
     if hasattr(value, "total_seconds"):
-        from policies.durations import format_duration
-
         return format_duration(value)
     return json.dumps(value, default=str)
 
@@ -86,7 +82,7 @@ def _table(model: type[BaseModel], prefix: str) -> tuple[list[str], list[tuple[s
         example = _inline(info.examples[0]) if info.examples else ""
         rows.append(f"| `{path}` | {_cell(_type_name(info.annotation))} | {_default(info)} "
                     f"| {_cell(info.description or '')} | `{_cell(example)}` |")
-        for child in _nested_models(info.annotation):
+        for child in nested_models(info.annotation):
             if child not in (PathSource, CommandSource):
                 is_list = typing.get_origin(info.annotation) in (list, tuple)
                 nested.append((f"{path}[]." if is_list else f"{path}.", child))
@@ -105,6 +101,11 @@ def policy_reference_markdown() -> str:
         "every problem is reported at once as `file:line: field.path: message`, and",
         "nothing is applied while any remains. Durations are written `90s`, `15m`, `1h`,",
         "`7d`, `2w` (or combined, `1h30m`); schedules are five-field cron in UTC.",
+        "",
+        f"Limits: durations at most `{format_duration(MAX_DURATION)}` (100 years), retention "
+        f"counts at most {MAX_COUNT},",
+        f"`object_lock_days` at most {MAX_OBJECT_LOCK_DAYS}, a policy file at most "
+        f"{MAX_FILE_BYTES // (1024 * 1024)} MiB.",
         "",
     ]
     queue: list[tuple[str, str, type[BaseModel]]] = [

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Generic, Protocol, TypeVar
 
 from policies.durations import format_duration
@@ -91,6 +91,14 @@ _BUCKET_RULES: list[tuple[str, _Bucketer, str]] = [
 ]
 
 
+def _minus(moment: datetime, span: timedelta) -> datetime | None:
+    """``moment - span``, or None when that is before the earliest ``datetime``."""
+    try:
+        return moment - span
+    except OverflowError:
+        return None
+
+
 def _check_input(snapshots: list[SnapshotLike], now: datetime) -> None:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
@@ -121,7 +129,7 @@ def apply_retention(snapshots: Iterable[S], rules: Retention, now: datetime) -> 
     if rules.keep_within:
         newest = max((s.time for s in ordered if s.time < now), default=None)
         # with every snapshot in the future restic's newest is the zero time: all within
-        within_start = newest - rules.keep_within if newest is not None else None
+        within_start = _minus(newest, rules.keep_within) if newest is not None else None
 
     plan: RetentionPlan[S] = RetentionPlan()
     for position, snapshot in enumerate(ordered):

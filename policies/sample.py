@@ -9,29 +9,15 @@ the schema grows. Pure.
 from __future__ import annotations
 
 import textwrap
-import types
-import typing
 from typing import Any
 
 import yaml
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
+from policies.introspect import nested_models
 from policies.schema import Policy
 
 _COMMENT_WIDTH = 88
-
-
-def _nested_model(info: FieldInfo) -> type[BaseModel] | None:
-    """The model a field holds (also when optional), or None for other fields."""
-    annotation = info.annotation
-    candidates = [annotation]
-    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
-        candidates = [arg for arg in typing.get_args(annotation) if arg is not type(None)]
-    for candidate in candidates:
-        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
-            return candidate
-    return None
 
 
 def _dump(name: str, value: Any) -> list[str]:
@@ -46,10 +32,12 @@ def _lines(model: type[BaseModel], indent: str) -> list[str]:
     for name, info in model.model_fields.items():
         for comment in textwrap.wrap(info.description or "", _COMMENT_WIDTH - len(indent) - 2):
             lines.append(f"{indent}# {comment}")
-        nested = _nested_model(info)
-        if nested is not None:
+        # a model held itself (also optional) is written out field by field;
+        # lists of models and unions of several are written as their example
+        nested = nested_models(info.annotation, in_lists=False)
+        if len(nested) == 1:
             lines.append(f"{indent}{name}:")
-            lines += _lines(nested, indent + "  ")
+            lines += _lines(nested[0], indent + "  ")
         else:
             lines += [indent + line for line in _dump(name, (info.examples or [None])[0])]
     return lines

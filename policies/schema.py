@@ -28,6 +28,7 @@ from pydantic import (
 )
 
 from policies.types import (
+    MAX_DURATION,
     AbsolutePath,
     Argv,
     Cron,
@@ -37,6 +38,11 @@ from policies.types import (
     PositiveDuration,
     Slug,
 )
+
+MAX_COUNT = 100_000
+"""The most a retention rule may keep: far beyond any real use, small enough to compute with."""
+MAX_OBJECT_LOCK_DAYS = MAX_DURATION.days
+"""The longest Object Lock: 100 years (36500 days)."""
 
 
 class _Model(BaseModel):
@@ -115,6 +121,7 @@ def _count(unit: str, example: int) -> Any:
     return Field(
         0,
         ge=0,
+        le=MAX_COUNT,
         description=f"Keep the newest snapshot of each of the last N {unit}s that have one, "
         f"as `restic forget --keep-{flag}` does. 0 turns the rule off.",
         examples=[example],
@@ -131,6 +138,7 @@ class Retention(_Model):
     keep_last: int = Field(
         0,
         ge=0,
+        le=MAX_COUNT,
         description="Keep the N newest snapshots, as `restic forget --keep-last`. "
         "0 turns the rule off.",
         examples=[7],
@@ -311,6 +319,7 @@ class Policy(_Model):
     object_lock_days: int = Field(
         0,
         ge=0,
+        le=MAX_OBJECT_LOCK_DAYS,
         description="Days each new object is locked (S3 Object Lock) where a store supports "
         "it; 0 for none. Must not exceed the longest time the retention keeps a snapshot.",
         examples=[7],

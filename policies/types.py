@@ -19,21 +19,20 @@ from pydantic import (
     WithJsonSchema,
 )
 
+from drd.names import NAME_PATTERN, name_problem
 from policies.cron import validate_cron
 from policies.durations import DURATION_HINT, DURATION_PATTERN, format_duration, parse_duration
 
-SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$"
-_SLUG = re.compile(SLUG_PATTERN)
 FILENAME_PATTERN = r"^[A-Za-z0-9._-]{1,255}$"
+MAX_DURATION = timedelta(days=36500)
+"""The longest duration a policy may write: 100 years (36500d)."""
 _FILENAME = re.compile(FILENAME_PATTERN)
 
 
 def _slug(value: str) -> str:
-    if not _SLUG.fullmatch(value):
-        raise ValueError(
-            f"{value!r} is not a valid name: use 1-63 lowercase letters, digits and '-', "
-            "starting and ending with a letter or digit"
-        )
+    problem = name_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
     return value
 
 
@@ -76,10 +75,13 @@ def _duration(value: Any) -> timedelta:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValueError("must not be negative")
-        return value
-    if not isinstance(value, str):
+    elif isinstance(value, str):
+        value = parse_duration(value)
+    else:
         raise ValueError(f"must be {DURATION_HINT}; a bare number has no unit")
-    return parse_duration(value)
+    if value > MAX_DURATION:
+        raise ValueError(f"must be at most {format_duration(MAX_DURATION)} (100 years)")
+    return value
 
 
 def _positive(value: timedelta) -> timedelta:
@@ -89,8 +91,8 @@ def _positive(value: timedelta) -> timedelta:
 
 
 Slug = Annotated[str, AfterValidator(_slug), WithJsonSchema({"type": "string",
-                                                            "pattern": SLUG_PATTERN})]
-"""A name: 1-63 of ``a-z 0-9 -``, starting and ending with a letter or digit."""
+                                                            "pattern": NAME_PATTERN})]
+"""A name (``drd.names``): 1-63 of ``a-z 0-9 -``, starting and ending with a letter or digit."""
 
 AbsolutePath = Annotated[str, AfterValidator(_absolute_path)]
 """A path on the backed-up system, starting with ``/``."""
@@ -112,7 +114,8 @@ Duration = Annotated[
     PlainSerializer(format_duration, return_type=str, when_used="json"),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
 ]
-"""A duration written ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (see policies.durations)."""
+"""A duration written ``90s``, ``15m``, ``1h``, ``7d``, ``2w`` (see policies.durations),
+at most :data:`MAX_DURATION`."""
 
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 """A :data:`Duration` longer than zero."""

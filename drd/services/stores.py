@@ -8,7 +8,6 @@ not reachable with the keys given.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -19,13 +18,11 @@ from drd.catalog.models import Store as StoreRow
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
+from drd.names import require_name
 from drd.secrets import Secret
 from drd.stores.base import Store, StoreCheck
 from drd.stores.errors import StoreError
 from drd.stores.url import StoreSpec, open_store, validate_spec
-from policies.types import SLUG_PATTERN
-
-_NAME = re.compile(SLUG_PATTERN)
 
 
 def secret_context(name: str) -> str:
@@ -33,12 +30,7 @@ def secret_context(name: str) -> str:
 
 
 def validate_store_name(name: str) -> str:
-    if not _NAME.fullmatch(name):
-        raise UserError(
-            f"{name!r} is not a valid store name: use 1-63 lowercase letters, digits and "
-            "'-', starting and ending with a letter or digit"
-        )
-    return name
+    return require_name(name, "store name")
 
 
 def spec_of(row: StoreRow) -> StoreSpec:
@@ -77,7 +69,8 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
     with catalog.session() as session:
         if session.scalar(sa.select(StoreRow.id).where(StoreRow.name == spec.name)):
             raise UserError(f"a store named {spec.name!r} exists already (see drd store list)")
-    store = open_store(spec, access_key_id, secret_access_key)
+    store = open_store(spec, access_key_id, secret_access_key, retry_attempts=2,
+                       retry_backoff=0.5)
     store.create_if_missing(object_lock=spec.object_lock)
     result = store.check()
     if spec.object_lock and not result.object_lock:

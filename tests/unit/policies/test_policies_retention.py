@@ -84,6 +84,13 @@ def test_every_snapshot_in_the_future_is_within():
     assert [s.id for s in plan.keep] == ["b", "a"]
 
 
+def test_keep_within_reaching_before_year_one_keeps_everything():
+    ancient = [Snapshot("a", datetime(1, 3, 1, tzinfo=UTC)),
+               Snapshot("b", datetime(2, 1, 1, tzinfo=UTC))]
+    plan = apply_retention(ancient, Retention(keep_within=timedelta(days=36500)), NOW)
+    assert [s.id for s in plan.keep] == ["b", "a"]
+
+
 @pytest.mark.parametrize(
     ("snapshots", "now", "message"),
     [

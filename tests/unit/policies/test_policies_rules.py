@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from policies.loader import parse_policy_text
-from policies.object_lock import object_lock_problem, retention_horizon
+from policies.object_lock import FOREVER, object_lock_problem, retention_horizon
 from policies.schema import Retention
 
 from .policies_cases import DEMO_REGIONS, VALID, edit, only_problem
@@ -120,3 +120,22 @@ def test_retention_horizon(rules, interval, horizon):
 def test_object_lock_problem(days, rules, refused):
     problem = object_lock_problem(days, Retention.model_validate(rules), DAILY)
     assert (problem is not None) == refused
+
+
+def test_the_horizon_arithmetic_never_overflows():
+    # beyond the schema's bounds (model_construct skips validation): no OverflowError
+    huge = Retention.model_construct(keep_last=0, keep_hourly=0, keep_daily=0, keep_weekly=0,
+                                     keep_monthly=0, keep_yearly=10**12, keep_within=None)
+    assert retention_horizon(huge, DAILY) == (FOREVER, f"keep_yearly: {10**12}")
+    assert object_lock_problem(10**12, huge, DAILY) is None
+    small = Retention(keep_daily=7)
+    assert object_lock_problem(10**12, small, DAILY).startswith(
+        f"{10**12} days is longer than the retention keeps any snapshot (at most 7d")
+    assert object_lock_problem(1_000_000_000, small, DAILY) is not None
+
+
+def test_the_largest_counts_with_a_rare_schedule_compute():
+    most = Retention(keep_yearly=100_000)
+    horizon, rule = retention_horizon(most, timedelta(days=4 * 366))
+    assert (horizon, rule) == (timedelta(days=100_000 * 4 * 366), "keep_yearly: 100000")
+    assert object_lock_problem(36500, most, timedelta(days=4 * 366)) is None

@@ -6,8 +6,9 @@ import pytest
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from policies import schema
+from policies.introspect import nested_models
 from policies.loader import parse_policy_text
-from policies.sample import _nested_model, example_policy_yaml
+from policies.sample import example_policy_yaml
 from policies.schema import CommandSource, PathSource, Policy, Retention, policy_json_schema
 
 from .policies_cases import DEMO_REGIONS, VALID
@@ -125,7 +126,23 @@ def test_defaults():
     assert Retention().is_empty()
 
 
-def test_the_nested_model_helper_sees_optional_models():
-    assert _nested_model(Policy.model_fields["drill"]) is schema.Drill
-    assert _nested_model(Policy.model_fields["retention"]) is Retention
-    assert _nested_model(Policy.model_fields["stores"]) is None
+def test_nested_models_sees_optional_models_lists_and_unions():
+    def models(model, name, **options):
+        return nested_models(model.model_fields[name].annotation, **options)
+
+    assert models(Policy, "drill") == [schema.Drill]
+    assert models(Policy, "retention") == [Retention]
+    assert models(Policy, "stores") == []
+    assert models(Policy, "rpo") == []
+    assert models(Policy, "sources") == [PathSource, CommandSource]
+    assert models(Policy, "sources", in_lists=False) == []
+    assert models(schema.Drill, "checks") == [schema.DrillCheck]
+    assert models(schema.Drill, "checks", in_lists=False) == []
+
+
+def test_sample_and_reference_share_one_helper():
+    from policies import reference, sample
+
+    assert not hasattr(sample, "_nested_model")
+    assert not hasattr(reference, "_nested_models")
+    assert sample.nested_models is reference.nested_models is nested_models
