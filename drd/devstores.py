@@ -355,17 +355,41 @@ def _log_tail(data_dir: Path, lines: int = 20) -> str:
     return "\n".join(tails) or "(no log output)"
 
 
-def _s3_answers(port: int) -> bool:
-    """True once the S3 port answers an HTTP request (any status, 403 included)."""
+def _http_get(port: int, path: str) -> bytes | None:
+    """The body of ``GET path`` on 127.0.0.1:port (any status), or None if it fails."""
     connection = http.client.HTTPConnection(HOST, port, timeout=1.0)
     try:
-        connection.request("GET", "/")
-        connection.getresponse().read()
+        connection.request("GET", path)
+        return connection.getresponse().read()
     except (OSError, http.client.HTTPException):
-        return False
+        return None
     finally:
         connection.close()
-    return True
+
+
+def _s3_answers(port: int) -> bool:
+    """True once the S3 port answers an HTTP request (any status, 403 included)."""
+    return _http_get(port, "/") is not None
+
+
+def _cluster_ready(port_base: int) -> bool:
+    """True once the master knows the volume server and every volume it has loaded.
+
+    The S3 port answers before that: right after a restart on existing data, a read can
+    otherwise fail with ``InternalError`` for a moment.
+    """
+    volume_status = _http_get(port_base + 1, "/status")
+    master_status = _http_get(port_base, "/dir/status")
+    if volume_status is None or master_status is None:
+        return False
+    try:
+        loaded = len(json.loads(volume_status).get("Volumes") or [])
+        topology = json.loads(master_status)["Topology"]
+        nodes = [node for centre in topology.get("DataCenters") or []
+                 for rack in centre.get("Racks") or [] for node in rack.get("DataNodes") or []]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return bool(nodes) and sum(int(node.get("Volumes", 0)) for node in nodes) >= loaded
 
 
 def _socket_dir_for(data_dir: Path) -> Path:
@@ -386,6 +410,10 @@ def _launch(
             stdout=output,
             stderr=subprocess.STDOUT,
             cwd=data_dir,
+            # drd's settings (the master passphrase above all) and other stores' keys
+            # are none of the server's business
+            env={key: value for key, value in os.environ.items()
+                 if not key.startswith(("DRD_", "AWS_", "RESTIC_"))},
             start_new_session=True,  # a Ctrl-C in the terminal must not kill the stores
         )
     return SeaweedServer(
@@ -412,7 +440,7 @@ def _wait_until_ready(server: SeaweedServer, timeout: float) -> bool:
         if not server.is_running():
             server._remove_socket_dir()
             return False
-        if _s3_answers(server.s3_port):
+        if _s3_answers(server.s3_port) and _cluster_ready(server.port_base):
             return True
         time.sleep(0.05)
     server.kill()
