@@ -57,6 +57,7 @@ class Config:
     database_url: str = ""
     restic_binary: str = "restic"
     listen: str = "127.0.0.1:8443"
+    public_url: str = ""
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -64,7 +65,8 @@ class Config:
 
     def __repr__(self) -> str:
         return (f"Config(home={str(self.home)!r}, database_url={mask(self.database_url)!r}, "
-                f"restic_binary={self.restic_binary!r}, listen={self.listen!r})")
+                f"restic_binary={self.restic_binary!r}, listen={self.listen!r}, "
+                f"public_url={self.public_url!r})")
 
     @property
     def keys_dir(self) -> Path:
@@ -75,11 +77,13 @@ class Config:
         return yaml.safe_dump(document, sort_keys=False)
 
 
-_KNOWN = {"database_url", "restic_binary", "listen"}
+_KNOWN = {"database_url", "restic_binary", "listen", "public_url"}
 _DESCRIPTIONS = {
     "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
     "restic_binary": "the restic to run (a path, or a name looked up on PATH)",
     "listen": "HOST:PORT of the API",
+    "public_url": "the URL agents reach the API at (https://HOST:PORT), put in enrollment "
+                  "tokens; default https://<listen>",
 }
 
 
@@ -112,6 +116,11 @@ def load_config(home: Path) -> Config:
     problems += [f"{path}: {key}: must be text ({_DESCRIPTIONS[key]})"
                  for key, value in document.items()
                  if key in _KNOWN and not isinstance(value, str)]
+    public_url = document.get("public_url")
+    if isinstance(public_url, str) and public_url and not public_url.startswith(
+            ("https://", "http://")):
+        problems.append(f"{path}: public_url: must start with https:// "
+                        f"({_DESCRIPTIONS['public_url']})")
     if problems:
         raise UserError("\n".join(problems))
     return Config(home=home, **document)

@@ -12,8 +12,8 @@ Conventions:
 - the audit log (:class:`AuditEntry`) is append-only: the ORM refuses to update or delete
   its rows, and so does the database, by a trigger made in the migration.
 
-The migration ``versions/0001_initial.py`` creates exactly these tables; a test compares
-the two.
+The migrations under ``versions/`` (``0001_initial.py``, then each later one) create
+exactly these tables; a test compares the two.
 """
 
 from __future__ import annotations
@@ -99,7 +99,10 @@ class System(Base):
 
     ``status``: ``pending`` (token issued, not enrolled), ``enrolled``, ``retired``.
     ``agent_public_key`` is PEM text; ``sealed_password`` is the restic password sealed to
-    the escrow key (:func:`drd.crypto.seal.seal`).
+    the escrow key (:func:`drd.crypto.seal.seal`). ``backup_requested_at`` is set by
+    ``drd backup-now`` and cleared by the heartbeat that hands the request to the agent;
+    ``last_seen_at`` and ``last_heartbeat`` (what the agent said: versions, last backup,
+    spooled reports) come from the newest heartbeat.
     """
 
     __tablename__ = "systems"
@@ -114,6 +117,9 @@ class System(Base):
     sealed_password: Mapped[bytes | None]
     status: Mapped[str] = mapped_column(default="pending")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    backup_requested_at: Mapped[dt.datetime | None]
+    last_seen_at: Mapped[dt.datetime | None]
+    last_heartbeat: Mapped[dict[str, Any] | None] = _json(nullable=True)
 
     department: Mapped[Department] = relationship(back_populates="systems")
     policy: Mapped[Policy | None] = relationship()
@@ -148,7 +154,11 @@ class Snapshot(Base):
     """A restic snapshot of a system, as reported by its agent.
 
     ``restic_id`` is restic's full 64-hex id. ``status``: ``active`` or ``forgotten``
-    (removed by retention; the row stays as history).
+    (removed by retention; the row stays as history). ``report_id`` is the agent's id of
+    the report that brought it (a report delivered twice is recorded once);
+    ``manifest_sha256`` is the digest of the manifest's canonical JSON, which arrives
+    later (:class:`SnapshotManifest`); ``partial`` is restic's "some files could not be
+    read".
     """
 
     __tablename__ = "snapshots"
@@ -160,6 +170,7 @@ class Snapshot(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     restic_id: Mapped[str] = mapped_column(sa.String(64))
+    report_id: Mapped[str | None] = mapped_column(sa.String(36), index=True, unique=True)
     system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
     time: Mapped[dt.datetime]
     hostname: Mapped[str]
@@ -170,6 +181,9 @@ class Snapshot(Base):
     file_count: Mapped[int | None] = mapped_column(sa.BigInteger)
     reported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     status: Mapped[str] = mapped_column(default="active")
+    duration_seconds: Mapped[float | None]
+    partial: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    manifest_sha256: Mapped[str | None] = mapped_column(sa.String(64))
 
     system: Mapped[System] = relationship()
     copies: Mapped[list[SnapshotCopy]] = relationship(
@@ -180,7 +194,9 @@ class Snapshot(Base):
 class SnapshotCopy(Base):
     """Whether a store holds every object of a snapshot, and when that was last verified.
 
-    ``state`` is one of :data:`SNAPSHOT_COPY_STATES`.
+    ``state`` is one of :data:`SNAPSHOT_COPY_STATES`. ``missing_objects`` counts the
+    objects the store lacked when the agent reported the snapshot, and ``missing`` names
+    them (restic object paths such as ``data/ab/ab12...``), for the replicator to repair.
     """
 
     __tablename__ = "snapshot_copies"
@@ -194,9 +210,31 @@ class SnapshotCopy(Base):
     store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
     state: Mapped[str] = mapped_column(default="pending")
     verified_at: Mapped[dt.datetime | None]
+    missing_objects: Mapped[int | None] = mapped_column(sa.BigInteger)
+    missing: Mapped[list[str] | None] = _json(nullable=True)
 
     snapshot: Mapped[Snapshot] = relationship(back_populates="copies")
     store: Mapped[Store] = relationship()
+
+
+class SnapshotManifest(Base):
+    """The signed manifest of a snapshot: path, size, mtime and SHA-256 of its files.
+
+    ``content`` holds the manifest's canonical JSON bytes exactly as the agent signed
+    them (see ``docs/agent-protocol.md``), so ``signature`` (Ed25519, by the agent's
+    enrolled key) can be checked again at any time; ``sha256`` is their digest.
+    """
+
+    __tablename__ = "snapshot_manifests"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    snapshot_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("snapshots.id", ondelete="CASCADE"), unique=True
+    )
+    content: Mapped[bytes]
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    signature: Mapped[bytes]
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class Job(Base):
@@ -271,6 +309,7 @@ class Token(Base):
     Tokens are 32 random bytes or more, so a plain SHA-256 is enough: there is nothing to
     guess, and a stolen catalog yields no usable token. ``departments`` and ``systems``
     scope the ``owner`` and ``agent`` roles; ``role`` is one of :data:`TOKEN_ROLES`.
+    ``used_at`` is set when a one-time (``enrollment``) token is consumed.
     """
 
     __tablename__ = "tokens"
@@ -285,6 +324,7 @@ class Token(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime | None]
     revoked_at: Mapped[dt.datetime | None]
+    used_at: Mapped[dt.datetime | None]
 
     @staticmethod
     def hash_token(token: Secret | str) -> str:

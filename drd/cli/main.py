@@ -33,12 +33,27 @@ def cli(ctx: click.Context, home: str | None, verbose: int) -> None:
 
 
 def _register() -> None:
-    from drd.cli import devstores, init, policy, store
+    from drd.cli import (
+        backup_now,
+        devstores,
+        init,
+        policy,
+        serve,
+        snapshots,
+        status,
+        store,
+        system,
+    )
 
     cli.add_command(init.init_command)
     cli.add_command(store.store_group)
     cli.add_command(policy.policy_group)
     cli.add_command(devstores.dev_stores_group)
+    cli.add_command(serve.serve_command)
+    cli.add_command(system.system_group)
+    cli.add_command(snapshots.snapshots_command)
+    cli.add_command(status.status_command)
+    cli.add_command(backup_now.backup_now_command)
 
 
 _register()

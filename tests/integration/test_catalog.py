@@ -39,7 +39,7 @@ T0 = dt.datetime(2024, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 RESTIC_ID = "a" * 64
 TREE = "b" * 64
 TABLES = {"departments", "policies", "systems", "stores", "snapshots", "snapshot_copies",
-          "jobs", "job_runs", "drills", "tokens", "audit_entries"}
+          "jobs", "job_runs", "drills", "tokens", "audit_entries", "snapshot_manifests"}
 
 
 @pytest.fixture
@@ -102,7 +102,7 @@ def _count(catalog: Catalog, model) -> int:
 def test_migrate_creates_every_table_at_the_head_revision(database_url):
     revision = migrate(database_url)
 
-    assert revision == head_revision() == "0001"
+    assert revision == head_revision() == "0002"
     engine = make_engine(database_url)
     try:
         assert schema_version(engine) == revision

@@ -1,0 +1,47 @@
+"""The application factory: :func:`create_app` builds the centre's FastAPI app."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+from fastapi import FastAPI
+
+from drd import __version__
+from drd.api import errors
+from drd.api.context import ApiContext
+from drd.api.limits import BodySizeLimit
+from drd.api.routes import agent, enrollment, meta
+from drd.catalog import Catalog
+from drd.catalog.types import utcnow
+from drd.config import Config
+from drd.crypto.keystore import KeyStore
+from drd.crypto.masterkey import MasterKey
+
+
+def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
+               keystore: KeyStore | None = None,
+               clock: Callable[[], dt.datetime] = utcnow) -> FastAPI:
+    """The centre's API on ``catalog``, with the keys in ``config.keys_dir``.
+
+    ``master_key`` decrypts store secrets for assignments; ``keystore`` defaults to
+    ``KeyStore(config.keys_dir, master_key)``; ``clock`` gives the current UTC time
+    (tests move it). Nothing is opened or checked here: ``/readyz`` says whether the
+    catalog is reachable.
+    """
+    app = FastAPI(
+        title="drd",
+        version=__version__,
+        summary="Disaster-recovery centre: agent protocol (docs/agent-protocol.md)",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.drd = ApiContext(catalog=catalog,
+                               keystore=keystore or KeyStore(config.keys_dir, master_key),
+                               master_key=master_key, config=config, clock=clock)
+    errors.install(app)
+    app.add_middleware(BodySizeLimit)
+    app.include_router(meta.router)
+    app.include_router(enrollment.router, prefix="/v1")
+    app.include_router(agent.router, prefix="/v1")
+    return app

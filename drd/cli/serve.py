@@ -1,0 +1,49 @@
+"""``drd serve``: the centre's API in the foreground (systemd runs it)."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from drd.api.app import create_app
+from drd.api.server import configure_logging, parse_listen, runtime_directory, serve
+from drd.cli.context import CliState
+from drd.cli.options import home_option
+from drd.crypto.keystore import KeyStore
+from drd.services.enrollment import server_url
+
+log = logging.getLogger("drd.serve")
+
+
+@click.command("serve")
+@home_option
+@click.option("--listen", metavar="HOST:PORT",
+              help="Address to listen on (default: listen in drd.yaml, 127.0.0.1:8443).")
+@click.option("--insecure-http", is_flag=True,
+              help="Serve plain HTTP instead of HTTPS: for local tests only, since tokens "
+                   "and store keys would cross the network in the clear.")
+@click.pass_obj
+def serve_command(state: CliState, listen: str | None, insecure_http: bool) -> None:
+    """Serve the API (HTTPS with the centre's own CA) until SIGTERM or Ctrl-C.
+
+    Logs go to stderr, one line each, without timestamps (journald adds them).
+    """
+    config = state.config()
+    address = parse_listen(listen or config.listen)
+    catalog = state.catalog()
+    master_key = state.master_key()
+    configure_logging()
+    keystore = KeyStore(config.keys_dir, master_key)
+    app = create_app(catalog, master_key, config, keystore=keystore)
+    if insecure_http:
+        log.warning("serving plain HTTP (--insecure-http): enrollment tokens and store keys "
+                    "cross the network in the clear; use it for local tests only")
+        tls = None
+    else:
+        tls = keystore.server_tls_files(runtime_directory())
+    scheme = "http" if insecure_http else "https"
+    log.info("drd API on %s (CA sha256 %s); agents are told %s", address.url(scheme),
+             keystore.ca_fingerprint(), server_url(config))
+    serve(app, address, tls)
+    catalog.dispose()

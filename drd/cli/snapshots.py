@@ -1,0 +1,49 @@
+"""``drd snapshots [SYSTEM]``: the snapshots the agents reported, and where copies are."""
+
+from __future__ import annotations
+
+import click
+
+from drd.cli import output
+from drd.cli.context import CliState
+from drd.cli.options import home_option, json_option
+from drd.services import snapshots as snapshot_service
+
+
+def _copies(copies: dict[str, dict]) -> str:
+    parts = []
+    for name, copy in copies.items():
+        missing = copy.get("missing_objects")
+        suffix = f"({missing})" if copy["state"] != "present" and missing else ""
+        parts.append(f"{name}:{copy['state']}{suffix}")
+    return " ".join(parts)
+
+
+def _size(count: int | None) -> str | None:
+    if count is None:
+        return None
+    value = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return None  # not reached
+
+
+@click.command("snapshots")
+@home_option
+@click.argument("system", required=False)
+@json_option
+@click.pass_obj
+def snapshots_command(state: CliState, system: str | None, as_json: bool) -> None:
+    """List snapshots (all, or SYSTEM's), oldest first, with each store's copy state."""
+    views = snapshot_service.list_snapshots(state.catalog(), system)
+    if as_json:
+        output.emit_json([view.as_dict() for view in views])
+        return
+    rows = [{"time": view.time, "id": view.short_id, "system": view.system,
+             "files": view.files, "size": _size(view.bytes),
+             "copies": _copies(view.copies) + (" (partial)" if view.partial else "")}
+            for view in views]
+    output.emit_table(rows, ["time", "id", "system", "files", "size", "copies"],
+                      empty="no snapshots yet")

@@ -1,0 +1,166 @@
+"""The agent protocol's messages (``docs/agent-protocol.md``), as pydantic models.
+
+One definition of the wire format for both ends: the API validates request bodies with
+these models (a body that does not fit is refused with a 4xx before any service runs),
+and the services take them as their input. Unknown fields are ignored, so that an agent
+newer than its centre can still talk to it; missing or mistyped ones are refused.
+Limits (string lengths, list sizes, integer ranges) keep a hostile body from costing the
+centre more than a small, bounded amount of work and from overflowing a column.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from drd.names import NAME_PATTERN
+
+BIGINT_MAX = 2**63 - 1
+MAX_STORES = 64
+
+Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
+# what the agent's machine calls itself: any printable text (no control characters,
+# which could rewrite a terminal showing it)
+Hostname = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")]
+Count = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
+ShortText = Annotated[str, Field(max_length=200)]
+StoreName = Annotated[str, Field(pattern=NAME_PATTERN)]
+# an object's path in the repository (``data/ab/ab12...``, ``index/...``, ``config``)
+ObjectName = Annotated[str, Field(max_length=300,
+                                  pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]*"
+                                          r"(/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$")]
+
+
+class Message(BaseModel):
+    """Base of every message: unknown fields are dropped, not refused."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
+# -- enrollment ---------------------------------------------------------------------------
+
+
+class EnrollPreviewRequest(Message):
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class EnrollRequest(Message):
+    token: Annotated[str, Field(min_length=1, max_length=4096)]
+    hostname: Hostname
+    agent_public_key: Annotated[str, Field(min_length=1, max_length=4096,
+                                           description="Ed25519 public key, PEM")]
+    sealed_password: Annotated[str, Field(min_length=1, max_length=8192,
+                                          description="base64 of the drd.crypto.seal blob")]
+
+
+class StoreAccess(BaseModel):
+    name: str
+    kind: str
+    url: str
+    endpoint: str | None
+    region: str | None
+    object_lock: bool
+    access_key_id: str | None
+    secret_access_key: str | None
+
+
+class Assignment(BaseModel):
+    system: str
+    department: str
+    repository_path: str
+    policy: dict[str, Any]
+    policy_version: int
+    stores: list[StoreAccess]
+    escrow_public_key: str
+
+
+class EnrollPreviewResponse(BaseModel):
+    system: str
+    department: str
+    assignment: Assignment
+
+
+class EnrollResponse(BaseModel):
+    system: str
+    department: str
+    agent_token: str
+
+
+# -- agent calls --------------------------------------------------------------------------
+
+
+class HeartbeatRequest(Message):
+    hostname: Hostname
+    agent_version: ShortText
+    restic_version: ShortText
+    last_backup_at: AwareDatetime | None = None
+    spooled_reports: Count = 0
+
+
+class HeartbeatResponse(BaseModel):
+    backup_now: bool
+    policy_version: int
+
+
+class StoreCopyReport(Message):
+    complete: bool
+    missing_objects: Count = 0
+    # as long as the body limit allows (drd.api.limits); the centre keeps the first
+    # drd.services.snapshots.MAX_MISSING_KEPT names, missing_objects keeps the count
+    missing: list[ObjectName] = []
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StoreCopyReport:
+        if self.complete and (self.missing_objects or self.missing):
+            raise ValueError("a complete copy has no missing objects")
+        if len(self.missing) > self.missing_objects:
+            raise ValueError("missing lists more objects than missing_objects counts")
+        return self
+
+
+class SnapshotReport(Message):
+    report_id: Annotated[str, Field(min_length=36, max_length=36)]
+    snapshot_id: Hex64
+    time: AwareDatetime
+    hostname: Hostname
+    paths: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=1000)] = []
+    tags: Annotated[list[ShortText], Field(max_length=100)] = []
+    tree: Hex64
+    files: Count
+    bytes: Count
+    duration_seconds: Annotated[float, Field(ge=0, le=1e9)]
+    stores: Annotated[dict[StoreName, StoreCopyReport], Field(min_length=1,
+                                                              max_length=MAX_STORES)]
+    manifest_sha256: Hex64 | None = None
+    partial: bool = False
+
+    @field_validator("report_id")
+    @classmethod
+    def _uuid(cls, value: str) -> str:
+        try:
+            return str(uuid.UUID(value))
+        except ValueError:
+            raise ValueError("must be a UUID such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427") \
+                from None
+
+    @field_validator("duration_seconds")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number of seconds")
+        return value
+
+
+class SnapshotAccepted(BaseModel):
+    snapshot_id: str
+    report_id: str
+    duplicate: bool
+
+
+class ManifestUpload(Message):
+    manifest: dict[str, Any]
+    signature: Annotated[str, Field(min_length=1, max_length=200,
+                                    description="base64 of the 64-byte Ed25519 signature")]
