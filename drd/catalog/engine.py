@@ -79,4 +79,8 @@ def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:
 
 
 def _begin_sqlite_transaction(connection: sa.Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    # IMMEDIATE takes the write lock at the start: a transaction that reads and then
+    # writes can otherwise fail with "database is locked" when another writer committed
+    # in between, which busy_timeout cannot wait out. Readers still wait at most
+    # busy_timeout; the embedded catalog serves one daemon, so that costs little.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
