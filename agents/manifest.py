@@ -1,0 +1,238 @@
+"""Manifests: the content digests an agent records for each snapshot, signed.
+
+A restore drill compares restored files against the manifest, so the manifest must list
+what restic saved: the files of the path sources, minus what the policy excludes (matched
+as restic matches, :mod:`agents.excludes`), regular files only (restic keeps symlinks as
+links; they have no content of their own to compare). ``sample_percent`` below 100 keeps
+a deterministic sample: a file is in it when the SHA-256 of its path falls in the first
+``sample_percent`` of the hash space, so the same files are sampled every run.
+
+Format (version 1; ``mtime_ns`` lets a drill tell "changed after restic read it" from
+"corrupted"; ``null`` for a command's output)::
+
+    {"version": 1, "system": "fs1", "snapshot_id": "<64 hex>", "run_id": "<uuid>",
+     "created": "<RFC 3339 UTC>", "kind": "paths" | "command",
+     "sources": ["/srv/share"], "excludes": ["/srv/share/**/*.tmp"],
+     "sample_percent": 100, "total_files": 5204, "total_bytes": 444000000,
+     "files": [{"path": "/srv/share/a.txt", "size": 12, "mtime_ns": 17...,
+                "sha256": "<64 hex>"}, ...],          # sorted by path
+     "unreadable": [{"path": "...", "error": "Permission denied"}]}
+
+Signing: the signature is Ed25519 over the canonical JSON bytes,
+``json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()`` -- the bytes
+stored as ``drd/manifests/<id>.json``. The detached ``.json.sig`` beside it is::
+
+    {"version": 1, "algorithm": "ed25519", "key": "<sha256 hex of the raw public key>",
+     "signature": "<base64 of the signature over the .json object's bytes>"}
+
+(the same signature the centre receives; not the prefixed file message of
+:func:`drd.crypto.signing.sign_file`).
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import json
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agents.excludes import ExcludeMatcher
+from drd.crypto.signing import public_key_fingerprint, sign
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+MANIFEST_PREFIX = "drd/manifests/"
+_READ_CHUNK = 1 << 20
+_HASH_SPACE = 1 << 64
+
+
+def in_sample(path: str, sample_percent: float) -> bool:
+    """Whether ``path`` is in the deterministic ``sample_percent`` sample (pure)."""
+    if sample_percent >= 100:
+        return True
+    if sample_percent <= 0:
+        return False
+    digest = hashlib.sha256(os.fsencode(path)).digest()
+    return int.from_bytes(digest[:8], "big") < sample_percent / 100 * _HASH_SPACE
+
+
+def canonical_bytes(manifest: dict[str, Any]) -> bytes:
+    """The bytes that are signed, stored and hashed (pure)."""
+    return json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()
+
+
+def manifest_sha256(manifest: dict[str, Any]) -> str:
+    """SHA-256 (hex) of :func:`canonical_bytes`: the report's ``manifest_sha256``."""
+    return hashlib.sha256(canonical_bytes(manifest)).hexdigest()
+
+
+@dataclass(frozen=True)
+class SignedManifest:
+    """A manifest, its canonical bytes and its signature."""
+
+    manifest: dict[str, Any] = field(repr=False)
+    data: bytes = field(repr=False)
+    signature: bytes = field(repr=False)
+    key_fingerprint: str = ""
+
+    @property
+    def snapshot_id(self) -> str:
+        return self.manifest["snapshot_id"]
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def signature_b64(self) -> str:
+        return base64.b64encode(self.signature).decode()
+
+    def signature_document(self) -> bytes:
+        """The ``.json.sig`` object's bytes."""
+        return (json.dumps({"version": 1, "algorithm": "ed25519", "key": self.key_fingerprint,
+                            "signature": self.signature_b64}, indent=2) + "\n").encode()
+
+    def object_keys(self) -> tuple[str, str]:
+        """Store keys of the manifest and its signature."""
+        key = f"{MANIFEST_PREFIX}{self.snapshot_id}.json"
+        return key, key + ".sig"
+
+
+def sign_manifest(key: Ed25519PrivateKey, manifest: dict[str, Any]) -> SignedManifest:
+    """Sign the canonical bytes of ``manifest`` with the agent's identity key."""
+    data = canonical_bytes(manifest)
+    return SignedManifest(manifest=manifest, data=data, signature=sign(key, data),
+                          key_fingerprint=public_key_fingerprint(key.public_key()))
+
+
+# -- collecting the files -----------------------------------------------------------------
+
+
+@dataclass
+class FileDigests:
+    """What a walk found: sampled file entries, unreadable files, totals of all files."""
+
+    files: list[dict[str, Any]] = field(default_factory=list)
+    unreadable: list[dict[str, str]] = field(default_factory=list)
+    total_files: int = 0
+    total_bytes: int = 0
+
+
+def walk_sources(
+    sources: Sequence[str],
+    excludes: Sequence[str],
+    sample_percent: float,
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> FileDigests:
+    """Hash the files restic backs up for ``sources`` with the (rooted) ``excludes``.
+
+    Symbolic links are not followed (restic saves them as links); an excluded directory
+    is not entered (restic does not enter it either). A file that cannot be read is
+    listed in ``unreadable`` rather than failing the walk: restic reports it too.
+
+    ``should_stop`` is asked between files; when it returns True the walk ends early
+    (the caller is cancelling the run).
+    """
+    matcher = ExcludeMatcher(excludes)
+    result = FileDigests()
+    for source in sources:
+        if not matcher.excluded(source):
+            _walk(source, matcher, sample_percent, result, should_stop)
+    result.files.sort(key=lambda entry: entry["path"])
+    return result
+
+
+def _walk(path: str, matcher: ExcludeMatcher, sample_percent: float, result: FileDigests,
+          should_stop: Callable[[], bool]) -> None:
+    stack = [path]
+    while stack:
+        if should_stop():
+            return
+        current = stack.pop()
+        try:
+            info = os.lstat(current)
+        except OSError as error:
+            if error.errno != errno.ENOENT:
+                result.unreadable.append({"path": current, "error": error.strerror or str(error)})
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            try:
+                with os.scandir(current) as entries:
+                    names = [entry.name for entry in entries]
+            except OSError as error:
+                result.unreadable.append({"path": current, "error": error.strerror or str(error)})
+                continue
+            for name in sorted(names, reverse=True):
+                child = f"{current.rstrip('/')}/{name}"
+                if not matcher.excluded(child):
+                    stack.append(child)
+        elif stat.S_ISREG(info.st_mode):
+            result.total_files += 1
+            result.total_bytes += info.st_size
+            if in_sample(current, sample_percent):
+                entry = _file_entry(current, info)
+                if "error" in entry:
+                    result.unreadable.append(entry)
+                else:
+                    result.files.append(entry)
+
+
+def _file_entry(path: str, info: os.stat_result) -> dict[str, Any]:
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(_READ_CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except OSError as error:
+        return {"path": path, "error": error.strerror or str(error)}
+    return {"path": path, "size": size, "mtime_ns": info.st_mtime_ns,
+            "sha256": digest.hexdigest()}
+
+
+def build_manifest(
+    *,
+    system: str,
+    snapshot_id: str,
+    run_id: str,
+    created: datetime,
+    kind: str,
+    sources: Iterable[str],
+    excludes: Iterable[str],
+    sample_percent: float,
+    digests: FileDigests,
+) -> dict[str, Any]:
+    """The manifest document (pure); see the module docstring for its fields."""
+    return {
+        "version": MANIFEST_VERSION,
+        "system": system,
+        "snapshot_id": snapshot_id,
+        "run_id": run_id,
+        "created": created.isoformat(),
+        "kind": kind,
+        "sources": list(sources),
+        "excludes": list(excludes),
+        "sample_percent": sample_percent,
+        "total_files": digests.total_files,
+        "total_bytes": digests.total_bytes,
+        "files": digests.files,
+        "unreadable": digests.unreadable,
+    }
+
+
+def command_digests(filename: str, size: int, sha256: str) -> FileDigests:
+    """The one file a command source saves (``/<filename>``), as a walk result."""
+    return FileDigests(files=[{"path": f"/{filename}", "size": size, "mtime_ns": None,
+                               "sha256": sha256}], total_files=1, total_bytes=size)
