@@ -30,14 +30,16 @@ def make_engine(url: str | sa.URL) -> sa.Engine:
         raise UserError(f"not a database URL: {mask(str(url))}") from None
     backend = parsed.get_backend_name()
     if backend == "sqlite":
-        engine = sa.create_engine(parsed)
+        # hide_parameters: a failing statement's values (hashes, sealed passwords) must
+        # not reach a log line or an exception message
+        engine = sa.create_engine(parsed, hide_parameters=True)
         sa.event.listen(engine, "connect", _configure_sqlite_connection)
         sa.event.listen(engine, "begin", _begin_sqlite_transaction)
         return engine
     if backend == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        return sa.create_engine(parsed, pool_pre_ping=True)
+        return sa.create_engine(parsed, pool_pre_ping=True, hide_parameters=True)
     raise UserError(
         f"unsupported catalog database {display_url(parsed)}: use sqlite:///PATH "
         "or postgresql+psycopg://USER@HOST/DB"

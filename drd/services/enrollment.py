@@ -85,11 +85,12 @@ def server_url(config: Config, override: str | None = None) -> str:
     Raises :class:`UserError` for a URL that is not ``http(s)://HOST[:PORT][/PATH]``.
     """
     url = (override or config.public_url or f"https://{config.listen}").rstrip("/")
-    parts = urlsplit(url)
     try:
+        parts = urlsplit(url)
         parts.port  # noqa: B018 -- parsing the port is the check
     except ValueError:
-        raise UserError(f"bad server URL {url!r}: the port is not a number") from None
+        raise UserError(f"bad server URL {url!r}: give https://HOST:PORT with a port from "
+                        "1 to 65535 (and brackets around an IPv6 address)") from None
     if parts.scheme not in ("https", "http") or not parts.hostname or parts.query \
             or parts.fragment or parts.username:
         raise UserError(f"bad server URL {url!r}: give https://HOST:PORT, the address agents "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -22,11 +23,16 @@ BIGINT_MAX = 2**63 - 1
 MAX_STORES = 64
 
 Hex64 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="64 lowercase hex digits")]
-# what the agent's machine calls itself: any printable text (no control characters,
-# which could rewrite a terminal showing it)
-Hostname = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[^\x00-\x1f\x7f]+$")]
-Count = Annotated[int, Field(ge=0, le=BIGINT_MAX)]
-ShortText = Annotated[str, Field(max_length=200)]
+# what the agent's machine calls itself: any printable text (no C0 or C1 control
+# characters, which could rewrite a terminal showing it)
+NO_CONTROLS = r"^[^\x00-\x1f\x7f-\x9f]*$"
+Hostname = Annotated[str, Field(min_length=1, max_length=253, pattern=NO_CONTROLS)]
+Count = Annotated[int, Field(strict=True, ge=0, le=BIGINT_MAX)]
+ShortText = Annotated[str, Field(max_length=200, pattern=NO_CONTROLS)]
+# a report's time may run ahead of the centre's clock by this much at most: a snapshot
+# "from the future" would hide a late system until that time
+MAX_CLOCK_SKEW = timedelta(hours=1)
+EARLIEST_SNAPSHOT = datetime(1970, 1, 1, tzinfo=UTC)
 StoreName = Annotated[str, Field(pattern=NAME_PATTERN)]
 # an object's path in the repository (``data/ab/ab12...``, ``index/...``, ``config``)
 ObjectName = Annotated[str, Field(max_length=300,
@@ -106,7 +112,7 @@ class HeartbeatResponse(BaseModel):
 
 
 class StoreCopyReport(Message):
-    complete: bool
+    complete: Annotated[bool, Field(strict=True)]
     missing_objects: Count = 0
     # as long as the body limit allows (drd.api.limits); the centre keeps the first
     # drd.services.snapshots.MAX_MISSING_KEPT names, missing_objects keeps the count
@@ -126,7 +132,8 @@ class SnapshotReport(Message):
     snapshot_id: Hex64
     time: AwareDatetime
     hostname: Hostname
-    paths: Annotated[list[Annotated[str, Field(max_length=4096)]], Field(max_length=1000)] = []
+    paths: Annotated[list[Annotated[str, Field(max_length=4096, pattern=NO_CONTROLS)]],
+                     Field(max_length=1000)] = []
     tags: Annotated[list[ShortText], Field(max_length=100)] = []
     tree: Hex64
     files: Count
@@ -135,7 +142,20 @@ class SnapshotReport(Message):
     stores: Annotated[dict[StoreName, StoreCopyReport], Field(min_length=1,
                                                               max_length=MAX_STORES)]
     manifest_sha256: Hex64 | None = None
-    partial: bool = False
+    partial: Annotated[bool, Field(strict=True)] = False
+
+    @field_validator("time")
+    @classmethod
+    def _plausible_time(cls, value: datetime) -> datetime:
+        """In UTC and not before 1970. (Whether it lies in the future is checked against
+        the centre's clock when the report is recorded.)"""
+        try:
+            value = value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        if value < EARLIEST_SNAPSHOT:
+            raise ValueError("is before 1970")
+        return value
 
     @field_validator("report_id")
     @classmethod

@@ -36,7 +36,7 @@ from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import verify
 from drd.errors import UserError
 from drd.services.agents import AgentIdentity
-from drd.services.protocol import SnapshotAccepted, SnapshotReport
+from drd.services.protocol import MAX_CLOCK_SKEW, SnapshotAccepted, SnapshotReport
 from drd.services.refusals import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,9 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
     a ``report_id`` that another system used.
     """
     now = now or utcnow()
+    if report.time > now + MAX_CLOCK_SKEW:
+        raise BadRequest(f"time: {report.time.isoformat()} is in the future by the centre's "
+                         "clock: check the agent's clock")
     try:
         with catalog.session() as session:
             duplicate = _recorded(session, agent, report)

@@ -585,6 +585,7 @@ def test_status_follows_the_reports_against_the_rpo(centre: Centre) -> None:
     assert not fs1(T0 + dt.timedelta(minutes=30)).late  # one RPO of grace after enrolling
     assert fs1(T0 + dt.timedelta(hours=2)).late
     # durable in two of three stores: a good backup
+    centre.clock.now = T0 + dt.timedelta(hours=1)
     assert agent.post("/v1/agent/snapshots", _report("a" * 64, time=T0 + dt.timedelta(
         hours=1))).status_code == 201
     standing = fs1(T0 + dt.timedelta(hours=1, minutes=30))
@@ -592,7 +593,12 @@ def test_status_follows_the_reports_against_the_rpo(centre: Centre) -> None:
     assert standing.age == dt.timedelta(minutes=30) and standing.snapshots == 1
     # a partial one does not count
     partial = _report("b" * 64, partial=True, time=T0 + dt.timedelta(hours=3))
+    centre.clock.now = T0 + dt.timedelta(hours=3)
     assert agent.post("/v1/agent/snapshots", partial).status_code == 201
+    # a snapshot "from the future" would hide a late system: refused
+    ahead = _report("c" * 64, time=T0 + dt.timedelta(hours=5))
+    refused = agent.post("/v1/agent/snapshots", ahead)
+    assert refused.status_code == 400 and "future" in refused.json()["detail"]
     late = fs1(T0 + dt.timedelta(hours=3, minutes=5))
     assert late.late and late.last_backup_at == T0 + dt.timedelta(hours=1)
     assert status.totals([late]) == {"systems": 1, "enrolled": 1, "pending": 0, "late": 1}

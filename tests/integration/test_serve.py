@@ -216,7 +216,7 @@ def _enroll(server: Server, home: Path, token: str, trust: ssl.SSLContext
 
 def _report(snapshot_id: str, complete_b: bool) -> dict:
     return {"report_id": str(uuid.uuid4()), "snapshot_id": snapshot_id,
-            "time": "2026-12-02T10:00:00+00:00", "hostname": "fs1.city",
+            "time": "2026-11-02T10:00:00+00:00", "hostname": "fs1.city",
             "paths": ["/srv/share"], "tags": [], "tree": "e" * 64, "files": 12,
             "bytes": 3 * 1024 * 1024, "duration_seconds": 1.5,
             "stores": {"dc-a": {"complete": True},
@@ -271,7 +271,7 @@ def test_token_enroll_report_and_the_operators_view(home: Path, tmp_path: Path) 
         (fs1,) = report["systems"]
         assert fs1["system"] == "fs1" and fs1["department"] == "parks"
         assert fs1["policy"] == "fileserver" and fs1["status"] == "enrolled"
-        assert fs1["last_backup_at"].startswith("2026-12-02T10:00:00")
+        assert fs1["last_backup_at"].startswith("2026-11-02T10:00:00")
         assert fs1["rpo"] == "1h" and fs1["rpo_seconds"] == 3600
         assert fs1["late"] is (fs1["age_seconds"] > 3600)
         assert report["totals"] == {"systems": 1, "enrolled": 1, "pending": 0,

@@ -67,6 +67,16 @@ def test_the_documented_report_is_valid_and_extra_fields_are_ignored() -> None:
     {"hostname": "h" * 254},
     {"paths": "/srv/share"},
     {"manifest_sha256": "z" * 64},
+    {"time": "9999-12-31T23:59:59-23:59"},  # overflows when converted to UTC
+    {"time": "0001-01-01T00:00:00+23:59"},
+    {"time": "1960-01-01T00:00:00Z"},
+    {"bytes": True},  # no coercion of booleans into counts
+    {"files": "12"},
+    {"partial": 1},
+    {"stores": {"dc-a": {"complete": 1, "missing_objects": 0, "missing": []}}},
+    {"hostname": "a\u009b2J"},  # a C1 control (CSI) would rewrite a terminal
+    {"tags": ["x\u0085"]},
+    {"paths": ["/srv/\x1b[2Jshare"]},
 ])
 def test_bad_reports_are_refused(changes: dict) -> None:
     with pytest.raises(ValidationError):
