@@ -14,6 +14,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from drd.errors import OperationError, UserError
 from drd.secrets import mask
@@ -86,16 +87,38 @@ async def _operation_error(request: Request, error: OperationError) -> JSONRespo
     return detail(503, f"the centre cannot serve this now: {message}")
 
 
+async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+    # FastAPI answers a body it cannot decode (not UTF-8, nested too deeply) with this
+    # 400; the protocol says 422 with a reason, like any other body that does not fit
+    if error.status_code == 400 and error.detail == _UNPARSEABLE_BODY:
+        return detail(422, "the body is not valid JSON (UTF-8 text, not nested too deeply)")
+    return detail(error.status_code, str(error.detail), getattr(error, "headers", None))
+
+
+_UNPARSEABLE_BODY = "There was an error parsing the body"
+
+
 async def _bug(request: Request, error: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path,
               exc_info=(type(error), error, error.__traceback__))
     return detail(500, "internal error in the centre: see its log")
 
 
+async def _catch_bugs(request: Request, call_next):
+    """Answer a bug with one logged traceback and a 500, keeping the connection usable
+    (a handler registered for ``Exception`` runs in Starlette's outermost middleware,
+    which logs the error a second time and drops the connection)."""
+    try:
+        return await call_next(request)
+    except Exception as error:  # noqa: BLE001 -- the edge: anything else is a bug
+        return await _bug(request, error)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers above on ``app``."""
     app.add_exception_handler(Refused, _refused)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(OperationError, _operation_error)
-    app.add_exception_handler(Exception, _bug)
+    app.middleware("http")(_catch_bugs)

@@ -623,3 +623,30 @@ def test_backup_now_needs_an_enrolled_system(centre: Centre) -> None:
         agents.request_backup(centre.catalog, "fs1")
     with pytest.raises(UserError, match="no system named"):
         snapshots.list_snapshots(centre.catalog, "nope")
+
+
+def test_an_undecodable_body_is_a_422_with_a_reason(centre: Centre) -> None:
+    answer = centre.client.post("/v1/agent/enroll/preview", content=b'{"token": "\xff\xfe"}',
+                                headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422 and "JSON" in answer.json()["detail"]
+    nested = b"[" * 10_000 + b"]" * 10_000
+    answer = centre.client.post("/v1/agent/enroll/preview", content=nested,
+                                headers={"Content-Type": "application/json"})
+    assert 400 <= answer.status_code < 500
+
+
+def test_a_bug_is_one_500_with_a_generic_detail_and_the_next_request_works(
+        centre: Centre, caplog) -> None:
+    app = centre.client.app
+
+    @app.get("/v1/test-only/bug")
+    def bug() -> None:
+        raise RuntimeError("a bug with a secret-looking value s3cr3t")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        answer = client.get("/v1/test-only/bug")
+        assert answer.status_code == 500
+        assert answer.json() == {"detail": "internal error in the centre: see its log"}
+        assert client.get("/healthz").status_code == 200
+    logged = [record for record in caplog.records if record.exc_info]
+    assert len(logged) == 1
