@@ -104,14 +104,34 @@ async def _bug(request: Request, error: Exception) -> JSONResponse:
     return detail(500, "internal error in the centre: see its log")
 
 
-async def _catch_bugs(request: Request, call_next):
-    """Answer a bug with one logged traceback and a 500, keeping the connection usable
-    (a handler registered for ``Exception`` runs in Starlette's outermost middleware,
-    which logs the error a second time and drops the connection)."""
-    try:
-        return await call_next(request)
-    except Exception as error:  # noqa: BLE001 -- the edge: anything else is a bug
-        return await _bug(request, error)
+class CatchBugs:
+    """ASGI middleware answering a bug with one logged traceback and a 500, keeping the
+    connection usable (a handler registered for ``Exception`` runs in Starlette's
+    outermost middleware, which logs the error a second time and drops the connection).
+    A pure ASGI middleware, so that the request body reaches the app unwrapped."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception as error:  # noqa: BLE001 -- the edge: anything else is a bug
+            if started:
+                raise
+            response = await _bug(Request(scope), error)
+            await response(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -121,4 +141,4 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(UserError, _user_error)
     app.add_exception_handler(OperationError, _operation_error)
-    app.middleware("http")(_catch_bugs)
+    app.add_middleware(CatchBugs)
