@@ -25,8 +25,8 @@ from agents.progress import ProgressBar
 from agents.service import backup_system, fanout_target, list_snapshots, make_restic
 from agents.spool import Spool
 from drd import __version__
-from drd.cli import output
-from drd.cli.runner import run
+from drd.console import output
+from drd.console.runner import run
 from drd.errors import OperationError, UserError
 from drd.restic import Restic
 from drd.restic.version import require_supported

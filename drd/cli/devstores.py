@@ -12,8 +12,8 @@ from pathlib import Path
 import click
 
 from drd import devstores
-from drd.cli import output
 from drd.cli.options import home_option, json_option
+from drd.console import output
 from drd.fsutil import atomic_write
 
 SECRET_FILE = "secret_access_key"

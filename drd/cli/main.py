@@ -1,6 +1,6 @@
 """Entry point of the ``drd`` command: the group and its subcommands.
 
-Exit codes are mapped in :mod:`drd.cli.runner`.
+Exit codes are mapped in :mod:`drd.console.runner`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import click
 
 from drd import __version__
 from drd.cli.context import CliState
-from drd.cli.runner import run
+from drd.console.runner import run
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

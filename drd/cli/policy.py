@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import click
 
-from drd.cli import output
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.config import is_initialised
+from drd.console import output
 from drd.services import policies as policy_service
 from drd.services import stores
 from policies import PolicyError

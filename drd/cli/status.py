@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from drd.cli import output
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
+from drd.console import output
 from drd.services import status as status_service
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import click
 
-from drd.cli import output
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
+from drd.console import output
 from drd.errors import EXIT_FAILED, UserError
 from drd.secrets import Secret
 from drd.services import stores

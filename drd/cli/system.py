@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import click
 
-from drd.cli import output
 from drd.cli.context import CliState
 from drd.cli.options import home_option
+from drd.console import output
 from drd.crypto.keystore import KeyStore
 from drd.errors import UserError
 from drd.services import enrollment

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from drd.cli import output
+from drd.console import output
 from drd.errors import EXIT_FAILED, EXIT_USAGE, DrdError
 
 EXIT_INTERRUPTED = 130
