@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from drd.api.asgi import TrackedSend
 from drd.errors import OperationError, UserError
 from drd.secrets import mask
 from drd.services.refusals import (
@@ -117,18 +118,11 @@ class CatchBugs:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        started = False
-
-        async def tracking_send(message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, tracked)
         except Exception as error:  # noqa: BLE001 -- the edge: anything else is a bug
-            if started:
+            if tracked.started:
                 raise
             response = await _bug(Request(scope), error)
             await response(scope, receive, send)

@@ -14,6 +14,8 @@ import re
 
 from starlette.exceptions import HTTPException
 
+from drd.api.asgi import TrackedSend
+
 DEFAULT_LIMIT = 1 << 20  # 1 MiB
 REPORT_LIMIT = 64 << 20  # 64 MiB: some 500,000 missing object names
 MANIFEST_LIMIT = 256 << 20  # 256 MiB: about a million files at ~200 bytes each
@@ -49,7 +51,6 @@ class BodySizeLimit:
             await _too_large(send, limit)
             return
         received = 0
-        started = False
 
         async def limited_receive():
             nonlocal received
@@ -62,16 +63,11 @@ class BodySizeLimit:
                     raise HTTPException(413, too_large_detail(limit))
             return message
 
-        async def tracking_send(message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
+        tracked = TrackedSend(send)
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, tracked)
         except HTTPException as error:
-            if error.status_code != 413 or started:
+            if error.status_code != 413 or tracked.started:
                 raise
             await _too_large(send, limit)
 
