@@ -58,6 +58,9 @@ class Config:
     restic_binary: str = "restic"
     listen: str = "127.0.0.1:8443"
     public_url: str = ""
+    workers: int = 2
+    replication_parallel: int = 8
+    lease_seconds: int = 30
 
     def __post_init__(self) -> None:
         if not self.database_url:
@@ -66,7 +69,9 @@ class Config:
     def __repr__(self) -> str:
         return (f"Config(home={str(self.home)!r}, database_url={mask(self.database_url)!r}, "
                 f"restic_binary={self.restic_binary!r}, listen={self.listen!r}, "
-                f"public_url={self.public_url!r})")
+                f"public_url={self.public_url!r}, workers={self.workers}, "
+                f"replication_parallel={self.replication_parallel}, "
+                f"lease_seconds={self.lease_seconds})")
 
     @property
     def keys_dir(self) -> Path:
@@ -77,13 +82,19 @@ class Config:
         return yaml.safe_dump(document, sort_keys=False)
 
 
-_KNOWN = {"database_url", "restic_binary", "listen", "public_url"}
+_TEXT = {"database_url", "restic_binary", "listen", "public_url"}
+_COUNTS = {"workers": (1, 64), "replication_parallel": (1, 256), "lease_seconds": (5, 3600)}
+_KNOWN = _TEXT | set(_COUNTS)
 _DESCRIPTIONS = {
     "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
     "restic_binary": "the restic to run (a path, or a name looked up on PATH)",
     "listen": "HOST:PORT of the API",
     "public_url": "the URL agents reach the API at (https://HOST:PORT), put in enrollment "
                   "tokens; default https://<listen>",
+    "workers": "how many queued jobs this daemon runs at once (default 2)",
+    "replication_parallel": "how many objects replication copies at once (default 8)",
+    "lease_seconds": "how long a daemon's claim on a job lasts without a heartbeat; "
+                     "another daemon resumes the job after that (default 30)",
 }
 
 
@@ -115,7 +126,13 @@ def load_config(home: Path) -> Config:
                 for key in document if key not in _KNOWN]
     problems += [f"{path}: {key}: must be text ({_DESCRIPTIONS[key]})"
                  for key, value in document.items()
-                 if key in _KNOWN and not isinstance(value, str)]
+                 if key in _TEXT and not isinstance(value, str)]
+    for key, (low, high) in _COUNTS.items():
+        value = document.get(key)
+        if key in document and (isinstance(value, bool) or not isinstance(value, int)
+                                or not low <= value <= high):
+            problems.append(f"{path}: {key}: must be a whole number from {low} to {high} "
+                            f"({_DESCRIPTIONS[key]})")
     public_url = document.get("public_url")
     if isinstance(public_url, str) and public_url and not public_url.startswith(
             ("https://", "http://")):

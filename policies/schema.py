@@ -183,6 +183,50 @@ class Verification(_Model):
         description="Every byte of every copy is re-read and checked within this period.",
         examples=["30d"],
     )
+    schedule: Cron = Field(
+        "0 2 * * *",
+        description="When the daemon re-reads a share of each store's objects (keyless: "
+        "each object's SHA-256 against its name); each run reads the store's byte budget, "
+        "by default enough to re-read everything within `period`. Five-field cron, UTC.",
+        examples=["0 2 * * *"],
+    )
+    check_schedule: Cron = Field(
+        "0 4 * * 0",
+        description="When the daemon runs `restic check` against each store alone, with "
+        "the escrowed password. Five-field cron, UTC.",
+        examples=["0 4 * * 0"],
+    )
+
+
+class Replication(_Model):
+    """How often the daemon makes sure every store holds every object (anti-entropy).
+
+    Replication also starts right after each snapshot an agent reports.
+    """
+
+    schedule: Cron = Field(
+        "20 * * * *",
+        description="When the daemon compares every store of the system and copies what "
+        "one lacks from one that has it. Five-field cron, UTC.",
+        examples=["20 * * * *"],
+    )
+
+
+class Prune(_Model):
+    """When retention runs, and how long removed objects wait before leaving the other stores."""
+
+    schedule: Cron = Field(
+        "0 1 * * *",
+        description="When the daemon applies `retention`: `restic forget` and `prune` on "
+        "one store, then the same objects are removed from the others. Five-field cron, UTC.",
+        examples=["0 1 * * *"],
+    )
+    delete_delay: Duration = Field(
+        timedelta(days=1),
+        description="How long objects that prune removed from one store stay in the other "
+        "stores before they are removed there too (a safety margin to stop a mistake).",
+        examples=["1d"],
+    )
 
 
 class DrillCheck(_Model):
@@ -341,7 +385,18 @@ class Policy(_Model):
     verification: Verification = Field(
         default_factory=Verification,
         description="How often every copy is re-read and checked.",
-        examples=[{"period": "30d"}],
+        examples=[{"period": "30d", "schedule": "0 2 * * *", "check_schedule": "0 4 * * 0"}],
+    )
+    replication: Replication = Field(
+        default_factory=Replication,
+        description="The periodic pass that makes every store hold every object.",
+        examples=[{"schedule": "20 * * * *"}],
+    )
+    prune: Prune = Field(
+        default_factory=Prune,
+        description="When retention is applied, and the delay before removed objects "
+        "leave the other stores.",
+        examples=[{"schedule": "0 1 * * *", "delete_delay": "1d"}],
     )
     drill: Drill | None = Field(
         None,

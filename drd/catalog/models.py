@@ -50,6 +50,9 @@ NAMING_CONVENTION = {
 STORE_KINDS = ("s3", "file")
 SNAPSHOT_COPY_STATES = ("pending", "present", "missing", "damaged", "forgotten")
 TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
+OBJECT_STATES = ("present", "corrupt", "missing", "lost")
+WORK_STATES = ("queued", "running", "done", "failed")
+JOB_KINDS = ("replicate", "verify", "check", "retention", "drill")
 
 
 class Base(DeclarativeBase):
@@ -148,6 +151,7 @@ class Store(Base):
     access_key_id: Mapped[str | None]
     secret_encrypted: Mapped[bytes | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    verify_budget_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
 
 
 class Snapshot(Base):
@@ -252,6 +256,7 @@ class Job(Base):
     store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"), index=True)
     schedule: Mapped[str | None]
     next_run_at: Mapped[dt.datetime | None] = mapped_column(index=True)
+    active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
 
     runs: Mapped[list[JobRun]] = relationship(back_populates="job")
 
@@ -274,6 +279,157 @@ class JobRun(Base):
     error: Mapped[str | None] = mapped_column(sa.Text)
 
     job: Mapped[Job] = relationship(back_populates="runs")
+
+
+class StoreObject(Base):
+    """The ledger: one object of a system's repository on one store.
+
+    ``key`` is relative to the repository (``data/ab/ab12...``, ``index/...``,
+    ``config``). ``state``: ``present`` (listed on the store), ``corrupt`` (read back
+    and its SHA-256 did not match its name), ``missing`` (the store lacks an object that
+    another store holds, or it vanished), ``lost`` (no store holds a good copy).
+    ``verified_at`` is when its bytes were last read back and found right (None: never);
+    ``first_seen_at`` is when drd first saw it on this store.
+    """
+
+    __tablename__ = "store_objects"
+    __table_args__ = (
+        sa.UniqueConstraint("store_id", "system_id", "key"),
+        sa.CheckConstraint(_one_of("state", OBJECT_STATES), name="state"),
+        sa.Index(None, "store_id", "state", "verified_at"),
+        sa.Index(None, "system_id", "key"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"))
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    key: Mapped[str] = mapped_column(sa.String(200))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    state: Mapped[str] = mapped_column(default="present")
+    first_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[dt.datetime | None]
+    failed_at: Mapped[dt.datetime | None]
+
+
+class Replica(Base):
+    """One system's repository on one store: replication's watermark and lag.
+
+    Every snapshot of the system reported at or before ``watermark_at`` is safe on the
+    store: the store held every object that existed then (a replication pass listed all
+    the system's stores at ``watermark_at`` and left this one lacking nothing).
+    ``lag_objects``/``lag_bytes`` are what it lacked after the last pass (0 when
+    complete); ``last_error`` why the last pass could not finish it.
+    """
+
+    __tablename__ = "replicas"
+    __table_args__ = (sa.UniqueConstraint("system_id", "store_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"), index=True)
+    watermark_at: Mapped[dt.datetime | None]
+    listed_at: Mapped[dt.datetime | None]
+    lag_objects: Mapped[int | None] = mapped_column(sa.BigInteger)
+    lag_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+
+class Tombstone(Base):
+    """An object that ``restic prune`` removed from a system's repository on one store.
+
+    Replication never copies it back; after ``delete_after`` retention removes it from the
+    other stores too (``deleted_from`` names the stores done), unless the pruned store
+    holds it again by then (a later backup wrote the same content).
+    """
+
+    __tablename__ = "tombstones"
+    __table_args__ = (sa.UniqueConstraint("system_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    key: Mapped[str] = mapped_column(sa.String(200))
+    size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    pruned_store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"))
+    removed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delete_after: Mapped[dt.datetime] = mapped_column(index=True)
+    deleted_from: Mapped[list[str]] = _json(default=list)
+    done_at: Mapped[dt.datetime | None]
+
+
+class WorkItem(Base):
+    """Queued work: one run of a job, claimed by one daemon at a time.
+
+    ``pending_key`` (unique while set) keeps one queued item per purpose (a second
+    "replicate system 5" is not queued while one waits); it is cleared when the item is
+    claimed. ``scheduled_for`` with ``job_id`` is unique: a scheduled slot is queued once
+    however often the leader changes. A claim lasts until ``lease_until``; the claiming
+    daemon extends it while it works, and once it lapses (the daemon died) another
+    daemon resumes the item, with the same ``run_id``. ``checkpoint`` is the job's own
+    progress record.
+    """
+
+    __tablename__ = "work_items"
+    __table_args__ = (
+        sa.UniqueConstraint("job_id", "scheduled_for"),
+        sa.CheckConstraint(_one_of("state", WORK_STATES), name="state"),
+        sa.Index(None, "state", "not_before"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(sa.ForeignKey("jobs.id"), index=True)
+    kind: Mapped[str]
+    system_id: Mapped[int | None] = mapped_column(sa.ForeignKey("systems.id"))
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"))
+    params: Mapped[dict[str, Any]] = _json(default=dict)
+    pending_key: Mapped[str | None] = mapped_column(sa.String(200), unique=True)
+    scheduled_for: Mapped[dt.datetime | None]
+    state: Mapped[str] = mapped_column(default="queued")
+    reason: Mapped[str] = mapped_column(default="scheduled")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    not_before: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    claimed_by: Mapped[str | None] = mapped_column(sa.String(64))
+    lease_until: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    run_id: Mapped[int | None] = mapped_column(sa.ForeignKey("job_runs.id"))
+    checkpoint: Mapped[dict[str, Any] | None] = _json(nullable=True)
+    finished_at: Mapped[dt.datetime | None]
+
+
+class Daemon(Base):
+    """A running (or once running) ``drd serve``: its heartbeat, and whether it leads."""
+
+    __tablename__ = "daemons"
+
+    id: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    hostname: Mapped[str]
+    pid: Mapped[int]
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    leader: Mapped[bool] = mapped_column(default=False)
+    stopped_at: Mapped[dt.datetime | None]
+
+
+class Alert(Base):
+    """Something an operator must see: damage, a failed check, a failed drill.
+
+    ``open_key`` (unique while set) makes an alert for the same thing repeat as one
+    alert (``count`` and ``last_seen_at`` grow); it is cleared when resolved.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(index=True)
+    severity: Mapped[str] = mapped_column(default="critical")
+    system_id: Mapped[int | None] = mapped_column(sa.ForeignKey("systems.id"), index=True)
+    store_id: Mapped[int | None] = mapped_column(sa.ForeignKey("stores.id"))
+    open_key: Mapped[str | None] = mapped_column(sa.String(300), unique=True)
+    message: Mapped[str] = mapped_column(sa.Text)
+    details: Mapped[dict[str, Any]] = _json(default=dict)
+    opened_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    count: Mapped[int] = mapped_column(default=1)
+    resolved_at: Mapped[dt.datetime | None]
 
 
 class Drill(Base):

@@ -1,0 +1,90 @@
+"""The object ledger: what each store holds of each system's repository.
+
+Restic names every object under ``data/``, ``index/``, ``snapshots/`` and ``keys/`` by
+the SHA-256 of its bytes as stored (:func:`expected_sha256`), so a copy is proven
+intact by reading it back and hashing it -- no password needed. ``config`` has a fixed
+name; it is the same bytes in every store. ``locks/`` are transient and never tracked.
+
+:func:`sync_listing` brings the catalog's rows (:class:`~drd.catalog.models.StoreObject`)
+in line with a store's listing. Replication and verification both call it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drd.catalog.models import StoreObject
+
+HEX64 = re.compile(r"[0-9a-f]{64}")
+CONTENT_ADDRESSED = ("data", "index", "snapshots", "keys")
+CONFIG = "config"
+
+
+def expected_sha256(key: str) -> str | None:
+    """The SHA-256 (hex) ``key``'s bytes must have, or None for ``config``.
+
+    Raises ``ValueError`` for a key that is not a tracked restic object.
+    """
+    if key == CONFIG:
+        return None
+    parts = key.split("/")
+    if parts[0] == "data" and len(parts) == 3 and HEX64.fullmatch(parts[2]) \
+            and parts[1] == parts[2][:2]:
+        return parts[2]
+    if parts[0] in CONTENT_ADDRESSED[1:] and len(parts) == 2 and HEX64.fullmatch(parts[1]):
+        return parts[1]
+    raise ValueError(f"not a restic object drd tracks: {key!r}")
+
+
+def is_tracked(key: str) -> bool:
+    """True for the objects the ledger tracks: ``config`` and content-addressed ones."""
+    try:
+        expected_sha256(key)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class ListingChange:
+    """What :func:`sync_listing` changed: keys new to the ledger, keys that vanished."""
+
+    added: list[str]
+    vanished: list[str]
+
+
+def sync_listing(session: Session, system_id: int, store_id: int,
+                 listing: Iterable[tuple[str, int]], now: dt.datetime) -> ListingChange:
+    """Make the ledger of ``store_id`` for ``system_id`` match ``listing`` (key, size).
+
+    Untracked keys (``locks/``, strays) are ignored. A key new to the ledger is added as
+    ``present``, never verified; a listed key whose row was ``missing`` (or ``lost``) is
+    ``present`` again, unverified; a row whose size changed is unverified again. A
+    ``present`` row the listing lacks becomes ``missing``. ``corrupt`` rows stay corrupt
+    until verification or healing says otherwise.
+    """
+    listed = {key: size for key, size in listing if is_tracked(key)}
+    rows = {row.key: row for row in session.scalars(sa.select(StoreObject).where(
+        StoreObject.system_id == system_id, StoreObject.store_id == store_id))}
+    added, vanished = [], []
+    for key, size in listed.items():
+        row = rows.get(key)
+        if row is None:
+            session.add(StoreObject(store_id=store_id, system_id=system_id, key=key,
+                                    size=size, state="present", first_seen_at=now))
+            added.append(key)
+        elif row.state in ("missing", "lost") or row.size != size:
+            row.state = "present"
+            row.verified_at = None
+            row.size = size
+    for key, row in rows.items():
+        if key not in listed and row.state == "present":
+            row.state = "missing"
+            vanished.append(key)
+    return ListingChange(added=sorted(added), vanished=sorted(vanished))
