@@ -7,7 +7,7 @@ import copy
 import pytest
 
 from agents.assignment import parse_assignment
-from agents.progress import human_bytes, render
+from drd.console.progress import human_bytes, render
 from drd.errors import OperationError
 from drd.restic import ProgressEvent
 

@@ -1,7 +1,9 @@
-"""The backup progress bar on a terminal (stderr), from restic's ``status`` messages.
+"""Progress bars on a terminal (stderr) for long work: backup, replicate, verify, restore.
 
+Progress arrives as :class:`~drd.restic.ProgressEvent` (restic's ``status`` messages;
+the daemon's own work reports objects as "files" with ``unit="objects"``).
 :func:`render` is pure; :class:`ProgressBar` redraws one line at most a few times a
-second. Used only when stderr is a terminal and ``--json`` was not given.
+second. Use it only when stderr is a terminal and ``--json`` was not given.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def render(event: ProgressEvent, label: str, width: int = 24) -> str:
+def render(event: ProgressEvent, label: str, width: int = 24, unit: str = "files") -> str:
     """One line of progress: label, bar, percent, files, bytes, time left (pure)."""
     done = max(0.0, min(1.0, event.percent_done))
     filled = int(done * width)
     bar = "#" * filled + "-" * (width - filled)
-    files = (f"{event.files_done}/{event.total_files} files" if event.total_files
-             else f"{event.files_done} files")
+    files = (f"{event.files_done}/{event.total_files} {unit}" if event.total_files
+             else f"{event.files_done} {unit}")
     size = human_bytes(event.bytes_done)
     if event.total_bytes:
         size += f"/{human_bytes(event.total_bytes)}"
@@ -46,9 +48,10 @@ def render(event: ProgressEvent, label: str, width: int = 24) -> str:
 class ProgressBar:
     """A callable for ``progress=``: redraws the line on stderr, throttled."""
 
-    def __init__(self, label: str = "backup", *, interval: float = 0.2,
+    def __init__(self, label: str = "backup", *, interval: float = 0.2, unit: str = "files",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._label = label
+        self._unit = unit
         self._interval = interval
         self._clock = clock
         self._last_draw = float("-inf")
@@ -59,7 +62,7 @@ class ProgressBar:
         if now - self._last_draw < self._interval and event.percent_done < 1.0:
             return
         self._last_draw = now
-        line = render(event, self._label)
+        line = render(event, self._label, unit=self._unit)
         click.echo("\r" + line.ljust(self._width), err=True, nl=False)
         self._width = max(self._width, len(line))
 
