@@ -21,11 +21,11 @@ from agents.daemon import (
 )
 from agents.enroll import enroll
 from agents.home import AgentHome, is_enrolled, resolve_agent_home
-from drd.console.progress import ProgressBar
 from agents.service import backup_system, fanout_target, list_snapshots, make_restic
 from agents.spool import Spool
 from drd import __version__
 from drd.console import output
+from drd.console.progress import ProgressBar
 from drd.console.runner import run
 from drd.errors import OperationError, UserError
 from drd.restic import Restic

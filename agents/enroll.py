@@ -48,7 +48,7 @@ from agents.home import (
 from agents.target import Target, open_stores, put_everywhere
 from agents.token import normalise_server_url, parse_token
 from drd.crypto.pem import load_escrow_public_key, public_key_pem
-from drd.crypto.seal import seal
+from drd.crypto.seal import password_context, seal
 from drd.errors import OperationError, UserError
 from drd.restic import Restic, ResticRepositoryExists, ResticWrongPassword
 from drd.secrets import Secret
@@ -57,13 +57,7 @@ from drd.stores import Store, parse_store_url
 logger = logging.getLogger(__name__)
 
 ESCROW_KEY = "drd/escrow/password.sealed"
-PASSWORD_CONTEXT_PREFIX = b"drd-repository-password:"
 PASSWORD_BYTES = 32
-
-
-def password_context(system: str) -> bytes:
-    """The sealing context of a system's repository password."""
-    return PASSWORD_CONTEXT_PREFIX + system.encode()
 
 
 def new_password() -> Secret:

@@ -87,3 +87,11 @@ def _derive_key(shared: bytes, ephemeral_public: bytes, recipient_public: bytes)
 
 def _raw(public_key: X25519PublicKey) -> bytes:
     return public_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+
+
+PASSWORD_CONTEXT_PREFIX = b"drd-repository-password:"
+
+
+def password_context(system: str) -> bytes:
+    """The context a system's repository password is sealed under (agent and centre)."""
+    return PASSWORD_CONTEXT_PREFIX + system.encode()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
 from os import PathLike, fspath
 
 from drd.errors import UserError
@@ -97,8 +98,12 @@ def backup_command(
     tags: Iterable[str] = (),
     host: str | None = None,
     stdin_filename: str | None = None,
+    time: datetime | None = None,
 ) -> tuple[str, ...]:
     """``restic backup --json``, of ``paths`` or, with ``stdin_filename``, of stdin.
+
+    ``time`` (timezone-aware) is the snapshot's time instead of now (restic ``--time``,
+    which takes local time without a zone: it is passed in the local zone).
 
     Raises:
         UserError: no paths (or paths together with ``stdin_filename``), a bad tag, an
@@ -124,6 +129,10 @@ def backup_command(
     argv += _tag_options(tags)
     if host is not None:
         argv += ["--host", _checked_host(host)]
+    if time is not None:
+        if time.utcoffset() is None:
+            raise UserError("a snapshot time must be timezone-aware")
+        argv += ["--time", time.astimezone().strftime("%Y-%m-%d %H:%M:%S")]
     if path_list:
         argv += ["--", *path_list]
     return tuple(argv)

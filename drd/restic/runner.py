@@ -19,6 +19,7 @@ import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 from os import PathLike, fspath
 from pathlib import Path
 
@@ -138,8 +139,11 @@ class Restic:
         tags: Iterable[str] = (),
         host: str | None = None,
         progress: Progress | None = None,
+        time: datetime | None = None,
     ) -> BackupSummary:
         """Back up ``paths`` and return the summary, with the snapshot's full id.
+
+        ``time`` dates the snapshot instead of now (whole seconds).
 
         ``progress`` gets a :class:`ProgressEvent` per restic ``status`` message; if it
         raises, restic is stopped (no snapshot) and the exception propagates.
@@ -163,7 +167,8 @@ class Restic:
                 "sources or restore the missing paths",
                 paths=missing,
             )
-        command = commands.backup_command(path_list, tuple(excludes), tuple(tags), host)
+        command = commands.backup_command(path_list, tuple(excludes), tuple(tags), host,
+                                          time=time)
         return self._backup(repository, command, progress=progress)
 
     def backup_stdin(

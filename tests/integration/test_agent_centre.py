@@ -29,7 +29,7 @@ import pytest
 import uvicorn
 
 from agents.client import CentreUnreachable
-from agents.enroll import ESCROW_KEY, enroll, password_context
+from agents.enroll import ESCROW_KEY, enroll
 from agents.home import AgentHome
 from agents.service import fanout_target
 from drd.api.app import create_app
@@ -37,7 +37,7 @@ from drd.catalog import Catalog
 from drd.config import load_config
 from drd.crypto.ca import certificate_pem, create_ca
 from drd.crypto.keystore import KeyStore
-from drd.crypto.seal import unseal
+from drd.crypto.seal import password_context, unseal
 from drd.errors import OperationError
 from drd.restic import Repository, Restic
 from drd.secrets import Secret
