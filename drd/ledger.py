@@ -88,3 +88,15 @@ def sync_listing(session: Session, system_id: int, store_id: int,
             row.state = "missing"
             vanished.append(key)
     return ListingChange(added=sorted(added), vanished=sorted(vanished))
+
+
+def tombstoned_keys(session: Session, system_id: int) -> set[str]:
+    """Keys that retention's prune removed from ``system_id``'s repository.
+
+    Replication never copies them and verification never heals them: they are on their
+    way out of every store (:class:`~drd.catalog.models.Tombstone`).
+    """
+    from drd.catalog.models import Tombstone
+
+    return set(session.scalars(sa.select(Tombstone.key).where(
+        Tombstone.system_id == system_id)))
