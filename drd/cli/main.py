@@ -34,6 +34,7 @@ def cli(ctx: click.Context, home: str | None, verbose: int) -> None:
 
 def _register() -> None:
     from drd.cli import (
+        alerts,
         backup_now,
         devstores,
         init,
@@ -54,6 +55,7 @@ def _register() -> None:
     cli.add_command(snapshots.snapshots_command)
     cli.add_command(status.status_command)
     cli.add_command(backup_now.backup_now_command)
+    cli.add_command(alerts.alerts_command)
 
 
 _register()
