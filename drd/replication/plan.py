@@ -1,0 +1,205 @@
+"""Which objects to copy where, so that every store holds a system's whole repository.
+
+:func:`plan_replication` is pure: given each store's listing (or None for a store that
+could not be listed), what the ledger knows to be corrupt, the tombstoned keys and the
+policy's order of stores, it returns a :class:`ReplicationPlan`: the copies that make
+every listed store hold every tracked object (:func:`drd.ledger.is_tracked`; never
+``locks/``, never a tombstoned key), what each store lacks, and the keys whose copies
+disagree in size.
+
+Rules:
+
+- The *right* size of a key is the size most stores that hold it agree on, counting
+  only copies not known to be corrupt (a tie goes to the copy first in the policy's
+  order). Restic names objects by the SHA-256 of their bytes, so two sizes under one name
+  mean one of them is corrupt: the minority copy is reported (:class:`SizeConflict`) and
+  replaced.
+- A store *lacks* a key when it does not hold it, holds it at another size, or holds a
+  copy the ledger knows to be corrupt.
+- The source of a copy holds the key at the right size and is not known corrupt for it.
+  A store in the same *copy group* as the target (the same S3 endpoint and keys, where a
+  server-side copy is possible) is preferred, and that includes a store this plan copies
+  the key to earlier (its copy will be there by then); otherwise the first in the policy's
+  order. The other good holders are kept as alternatives, for when the source fails.
+- The copies of one key come together, in the policy's order of targets: applied in
+  order (those of different keys in any order), they leave every listed store holding
+  the whole union.
+- Keys come in restic's order of writing (:func:`phase`): packs, then indexes, keys and
+  ``config``, and snapshots last, so that a store caught up only part of the way never
+  holds a snapshot whose data it lacks, if the copier keeps to that order.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from drd.ledger import is_tracked
+
+
+@dataclass(frozen=True)
+class PlannedCopy:
+    """Copy ``key`` (``size`` bytes) from store ``source`` to store ``target``.
+
+    ``alternatives`` are other stores holding a good copy, in order of preference, for
+    when ``source`` fails; ``server_side`` says source and target are in one copy group;
+    ``replaces`` that the target holds a copy that is wrong (another size, or corrupt).
+    """
+
+    key: str
+    size: int
+    source: str
+    target: str
+    alternatives: tuple[str, ...] = ()
+    server_side: bool = False
+    replaces: bool = False
+
+
+@dataclass(frozen=True)
+class SizeConflict:
+    """Stores hold ``key`` at different sizes; ``size`` is the right one (the majority),
+    ``corrupt`` the stores whose copy has another size."""
+
+    key: str
+    sizes: Mapping[str, int]
+    size: int
+    corrupt: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class StoreLag:
+    """What one store lacks of the union: a count of objects and their bytes."""
+
+    objects: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True)
+class ReplicationPlan:
+    """The outcome of :func:`plan_replication`.
+
+    ``union`` maps every key some listed store holds (tracked, not tombstoned) to its
+    right size; ``lag`` maps each listed store to what it lacks of that union (copies
+    planned or not); ``unsourced`` are keys no store holds a good copy of (nothing can
+    be copied; verification marks them lost); ``down`` are the stores not listed.
+    """
+
+    copies: tuple[PlannedCopy, ...]
+    union: Mapping[str, int]
+    lag: Mapping[str, StoreLag]
+    conflicts: tuple[SizeConflict, ...] = ()
+    unsourced: Mapping[str, int] = field(default_factory=dict)
+    down: tuple[str, ...] = ()
+
+    @property
+    def total_bytes(self) -> int:
+        return sum(copy.size for copy in self.copies)
+
+    def copies_to(self, store: str) -> list[PlannedCopy]:
+        return [copy for copy in self.copies if copy.target == store]
+
+
+PHASES = {"data": 0, "index": 1, "keys": 2, "config": 3, "snapshots": 4}
+SNAPSHOTS_PHASE = PHASES["snapshots"]
+
+
+def phase(key: str) -> int:
+    """The rank of ``key``'s kind in restic's order of writing (data first, snapshots
+    last)."""
+    return PHASES.get(key.split("/", 1)[0], SNAPSHOTS_PHASE)
+
+
+def _ordered(stores: Iterable[str], order: Sequence[str]) -> list[str]:
+    """``stores`` in the policy's ``order``; stores it does not name last, by name."""
+    rank = {name: index for index, name in enumerate(order)}
+    return sorted(stores, key=lambda name: (rank.get(name, len(rank)), name))
+
+
+def _right_size(holders: Mapping[str, int], good: Collection[str],
+                order: Sequence[str]) -> int:
+    """The size most good holders agree on (all holders when none is good); a tie goes to
+    the size of the holder first in ``order``."""
+    voters = [name for name in _ordered(holders, order) if name in good] or \
+        _ordered(holders, order)
+    counts = Counter(holders[name] for name in voters)
+    first = {}
+    for index, name in enumerate(voters):
+        first.setdefault(holders[name], index)
+    return min(counts, key=lambda size: (-counts[size], first[size]))
+
+
+def plan_replication(
+    listings: Mapping[str, Mapping[str, int] | None],
+    *,
+    order: Sequence[str] = (),
+    corrupt: Mapping[str, Collection[str]] | None = None,
+    tombstoned: Collection[str] = (),
+    copy_groups: Mapping[str, str | None] | None = None,
+) -> ReplicationPlan:
+    """Plan the copies that make every listed store hold every tracked object (pure).
+
+    Args:
+        listings: per store name, its listing ``{key: size}``, or None if it is down.
+        order: the policy's order of stores (preferred sources first).
+        corrupt: per store, the keys the ledger knows to be corrupt there.
+        tombstoned: keys pruned by retention: never copied, never counted.
+        copy_groups: per store, a label shared by stores that can copy server-side
+            between each other (None: none).
+
+    Returns:
+        the :class:`ReplicationPlan` (see the module docstring for the rules).
+    """
+    corrupt = corrupt or {}
+    copy_groups = copy_groups or {}
+    tombstoned = set(tombstoned)
+    stores = _ordered(listings, order)
+    up = [name for name in stores if listings[name] is not None]
+    down = tuple(name for name in stores if listings[name] is None)
+    holders_of: dict[str, dict[str, int]] = {}
+    for name in up:
+        for key, size in listings[name].items():
+            if key in tombstoned or not is_tracked(key):
+                continue
+            holders_of.setdefault(key, {})[name] = size
+
+    copies: list[PlannedCopy] = []
+    conflicts: list[SizeConflict] = []
+    union: dict[str, int] = {}
+    unsourced: dict[str, int] = {}
+    lag_objects = dict.fromkeys(up, 0)
+    lag_bytes = dict.fromkeys(up, 0)
+    for key in sorted(holders_of, key=lambda key: (phase(key), key)):
+        holders = holders_of[key]
+        good = {name for name in holders if key not in corrupt.get(name, ())}
+        size = _right_size(holders, good, stores)
+        union[key] = size
+        if len(set(holders.values())) > 1:
+            conflicts.append(SizeConflict(
+                key=key, sizes=dict(holders), size=size,
+                corrupt=tuple(name for name in _ordered(holders, stores)
+                              if holders[name] != size)))
+        sources = [name for name in stores if name in good and holders[name] == size]
+        if not sources:
+            unsourced[key] = size
+        staged: list[str] = []  # targets planned earlier for this key, holding it by then
+        for target in up:
+            if target in sources:
+                continue
+            lag_objects[target] += 1
+            lag_bytes[target] += size
+            if not sources:
+                continue
+            group = copy_groups.get(target)
+            near = [name for name in [*sources, *staged]
+                    if group is not None and copy_groups.get(name) == group]
+            source = near[0] if near else sources[0]
+            copies.append(PlannedCopy(
+                key=key, size=size, source=source, target=target,
+                alternatives=tuple(name for name in sources if name != source),
+                server_side=bool(near), replaces=target in holders))
+            staged.append(target)
+    return ReplicationPlan(
+        copies=tuple(copies), union=union,
+        lag={name: StoreLag(lag_objects[name], lag_bytes[name]) for name in up},
+        conflicts=tuple(conflicts), unsourced=unsourced, down=down)

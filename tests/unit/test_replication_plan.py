@@ -1,0 +1,183 @@
+"""The replication plan: what to copy where (pure; no I/O)."""
+
+from __future__ import annotations
+
+import hashlib
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from drd.replication.plan import PlannedCopy, StoreLag, plan_replication
+
+
+def data_key(seed: str) -> str:
+    digest = hashlib.sha256(seed.encode()).hexdigest()
+    return f"data/{digest[:2]}/{digest}"
+
+
+def index_key(seed: str) -> str:
+    return f"index/{hashlib.sha256(seed.encode()).hexdigest()}"
+
+
+A, B, C = data_key("a"), data_key("b"), index_key("c")
+LOCK = f"locks/{hashlib.sha256(b'lock').hexdigest()}"
+
+
+def apply(plan, listings):
+    """The stores' contents after the plan's copies, applied in order; each copy checks
+    that its source holds the key at the planned size (as a real copy would)."""
+    state = {name: dict(listing) for name, listing in listings.items() if listing is not None}
+    for copy in plan.copies:
+        assert state[copy.source].get(copy.key) == copy.size, copy
+        state[copy.target][copy.key] = copy.size
+    return state
+
+
+def test_a_store_that_lacks_objects_gets_them_from_the_first_store_in_order():
+    listings = {"a": {A: 10, B: 20, "config": 5}, "b": {A: 10, B: 20, "config": 5},
+                "c": {A: 10}}
+    plan = plan_replication(listings, order=["a", "b", "c"])
+    assert plan.copies == (
+        PlannedCopy(B, 20, "a", "c", alternatives=("b",)),
+        PlannedCopy("config", 5, "a", "c", alternatives=("b",)),
+    )
+    assert plan.lag == {"a": StoreLag(0, 0), "b": StoreLag(0, 0), "c": StoreLag(2, 25)}
+    assert plan.union == {A: 10, B: 20, "config": 5}
+    assert plan.total_bytes == 25
+
+
+def test_snapshots_come_last_and_packs_first():
+    snapshot = f"snapshots/{hashlib.sha256(b's').hexdigest()}"
+    key = f"keys/{hashlib.sha256(b'k').hexdigest()}"
+    listings = {"a": {snapshot: 1, "config": 1, key: 1, C: 1, A: 1}, "b": {}}
+    plan = plan_replication(listings, order=["a", "b"])
+    assert [copy.key for copy in plan.copies] == [A, C, key, "config", snapshot]
+
+
+def test_the_policy_order_decides_the_source():
+    plan = plan_replication({"a": {A: 1}, "b": {A: 1}, "c": {}}, order=["b", "a", "c"])
+    assert [(c.source, c.target) for c in plan.copies] == [("b", "c")]
+
+
+def test_a_down_store_is_neither_source_nor_target():
+    plan = plan_replication({"a": {A: 1}, "b": {}, "c": None}, order=["c", "a", "b"])
+    assert [(c.source, c.target) for c in plan.copies] == [("a", "b")]
+    assert plan.down == ("c",)
+    assert "c" not in plan.lag
+
+
+def test_locks_untracked_and_tombstoned_keys_are_never_copied():
+    listings = {"a": {A: 1, B: 2, LOCK: 3, "stray.txt": 4, "data/zz/nothex": 5}, "b": {}}
+    plan = plan_replication(listings, order=["a", "b"], tombstoned={B})
+    assert [c.key for c in plan.copies] == [A]
+    assert plan.union == {A: 1}
+    assert plan.lag["b"] == StoreLag(1, 1)
+
+
+def test_a_store_in_the_same_copy_group_is_preferred_even_if_it_gets_the_key_first():
+    # a and b share an endpoint; c (elsewhere) holds the key: one streamed copy to a,
+    # then a server-side copy from a to b
+    plan = plan_replication({"a": {}, "b": {}, "c": {A: 7}}, order=["a", "b", "c"],
+                            copy_groups={"a": "s1", "b": "s1", "c": "s2"})
+    assert plan.copies == (
+        PlannedCopy(A, 7, "c", "a"),
+        PlannedCopy(A, 7, "a", "b", alternatives=("c",), server_side=True),
+    )
+
+
+def test_a_source_in_the_same_group_wins_over_the_policy_order():
+    plan = plan_replication({"a": {A: 7}, "b": {A: 7}, "c": {}}, order=["a", "b", "c"],
+                            copy_groups={"a": "s1", "b": "s2", "c": "s2"})
+    assert plan.copies == (PlannedCopy(A, 7, "b", "c", alternatives=("a",),
+                                       server_side=True),)
+
+
+def test_the_minority_size_is_a_conflict_and_is_replaced():
+    plan = plan_replication({"a": {A: 5}, "b": {A: 9}, "c": {A: 9}}, order=["a", "b", "c"])
+    (conflict,) = plan.conflicts
+    assert conflict.key == A and conflict.size == 9 and conflict.corrupt == ("a",)
+    assert plan.copies == (PlannedCopy(A, 9, "b", "a", alternatives=("c",), replaces=True),)
+    assert plan.lag["a"] == StoreLag(1, 9)
+
+
+def test_a_copy_known_corrupt_is_no_source_and_is_replaced():
+    plan = plan_replication({"a": {A: 5}, "b": {A: 5}}, order=["a", "b"],
+                            corrupt={"a": {A}})
+    assert plan.copies == (PlannedCopy(A, 5, "b", "a", replaces=True),)
+    assert not plan.conflicts
+
+
+def test_corrupt_copies_do_not_vote_on_the_size():
+    plan = plan_replication({"a": {A: 5}, "b": {A: 5}, "c": {A: 9}}, order=["a", "b", "c"],
+                            corrupt={"a": {A}, "b": {A}})
+    assert plan.union[A] == 9
+    assert {(c.source, c.target) for c in plan.copies} == {("c", "a"), ("c", "b")}
+
+
+def test_a_key_with_no_good_copy_is_unsourced_but_counted_as_lag():
+    plan = plan_replication({"a": {A: 5}, "b": {}}, order=["a", "b"], corrupt={"a": {A}})
+    assert plan.copies == ()
+    assert plan.unsourced == {A: 5}
+    assert plan.lag == {"a": StoreLag(1, 5), "b": StoreLag(1, 5)}
+
+
+def test_a_tie_in_sizes_goes_to_the_first_store_in_order():
+    plan = plan_replication({"a": {A: 5}, "b": {A: 9}}, order=["b", "a"])
+    assert plan.union[A] == 9
+    assert plan.copies == (PlannedCopy(A, 9, "b", "a", replaces=True),)
+
+
+def test_no_store_listed_means_nothing_to_do():
+    plan = plan_replication({"a": None, "b": None}, order=["a", "b"])
+    assert plan.copies == () and plan.union == {} and plan.down == ("a", "b")
+
+
+# --- properties ------------------------------------------------------------------------
+
+STORES = ["s0", "s1", "s2", "s3"]
+KEYS = [data_key(str(n)) for n in range(6)] + [index_key("i"), "config", LOCK]
+listing = st.dictionaries(st.sampled_from(KEYS), st.integers(0, 3), max_size=len(KEYS))
+listings_strategy = st.fixed_dictionaries(
+    {name: st.one_of(st.none(), listing) for name in STORES})
+groups_strategy = st.fixed_dictionaries(
+    {name: st.sampled_from([None, "g1", "g2"]) for name in STORES})
+
+
+@settings(max_examples=300, deadline=None)
+@given(listings_strategy, groups_strategy, st.permutations(STORES),
+       st.sets(st.sampled_from(KEYS), max_size=3))
+def test_applied_in_order_every_listed_store_holds_the_union(listings, groups, order,
+                                                            tombstoned):
+    plan = plan_replication(listings, order=order, copy_groups=groups, tombstoned=tombstoned)
+    after = apply(plan, listings)
+    for name, content in after.items():
+        for key, size in plan.union.items():
+            assert content.get(key) == size, (name, key)
+    assert all(key not in tombstoned and not key.startswith("locks/") for key in plan.union)
+    assert all(copy.source != copy.target for copy in plan.copies)
+    assert all(listings[copy.target] is not None for copy in plan.copies)
+    for name in plan.lag:
+        copies = plan.copies_to(name)
+        assert plan.lag[name] == StoreLag(len(copies), sum(c.size for c in copies))
+    # a second pass over the result has nothing left to do
+    again = plan_replication({name: after.get(name) for name in listings}, order=order,
+                             copy_groups=groups, tombstoned=tombstoned)
+    assert again.copies == () and not again.conflicts
+
+
+@settings(max_examples=200, deadline=None)
+@given(listings_strategy, st.permutations(STORES),
+       st.fixed_dictionaries({name: st.sets(st.sampled_from(KEYS), max_size=4)
+                              for name in STORES}))
+def test_no_copy_comes_from_a_copy_known_corrupt(listings, order, corrupt):
+    plan = plan_replication(listings, order=order, corrupt=corrupt)
+    for copy in plan.copies:
+        if copy.source in corrupt and copy.key in corrupt[copy.source]:
+            # only a store this plan copied good bytes to first may serve (same group)
+            assert copy.server_side
+    for copy in plan.copies:
+        for name in copy.alternatives:
+            assert copy.key not in corrupt.get(name, ())
+    for key in plan.unsourced:
+        assert all(key in corrupt.get(name, ()) or listing.get(key) != plan.union[key]
+                   for name, listing in listings.items() if listing and key in listing)
