@@ -244,6 +244,23 @@ def forget_command(
     return tuple(argv)
 
 
+def prune_command(max_unused: str | None = None) -> tuple[str, ...]:
+    """``restic prune``: remove the data no snapshot uses any more (text output in 0.14).
+
+    ``max_unused`` is restic's ``--max-unused`` (``"0"``, ``"5%"``, ``"unlimited"``);
+    restic's default (5 %) when ``None``.
+
+    Raises:
+        UserError: an empty ``max_unused`` or one that looks like an option.
+    """
+    argv = ["prune"]
+    if max_unused is not None:
+        if not max_unused.strip() or max_unused.startswith("-"):
+            raise UserError(f"bad --max-unused {max_unused!r}: use a size, p% or 'unlimited'")
+        argv.append(f"--max-unused={max_unused}")
+    return tuple(argv)
+
+
 def _tag_options(tags: Iterable[str]) -> list[str]:
     argv: list[str] = []
     for tag in tags:

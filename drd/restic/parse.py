@@ -26,6 +26,7 @@ from drd.restic.types import (
     ForgetResult,
     ItemError,
     ProgressEvent,
+    PruneResult,
     RepositoryConfig,
     ResticVersion,
     RestoreSummary,
@@ -45,6 +46,9 @@ _MISSING_SOURCE = re.compile(r"^(?P<path>.+) does not exist, skipping$")
 _IGNORED_ID = re.compile(r'^Ignoring "(?P<id>[^"]+)"')
 _FILES_VERIFIED = re.compile(r"^finished verifying (?P<count>\d+) files")
 _INIT_TEXT = re.compile(r"^created restic repository (?P<id>[0-9a-f]+) at ")
+_PRUNE_DELETE = re.compile(r"^to delete:\s+(?P<blobs>\d+) blobs / (?P<bytes>.+?)\s*$")
+_PRUNE_REPACK = re.compile(r"^to repack:\s+(?P<blobs>\d+) blobs / ")
+_PRUNE_PACKS = re.compile(r"^removing (?P<packs>\d+) old packs")
 
 
 @dataclass(frozen=True)
@@ -267,6 +271,25 @@ def parse_forget(
         kept += [str(item["id"]) for item in group.get("keep") or ()]
         removed += [str(item["id"]) for item in group.get("remove") or ()]
     return ForgetResult(removed=tuple(removed), kept=tuple(kept))
+
+
+def parse_prune_output(lines: Iterable[str]) -> PruneResult:
+    """restic 0.14's text report of ``prune`` -> :class:`PruneResult`.
+
+    Lines it does not know are skipped; a prune with nothing to do has no "to delete"
+    line and gives an empty result.
+    """
+    blobs_deleted, bytes_deleted, blobs_repacked, packs_removed = 0, None, 0, 0
+    for line in lines:
+        text = line.strip()
+        if match := _PRUNE_DELETE.match(text):
+            blobs_deleted, bytes_deleted = int(match["blobs"]), match["bytes"]
+        elif match := _PRUNE_REPACK.match(text):
+            blobs_repacked = int(match["blobs"])
+        elif match := _PRUNE_PACKS.match(text):
+            packs_removed = int(match["packs"])
+    return PruneResult(blobs_deleted=blobs_deleted, bytes_deleted=bytes_deleted,
+                       blobs_repacked=blobs_repacked, packs_removed=packs_removed)
 
 
 def parse_restore_output(

@@ -41,6 +41,7 @@ from drd.restic.types import (
     ForgetResult,
     KeepRules,
     ProgressEvent,
+    PruneResult,
     Repository,
     RepositoryConfig,
     ResticVersion,
@@ -294,6 +295,19 @@ class Restic:
             if found is not None
         ]
         return self._parsed(completed, parse.parse_forget, completed.stdout_text, ids, ignored)
+
+    def prune(self, repository: Repository, *, max_unused: str | None = None) -> PruneResult:
+        """Remove the data that no snapshot uses any more (after :meth:`forget`).
+
+        restic takes an exclusive lock for it: a backup running against the same
+        repository makes it fail with :class:`~drd.restic.errors.ResticLocked`.
+
+        Raises:
+            UserError: a bad ``max_unused``.
+            ResticError: restic failed (a repository with missing data refuses to prune).
+        """
+        completed = self._run(repository, commands.prune_command(max_unused))
+        return parse.parse_prune_output(completed.stdout_text.splitlines())
 
     # -- internals -------------------------------------------------------------------
 

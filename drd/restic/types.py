@@ -212,6 +212,22 @@ class KeepRules:
 
 
 @dataclass(frozen=True)
+class PruneResult:
+    """What ``prune`` did, from restic 0.14's text report (it has no JSON for prune).
+
+    ``blobs_deleted`` / ``bytes_deleted`` are its "to delete" line (bytes as restic
+    rounds them, ``None`` if it printed none), ``blobs_repacked`` its "to repack" line,
+    ``packs_removed`` its "removing N old packs" line (0 when it removed none). Which
+    objects went is not parsed: drd lists the store before and after.
+    """
+
+    blobs_deleted: int = 0
+    bytes_deleted: str | None = None
+    blobs_repacked: int = 0
+    packs_removed: int = 0
+
+
+@dataclass(frozen=True)
 class ForgetResult:
     """What ``forget`` did.
 
