@@ -1,0 +1,127 @@
+"""The retention decision: restic's rules, and the protections that always win."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from drd.retention.decide import (
+    LOCK_SAFETY_MARGIN,
+    NEWEST_GOOD_REASON,
+    UNREPORTED_REASON,
+    SnapshotFacts,
+    decide,
+    lock_until,
+    rules_text,
+)
+from policies.schema import Retention
+
+NOW = dt.datetime(2026, 11, 27, 12, 0, tzinfo=dt.UTC)
+
+
+def snap(name: str, days_ago: float, **facts) -> SnapshotFacts:
+    return SnapshotFacts(id=name.ljust(64, "0"), time=NOW - dt.timedelta(days=days_ago),
+                         **facts)
+
+
+def ids(snapshots) -> list[str]:
+    return [s.id[:2] for s in snapshots]
+
+
+def test_rules_alone_keep_last_one():
+    snapshots = [snap("a1", 3), snap("b2", 2), snap("c3", 1, good=True)]
+    decision = decide(snapshots, Retention(keep_last=1), NOW)
+    assert ids(decision.keep) == ["c3"]
+    assert ids(decision.remove) == ["b2", "a1"]
+    assert decision.reasons[snapshots[2].id] == ["last snapshot", NEWEST_GOOD_REASON]
+    assert decision.reasons[snapshots[0].id] == ["no rule keeps it (keep_last 1)"]
+    assert decision.remove_ids == [snapshots[1].id, snapshots[0].id]
+
+
+def test_object_lock_protects_young_snapshots():
+    snapshots = [snap("a1", 30), snap("b2", 6), snap("c3", 1, good=True)]
+    decision = decide(snapshots, Retention(keep_last=1), NOW, object_lock_days=7)
+    assert ids(decision.keep) == ["c3", "b2"]
+    assert ids(decision.remove) == ["a1"]
+    (reason,) = decision.reasons[snapshots[1].id]
+    assert reason == "object lock holds until 2026-11-28T13:00:00Z"
+
+
+def test_object_lock_safety_margin():
+    just_expired = snap("a1", 7)  # lock ends now, the margin holds it a little longer
+    well_expired = SnapshotFacts(id="b2".ljust(64, "0"),
+                                 time=NOW - dt.timedelta(days=7) - LOCK_SAFETY_MARGIN)
+    newest = snap("c3", 0, good=True)
+    decision = decide([just_expired, well_expired, newest], Retention(keep_last=1), NOW,
+                      object_lock_days=7)
+    assert ids(decision.keep) == ["c3", "a1"]
+    assert ids(decision.remove) == ["b2"]
+    assert lock_until(well_expired, 7) == NOW
+    assert lock_until(well_expired, 0) is None
+
+
+def test_newest_good_backup_is_kept_even_when_rules_drop_it():
+    # the newest snapshots are partial or not yet durable: keep_last keeps them, and
+    # the newest good backup, older, stays too
+    snapshots = [snap("a1", 5, good=True), snap("b2", 4, good=True), snap("c3", 1),
+                 snap("d4", 0)]
+    decision = decide(snapshots, Retention(keep_last=2), NOW)
+    assert ids(decision.keep) == ["d4", "c3", "b2"]
+    assert decision.reasons[snapshots[1].id] == [NEWEST_GOOD_REASON]
+    assert ids(decision.remove) == ["a1"]
+
+
+def test_snapshot_a_drill_needs_is_kept():
+    snapshots = [snap("a1", 9, drills=(12, 14)), snap("b2", 1, good=True)]
+    decision = decide(snapshots, Retention(keep_last=1), NOW)
+    assert ids(decision.keep) == ["b2", "a1"]
+    assert decision.reasons[snapshots[0].id] == ["needed by drill 12", "needed by drill 14"]
+    assert decision.remove == []
+
+
+def test_unreported_snapshot_is_kept():
+    snapshots = [snap("a1", 9, reported=False), snap("b2", 1, good=True)]
+    decision = decide(snapshots, Retention(keep_last=1), NOW)
+    assert decision.reasons[snapshots[0].id] == [UNREPORTED_REASON]
+    assert decision.remove == []
+
+
+def test_protections_add_to_rule_reasons():
+    snapshots = [snap("a1", 1, good=True, drills=(3,))]
+    decision = decide(snapshots, Retention(keep_daily=7), NOW, object_lock_days=7)
+    assert decision.reasons[snapshots[0].id] == [
+        "daily snapshot", "object lock holds until 2026-12-03T13:00:00Z",
+        NEWEST_GOOD_REASON, "needed by drill 3"]
+
+
+def test_no_rules_keep_everything():
+    snapshots = [snap("a1", 400), snap("b2", 1)]
+    decision = decide(snapshots, Retention(), NOW)
+    assert decision.remove == []
+    assert decision.reasons[snapshots[0].id] == ["no retention rules"]
+
+
+def test_no_snapshots():
+    decision = decide([], Retention(keep_last=1), NOW)
+    assert decision.keep == [] and decision.remove == [] and decision.reasons == {}
+
+
+def test_as_dict_lists_both_sides_with_reasons():
+    snapshots = [snap("a1", 3), snap("b2", 1, good=True)]
+    data = decide(snapshots, Retention(keep_last=1), NOW).as_dict()
+    assert [entry["short_id"] for entry in data["keep"]] == ["b20000000"[:8]]
+    assert data["forget"][0]["reasons"] == ["no rule keeps it (keep_last 1)"]
+    assert data["forget"][0]["time"] == snapshots[0].time
+
+
+def test_rules_text():
+    assert rules_text(Retention(keep_last=2, keep_daily=7,
+                                keep_within=dt.timedelta(days=2))) \
+        == "keep_last 2, keep_daily 7, keep_within 2d"
+    assert rules_text(Retention()) == "no retention rules"
+
+
+def test_naive_now_is_refused():
+    with pytest.raises(ValueError):
+        decide([snap("a1", 1)], Retention(keep_last=1), NOW.replace(tzinfo=None))
