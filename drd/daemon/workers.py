@@ -1,0 +1,260 @@
+"""Workers: threads that claim queued work and run it, one item at a time each.
+
+A worker claims an item (:func:`drd.daemon.queue.claim`), runs the handler of its kind
+with a ``should_stop`` that turns True when the daemon stops or the item's lease was lost,
+and records the outcome (:func:`drd.daemon.queue.complete`). A handler that raises ends
+its run ``failed`` with a masked one-line error (retried with backoff, then an alert).
+When the daemon stops, workers claim nothing more; a run that stopped at a checkpoint
+before finishing is handed back (:func:`drd.daemon.queue.release`) and resumed by the
+next claim, not lost and not counted twice.
+
+The handlers call the services lazily (imported when a job of their kind runs):
+replication, verification, retention, the keyed check; drills come with the drill runner.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from drd.catalog import Catalog
+from drd.config import Config
+from drd.daemon import queue
+from drd.daemon.queue import Claim, one_line_error
+from drd.errors import DrdError, OperationError
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+
+
+@dataclass
+class JobContext:
+    """What a handler gets: the daemon's means, the claimed item, and when to stop."""
+
+    catalog: Catalog
+    master_key: Any
+    keystore: Any
+    config: Config
+    claim: Claim
+    should_stop: Callable[[], bool]
+    secrets: list[Any] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class JobResult:
+    """How a run ended: ``outcome`` (succeeded, failed, partial), bytes read or copied,
+    a masked one-line ``error``."""
+
+    outcome: str
+    bytes_processed: int | None = None
+    error: str | None = None
+
+
+Handler = Callable[[JobContext], JobResult]
+
+
+def _report_error(report: Any) -> str | None:
+    document = report.as_dict() if hasattr(report, "as_dict") else {}
+    for name in ("error", "errors", "problems", "failures"):
+        value = document.get(name) if isinstance(document, dict) else None
+        if value is None:
+            value = getattr(report, name, None)
+        if value:
+            if isinstance(value, dict):
+                value = "; ".join(f"{key}: {text}" for key, text in value.items())
+            elif isinstance(value, (list, tuple)):
+                value = "; ".join(str(text) for text in value[:5])
+            return str(value)
+    return None
+
+
+def result_of(report: Any, bytes_attribute: str | None = None) -> JobResult:
+    """A service's report as a :class:`JobResult`: ``succeeded`` when ``report.ok``;
+    otherwise ``partial`` when it processed bytes, else ``failed``."""
+    processed = getattr(report, bytes_attribute, None) if bytes_attribute else None
+    if report.ok:
+        return JobResult("succeeded", processed)
+    error = one_line_error(_report_error(report) or "the run reported problems "
+                           "(see the job's report in the log)")
+    return JobResult("partial" if processed else "failed", processed, error)
+
+
+def _unavailable(what: str, error: ImportError) -> OperationError:
+    return OperationError(f"{what} is not available in this drd ({error})")
+
+
+def run_replicate(context: JobContext) -> JobResult:
+    try:
+        from drd.replication import replicate
+    except ImportError as error:
+        raise _unavailable("replication", error) from None
+    report = replicate(context.catalog, context.master_key, context.config,
+                       systems=[context.claim.system], stores=None, progress=None,
+                       should_stop=context.should_stop)
+    return result_of(report, "bytes_copied")
+
+
+def run_verify(context: JobContext) -> JobResult:
+    try:
+        from drd.verification import verify
+    except ImportError as error:
+        raise _unavailable("verification", error) from None
+    report = verify(context.catalog, context.master_key, context.config,
+                    systems=[context.claim.system], stores=[context.claim.store], full=False,
+                    budget_bytes=None, progress=None, should_stop=context.should_stop)
+    return result_of(report, "bytes_read")
+
+
+def run_retention_job(context: JobContext) -> JobResult:
+    try:
+        from drd.retention import run_retention
+    except ImportError as error:
+        raise _unavailable("retention", error) from None
+    report = run_retention(context.catalog, context.master_key, context.keystore,
+                           context.config, context.claim.system, actor="scheduler")
+    return result_of(report)
+
+
+def run_check(context: JobContext) -> JobResult:
+    try:
+        from drd.keyed_check import run_keyed_check
+    except ImportError as error:
+        raise _unavailable("the keyed check", error) from None
+    report = run_keyed_check(context.catalog, context.master_key, context.keystore,
+                             context.config, context.claim.system, context.claim.store,
+                             actor="scheduler")
+    return result_of(report)
+
+
+def run_drill(context: JobContext) -> JobResult:
+    # the drill runner comes with the next issue: it plugs in here
+    raise OperationError("restore drills are not run by this drd yet")
+
+
+HANDLERS: Mapping[str, Handler] = {
+    "replicate": run_replicate,
+    "verify": run_verify,
+    "retention": run_retention_job,
+    "check": run_check,
+    "drill": run_drill,
+}
+
+
+class RunningItems:
+    """The items this daemon's workers hold, for the heartbeat to renew; an item whose
+    lease was lost gets its ``lost`` event set."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[int, threading.Event] = {}
+
+    def add(self, item_id: int) -> threading.Event:
+        with self._lock:
+            event = self._items[item_id] = threading.Event()
+            return event
+
+    def remove(self, item_id: int) -> None:
+        with self._lock:
+            self._items.pop(item_id, None)
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return list(self._items)
+
+    def mark_lost(self, item_ids) -> None:
+        with self._lock:
+            for item_id in item_ids:
+                event = self._items.get(item_id)
+                if event is not None:
+                    event.set()
+
+
+class Worker(threading.Thread):
+    """One worker thread of a daemon; stops claiming when ``stopping`` is set."""
+
+    def __init__(self, name: str, *, catalog: Catalog, daemon_id: str, config: Config,
+                 master_key: Any, keystore: Any, stopping: threading.Event,
+                 running: RunningItems, handlers: Mapping[str, Handler] | None = None,
+                 poll_seconds: float = POLL_SECONDS) -> None:
+        super().__init__(name=name, daemon=True)
+        self.catalog = catalog
+        self.daemon_id = daemon_id
+        self.config = config
+        self.master_key = master_key
+        self.keystore = keystore
+        self.stopping = stopping
+        self.running = running
+        self.handlers = handlers if handlers is not None else HANDLERS
+        self.poll_seconds = poll_seconds
+        self.lease = _lease(config)
+        self.current: int | None = None
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                claimed = queue.claim(self.catalog, self.daemon_id, self.lease)
+            except DrdError as error:
+                log.warning("%s: cannot claim work: %s", self.name, one_line_error(error))
+                self.stopping.wait(self.poll_seconds * 5)
+                continue
+            if claimed is None:
+                self.stopping.wait(self.poll_seconds)
+                continue
+            try:
+                self.run_item(claimed)
+            except DrdError as error:
+                # the catalog went away while recording: the lease lapses and the item
+                # is resumed by the next claim
+                log.warning("%s: cannot record job %s: %s", self.name, claimed.job_name,
+                            one_line_error(error))
+
+    def run_item(self, claimed: Claim) -> None:
+        """Run one claimed item and record its outcome (or hand it back on a stop)."""
+        lost = self.running.add(claimed.item_id)
+        self.current = claimed.item_id
+        log.info("%s: running %s (%s, attempt %d%s)", self.name, claimed.job_name,
+                 claimed.reason, claimed.attempts, ", resumed" if claimed.resumed else "")
+
+        def should_stop() -> bool:
+            return self.stopping.is_set() or lost.is_set()
+
+        context = JobContext(catalog=self.catalog, master_key=self.master_key,
+                             keystore=self.keystore, config=self.config, claim=claimed,
+                             should_stop=should_stop)
+        try:
+            handler = self.handlers.get(claimed.kind)
+            if handler is None:
+                raise OperationError(f"no handler for jobs of kind {claimed.kind!r}")
+            result = handler(context)
+        except Exception as error:  # noqa: BLE001 - a job runner is an edge
+            if not isinstance(error, DrdError):
+                log.error("%s: job %s raised %s", self.name, claimed.job_name,
+                          type(error).__name__, exc_info=True)
+            result = JobResult("failed", None, one_line_error(error, context.secrets))
+        finally:
+            self.running.remove(claimed.item_id)
+            self.current = None
+        if lost.is_set():
+            log.warning("%s: job %s lost its lease; another daemon resumes it", self.name,
+                        claimed.job_name)
+            return
+        if self.stopping.is_set() and result.outcome != "succeeded":
+            queue.release(self.catalog, self.daemon_id, [claimed.item_id])
+            log.info("%s: job %s stopped at a checkpoint; it resumes on the next claim",
+                     self.name, claimed.job_name)
+            return
+        state = queue.complete(self.catalog, self.daemon_id, claimed.item_id, result.outcome,
+                               result.bytes_processed, result.error)
+        log.info("%s: job %s %s (%s bytes)%s", self.name, claimed.job_name, result.outcome,
+                 result.bytes_processed if result.bytes_processed is not None else "no",
+                 "" if state in ("done", "failed") else f"; item {state}")
+
+
+def _lease(config: Config):
+    import datetime as dt
+
+    return dt.timedelta(seconds=config.lease_seconds)
