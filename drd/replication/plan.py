@@ -80,7 +80,7 @@ class ReplicationPlan:
     """The outcome of :func:`plan_replication`.
 
     ``union`` maps every key some listed store holds (tracked, not tombstoned) to its
-    right size; ``lag`` maps each listed store to what it lacks of that union (copies
+    right size; ``lag`` maps each listed target store to what it lacks of that union (copies
     planned or not); ``unsourced`` are keys no store holds a good copy of (nothing can
     be copied; verification marks them lost); ``down`` are the stores not listed.
     """
@@ -136,6 +136,7 @@ def plan_replication(
     corrupt: Mapping[str, Collection[str]] | None = None,
     tombstoned: Collection[str] = (),
     copy_groups: Mapping[str, str | None] | None = None,
+    targets: Collection[str] | None = None,
 ) -> ReplicationPlan:
     """Plan the copies that make every listed store hold every tracked object (pure).
 
@@ -146,6 +147,8 @@ def plan_replication(
         tombstoned: keys pruned by retention: never copied, never counted.
         copy_groups: per store, a label shared by stores that can copy server-side
             between each other (None: none).
+        targets: the stores to bring up to date (None: every listed store); the others
+            serve as sources only.
 
     Returns:
         the :class:`ReplicationPlan` (see the module docstring for the rules).
@@ -156,6 +159,7 @@ def plan_replication(
     stores = _ordered(listings, order)
     up = [name for name in stores if listings[name] is not None]
     down = tuple(name for name in stores if listings[name] is None)
+    receiving = [name for name in up if targets is None or name in targets]
     holders_of: dict[str, dict[str, int]] = {}
     for name in up:
         for key, size in listings[name].items():
@@ -167,8 +171,8 @@ def plan_replication(
     conflicts: list[SizeConflict] = []
     union: dict[str, int] = {}
     unsourced: dict[str, int] = {}
-    lag_objects = dict.fromkeys(up, 0)
-    lag_bytes = dict.fromkeys(up, 0)
+    lag_objects = dict.fromkeys(receiving, 0)
+    lag_bytes = dict.fromkeys(receiving, 0)
     for key in sorted(holders_of, key=lambda key: (phase(key), key)):
         holders = holders_of[key]
         good = {name for name in holders if key not in corrupt.get(name, ())}
@@ -183,7 +187,7 @@ def plan_replication(
         if not sources:
             unsourced[key] = size
         staged: list[str] = []  # targets planned earlier for this key, holding it by then
-        for target in up:
+        for target in receiving:
             if target in sources:
                 continue
             lag_objects[target] += 1
@@ -201,5 +205,5 @@ def plan_replication(
             staged.append(target)
     return ReplicationPlan(
         copies=tuple(copies), union=union,
-        lag={name: StoreLag(lag_objects[name], lag_bytes[name]) for name in up},
+        lag={name: StoreLag(lag_objects[name], lag_bytes[name]) for name in receiving},
         conflicts=tuple(conflicts), unsourced=unsourced, down=down)

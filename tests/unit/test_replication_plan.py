@@ -66,6 +66,13 @@ def test_a_down_store_is_neither_source_nor_target():
     assert "c" not in plan.lag
 
 
+def test_only_the_targets_receive_copies_the_others_are_sources():
+    plan = plan_replication({"a": {A: 1}, "b": {}, "c": {}}, order=["a", "b", "c"],
+                            targets={"c"})
+    assert [(c.source, c.target) for c in plan.copies] == [("a", "c")]
+    assert set(plan.lag) == {"c"}
+
+
 def test_locks_untracked_and_tombstoned_keys_are_never_copied():
     listings = {"a": {A: 1, B: 2, LOCK: 3, "stray.txt": 4, "data/zz/nothex": 5}, "b": {}}
     plan = plan_replication(listings, order=["a", "b"], tombstoned={B})

@@ -1,0 +1,59 @@
+"""``drd replicate [SYSTEM] [--store S]``: bring every store up to date now, in the
+foreground (:func:`drd.replication.run.replicate`)."""
+
+from __future__ import annotations
+
+import click
+
+from drd.cli.context import CliState
+from drd.cli.options import home_option, json_option
+from drd.console import output
+from drd.console.progress import ProgressBar, human_bytes
+from drd.errors import OperationError
+
+
+@click.command("replicate")
+@home_option
+@click.argument("system", required=False)
+@click.option("--store", "stores", multiple=True, metavar="S",
+              help="Bring only this store up to date (repeatable); every store of the "
+                   "system still serves as a source.")
+@json_option
+@click.pass_obj
+def replicate_command(state: CliState, system: str | None, stores: tuple[str, ...],
+                      as_json: bool) -> None:
+    """Copy what each store lacks of SYSTEM's repository (default: every system) from the
+    stores that hold it, keyless, and record each store's watermark.
+
+    Exits 1 when a store could not be brought up to date; the daemon retries it on its
+    schedule.
+    """
+    from drd.replication.run import replicate
+
+    bar = None if as_json or not output.is_terminal() else ProgressBar(
+        "replicate", unit="objects")
+    try:
+        report = replicate(state.catalog(), state.master_key(), state.config(),
+                           systems=[system] if system else None,
+                           stores=list(stores) or None, progress=bar)
+    finally:
+        if bar is not None:
+            bar.finish()
+    if as_json:
+        output.emit_json(report.as_dict())
+    else:
+        rows = [{"system": r.system, "store": r.store,
+                 "copied": f"{r.objects_copied} ({human_bytes(r.bytes_copied)})",
+                 "lag": "-" if r.lag_objects is None else
+                 f"{r.lag_objects} ({human_bytes(r.lag_bytes or 0)})",
+                 "watermark": r.watermark_at, "state": "ok" if r.ok else "BEHIND"}
+                for r in report.stores]
+        output.emit_table(rows, ["system", "store", "copied", "lag", "watermark", "state"],
+                          empty="no systems to replicate")
+    failed = report.failed
+    if failed:
+        reasons = "; ".join(f"{r.system} on {r.store}: {r.errors[0] if r.errors else 'behind'}"
+                            for r in failed)
+        raise OperationError(f"{len(failed)} store(s) could not be brought up to date "
+                             f"({reasons}); the daemon retries on its replication schedule, "
+                             "or run drd replicate again")
