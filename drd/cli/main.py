@@ -56,6 +56,8 @@ def _register() -> None:
     cli.add_command(status.status_command)
     cli.add_command(backup_now.backup_now_command)
     cli.add_command(alerts.alerts_command)
+    from drd.cli.replicate import replicate_command
+    cli.add_command(replicate_command)
 
 
 _register()
