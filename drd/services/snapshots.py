@@ -34,6 +34,7 @@ from drd.catalog.types import utcnow
 from drd.crypto.errors import BadSignature
 from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import verify
+from drd.daemon import queue as work_queue
 from drd.errors import UserError
 from drd.services.agents import AgentIdentity
 from drd.services.protocol import MAX_CLOCK_SKEW, SnapshotAccepted, SnapshotReport
@@ -64,7 +65,8 @@ def copy_state(complete: bool) -> str:
 
 def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport,
                   now: dt.datetime | None = None) -> SnapshotAccepted:
-    """Record a snapshot report of ``agent``'s system with one copy row per store.
+    """Record a snapshot report of ``agent``'s system with one copy row per store, and
+    queue the system's replication (reason ``snapshot``) in the same transaction.
 
     Returns ``duplicate=True`` (nothing written) for a report or snapshot recorded
     before, also when a concurrent delivery of the same report won the race. Raises
@@ -101,6 +103,9 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
                 for name, copy in sorted(report.stores.items())
             ]
             session.add(snapshot)
+            session.flush()
+            # replication starts right after each snapshot (committed with it)
+            work_queue.request(session, "replicate", agent.system_id, "snapshot", now=now)
     except sa.exc.IntegrityError:
         # a concurrent delivery of the same report (or snapshot) committed first
         with catalog.session() as session:
