@@ -39,6 +39,7 @@ def _register() -> None:
         devstores,
         init,
         policy,
+        retention,
         serve,
         snapshots,
         status,
@@ -56,6 +57,7 @@ def _register() -> None:
     cli.add_command(status.status_command)
     cli.add_command(backup_now.backup_now_command)
     cli.add_command(alerts.alerts_command)
+    cli.add_command(retention.retention_group)
     from drd.cli.replicate import replicate_command
     cli.add_command(replicate_command)
 

@@ -1,0 +1,489 @@
+"""Applying retention to a system: forget and prune on one store, then the others follow.
+
+:func:`run_retention` is what the daemon's ``retention`` job calls (and what an operator
+may call by hand). One run:
+
+1. **Lists every store** of the system (tracked keys only, :func:`drd.ledger.is_tracked`).
+2. **Picks one store** to prune: the first of the policy's stores that is reachable,
+   lacks no object that another reachable store holds (tombstoned objects aside), and
+   whose replication watermark (:class:`~drd.catalog.models.Replica`), when the system
+   has any, is the newest. A store that lags is never pruned: prune would delete data
+   that a snapshot it has not received yet still needs. If none qualifies, retention
+   waits (the run reports an error) and replication catches up first.
+3. **Unseals the password** (audited), lists restic's snapshots on that store and
+   decides (:func:`drd.retention.decide.decide`) what to forget.
+4. Records the start (the ledger of that store brought in line with its listing, and an
+   audit entry ``retention.prune`` naming the store and the snapshots), runs ``restic
+   forget ID...`` with our explicit ids and ``restic prune`` against that store alone,
+   lists it again. Every object the ledger had for it that the listing now lacks is what
+   prune removed: each gets a :class:`~drd.catalog.models.Tombstone` (``delete_after =
+   now + prune.delete_delay``), its ledger row goes, the catalog's snapshots and their
+   copies become ``forgotten``, and the audit entry ``retention.forget`` closes the
+   start. A ``retention.prune`` without its ``retention.forget`` (a crash in between) is
+   finished by the next run: same store, prune again, tombstones from ledger against
+   listing -- so a crash loses nothing and repeats nothing.
+5. **Processes due tombstones**, every run: a tombstone whose pruned store holds its key
+   again is dropped (the content came back); otherwise the key is deleted from each
+   other store (its ledger row too) once that store holds every object the pruned store
+   holds -- the new index files prune wrote, above all, which replication copies --
+   so that no store loses index entries it still needs. A store that is down, or an
+   object that is locked, stays pending for a later run.
+
+Replication and verification leave tombstoned keys alone (:func:`drd.ledger.tombstoned_keys`),
+so nothing prune removed comes back meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drd.catalog import Catalog, audit
+from drd.catalog.models import (
+    AuditEntry,
+    Drill,
+    Replica,
+    Snapshot,
+    SnapshotCopy,
+    StoreObject,
+    System,
+    Tombstone,
+)
+from drd.catalog.types import utcnow
+from drd.config import Config
+from drd.crypto.keystore import KeyStore
+from drd.crypto.masterkey import MasterKey
+from drd.errors import OperationError, UserError
+from drd.ledger import is_tracked, sync_listing, tombstoned_keys
+from drd.restic import Repository, Restic
+from drd.retention.decide import RetentionDecision, SnapshotFacts, decide
+from drd.services.alerts import raise_alert, resolve_alert
+from drd.services.escrow import unseal_password
+from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
+from drd.services.status import BackupFacts, is_good_backup
+from drd.stores.errors import StoreError
+from policies import parse_duration
+from policies.schema import Retention
+
+log = logging.getLogger("drd.retention")
+
+PRUNE_STARTED = "retention.prune"
+PRUNE_DONE = "retention.forget"
+DEFAULT_DELETE_DELAY = dt.timedelta(days=1)
+
+Listing = dict[str, int]
+
+
+@dataclass
+class RetentionReport:
+    """What one :func:`run_retention` did.
+
+    ``store``: the store pruned (None when none was). ``forgotten``: restic ids of the
+    snapshots forgotten; ``kept``: why each kept one is kept. ``pruned_objects`` /
+    ``pruned_bytes``: what prune removed from that store (each now a tombstone).
+    ``deleted_elsewhere``: objects deleted from the other stores this run; ``pending``:
+    (tombstone, store) deletions that are due but had to wait (store down, object
+    locked, replication behind); ``dropped``: tombstones dropped because the content
+    came back. ``ok`` is false when ``errors`` is not empty.
+    """
+
+    system: str
+    store: str | None = None
+    forgotten: list[str] = field(default_factory=list)
+    kept: dict[str, list[str]] = field(default_factory=dict)
+    pruned_objects: int = 0
+    pruned_bytes: int = 0
+    deleted_elsewhere: int = 0
+    pending: int = 0
+    dropped: int = 0
+    errors: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "ok": self.ok, "store": self.store,
+                "forgotten": list(self.forgotten), "kept": dict(self.kept),
+                "pruned_objects": self.pruned_objects, "pruned_bytes": self.pruned_bytes,
+                "deleted_elsewhere": self.deleted_elsewhere, "pending": self.pending,
+                "dropped": self.dropped, "errors": list(self.errors),
+                "seconds": round(self.seconds, 3)}
+
+
+# -- reading the catalog ------------------------------------------------------------------
+
+def _system_row(session: Session, system: str) -> System:
+    row = session.scalar(sa.select(System).where(System.name == system))
+    if row is None:
+        raise UserError(f"no system named {system!r} (see drd status)")
+    if row.policy is None:
+        raise UserError(f"system {system!r} has no policy yet: nothing decides its retention")
+    return row
+
+
+def _rules(document: dict[str, Any]) -> tuple[Retention, int]:
+    return (Retention.model_validate(document.get("retention") or {}),
+            int(document.get("object_lock_days") or 0))
+
+
+def _delete_delay(document: dict[str, Any]) -> dt.timedelta:
+    text = (document.get("prune") or {}).get("delete_delay")
+    return parse_duration(text) if text else DEFAULT_DELETE_DELAY
+
+
+def catalog_facts(session: Session, system_id: int, min_copies: int, *,
+                  active_only: bool) -> dict[str, SnapshotFacts]:
+    """The catalog's snapshots of ``system_id`` as decision facts, by restic id."""
+    present = (sa.select(SnapshotCopy.snapshot_id, sa.func.count().label("present"))
+               .where(SnapshotCopy.state == "present")
+               .group_by(SnapshotCopy.snapshot_id).subquery())
+    query = (sa.select(Snapshot.id, Snapshot.restic_id, Snapshot.time, Snapshot.partial,
+                       Snapshot.status, sa.func.coalesce(present.c.present, 0))
+             .outerjoin(present, present.c.snapshot_id == Snapshot.id)
+             .where(Snapshot.system_id == system_id))
+    if active_only:
+        query = query.where(Snapshot.status == "active")
+    drills: dict[object, list[int]] = {}
+    for drill_id, snapshot_id, restic_id in session.execute(
+            sa.select(Drill.id, Drill.snapshot_id, Drill.snapshot_restic_id)
+            .where(Drill.system_id == system_id, Drill.finished_at.is_(None))):
+        for name in {("row", snapshot_id), ("restic", restic_id)}:
+            if name[1] is not None:
+                drills.setdefault(name, []).append(drill_id)
+    facts = {}
+    for row_id, restic_id, moment, partial, status, count in session.execute(query):
+        backup = BackupFacts(time=moment, partial=partial, present_copies=count,
+                             forgotten=status == "forgotten")
+        needed = sorted(set(drills.get(("row", row_id), []))
+                        | set(drills.get(("restic", restic_id), [])))
+        facts[restic_id] = SnapshotFacts(id=restic_id, time=moment,
+                                         good=is_good_backup(backup, min_copies),
+                                         drills=tuple(needed))
+    return facts
+
+
+def plan_retention(catalog: Catalog, system: str, *,
+                   now: dt.datetime | None = None) -> RetentionDecision:
+    """What retention would forget of ``system`` now, from the catalog's active snapshots.
+
+    Needs no password and touches no store. Raises :class:`UserError` for an unknown
+    system or one without a policy.
+    """
+    now = now or utcnow()
+    with catalog.session() as session:
+        row = _system_row(session, system)
+        document = dict(row.policy.document)
+        facts = catalog_facts(session, row.id, int(document.get("min_copies", 1)),
+                              active_only=True)
+    rules, lock_days = _rules(document)
+    return decide(facts.values(), rules, now, object_lock_days=lock_days)
+
+
+# -- the run -------------------------------------------------------------------------------
+
+def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, config: Config,
+                  system: str, *, now: dt.datetime | None = None,
+                  actor: str = "scheduler") -> RetentionReport:
+    """Apply ``system``'s retention: forget and prune on one store, then the others follow.
+
+    See the module docstring for the steps. A store or restic failure ends up in the
+    report's ``errors`` (and an alert ``retention_failed``), not as an exception; due
+    tombstones are processed whatever happened before.
+
+    Raises:
+        UserError: an unknown system, or one without a policy.
+    """
+    started = time.monotonic()
+    now = now or utcnow()
+    with catalog.session() as session:
+        _system_row(session, system)
+    (repository,) = open_repositories(catalog, master_key, [system])
+    report = RetentionReport(system=system)
+    listings = {rs.store_id: _list(rs) for rs in repository.stores}
+    try:
+        _forget_and_prune(catalog, keystore, config, repository, listings, now, actor,
+                          report)
+    except OperationError as error:
+        report.errors.append(str(error))
+        log.error("retention of %s: %s", system, error)
+    try:
+        _process_tombstones(catalog, repository, listings, now, report)
+    except OperationError as error:
+        report.errors.append(str(error))
+        log.error("retention of %s (removing pruned objects elsewhere): %s", system, error)
+    with catalog.session() as session:
+        if report.errors:
+            raise_alert(session, "retention_failed",
+                        f"retention of {system} did not finish: {report.errors[0]}",
+                        system_id=repository.system_id,
+                        details={"errors": report.errors[:10], "store": report.store})
+        else:
+            resolve_alert(session, "retention_failed", system_id=repository.system_id)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _list(rs: RepositoryStore) -> Listing | None:
+    """The tracked keys (with sizes) of ``rs``, or None when it cannot be listed."""
+    try:
+        return {info.key: info.size for info in rs.store.list() if is_tracked(info.key)}
+    except StoreError as error:
+        log.warning("retention: store %s cannot be listed: %s", rs.name, error)
+        return None
+
+
+def _unfinished_prune(session: Session, system: str) -> dict[str, Any] | None:
+    """The details of a ``retention.prune`` that no ``retention.forget`` followed."""
+    last = session.scalar(
+        sa.select(AuditEntry).where(AuditEntry.target == system,
+                                    AuditEntry.action.in_((PRUNE_STARTED, PRUNE_DONE)))
+        .order_by(AuditEntry.id.desc()).limit(1))
+    if last is None or last.action != PRUNE_STARTED:
+        return None
+    return dict(last.details)
+
+
+def pick_store(repository: SystemRepository, listings: dict[int, Listing | None],
+               tombstoned: set[str], watermarks: dict[int, dt.datetime | None]
+               ) -> tuple[RepositoryStore | None, list[str]]:
+    """The store to prune, and why each store before it did not qualify (pure).
+
+    The first of the policy's stores that was listed, lacks no object another listed
+    store holds (``tombstoned`` keys aside), and whose watermark is the newest of the
+    system's, when any store has one.
+    """
+    reachable = [rs for rs in repository.stores if listings.get(rs.store_id) is not None]
+    union: set[str] = set()
+    for rs in reachable:
+        union.update(listings[rs.store_id])
+    union -= tombstoned
+    newest = max((mark for mark in watermarks.values() if mark is not None), default=None)
+    refusals = [f"{rs.name} cannot be listed" for rs in repository.stores
+                if listings.get(rs.store_id) is None]
+    for rs in reachable:
+        lacking = union.difference(listings[rs.store_id])
+        mark = watermarks.get(rs.store_id)
+        if lacking:
+            refusals.append(f"{rs.name} lacks {len(lacking)} objects that another store "
+                            "holds (replication is behind)")
+        elif newest is not None and (mark is None or mark < newest):
+            refusals.append(f"{rs.name}'s replication watermark is behind")
+        else:
+            return rs, refusals
+    return None, refusals
+
+
+def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
+                      repository: SystemRepository, listings: dict[int, Listing | None],
+                      now: dt.datetime, actor: str, report: RetentionReport) -> None:
+    system = repository.system
+    by_id = {rs.store_id: rs for rs in repository.stores}
+    with catalog.session() as session:
+        unfinished = _unfinished_prune(session, system)
+        tombstoned = tombstoned_keys(session, repository.system_id)
+        watermarks = dict(session.execute(
+            sa.select(Replica.store_id, Replica.watermark_at)
+            .where(Replica.system_id == repository.system_id)).all())
+    if unfinished is not None:
+        chosen = by_id.get(unfinished.get("store_id"))
+        if chosen is None:
+            raise OperationError(f"an interrupted prune of {system} on store "
+                                 f"{unfinished.get('store')!r} cannot be finished: the "
+                                 "policy no longer names that store")
+        if listings.get(chosen.store_id) is None:
+            raise OperationError(f"an interrupted prune of {system} on {chosen.name} waits "
+                                 f"for {chosen.name} to be reachable again")
+        log.warning("retention of %s: finishing the interrupted prune on %s", system,
+                    chosen.name)
+    else:
+        chosen, refusals = pick_store(repository, listings, tombstoned, watermarks)
+        if chosen is None:
+            raise OperationError(f"no store of {system} can be pruned now: "
+                                 + "; ".join(refusals))
+    report.store = chosen.name
+
+    password = unseal_password(catalog, keystore, system, actor=actor,
+                               reason=f"retention (forget and prune) on {chosen.name}")
+    url, env = chosen.store.restic_location()
+    restic_repository = Repository(url=url, password=password, env=env,
+                                   display=f"{chosen.name}/{system}")
+    restic = Restic(config.restic_binary)
+    listed = restic.snapshots(restic_repository)
+
+    document = repository.policy
+    rules, lock_days = _rules(document)
+    with catalog.session() as session:
+        facts = catalog_facts(session, repository.system_id,
+                              int(document.get("min_copies", 1)), active_only=False)
+    decision = decide([facts.get(s.id) or SnapshotFacts(id=s.id, time=s.time, reported=False)
+                       for s in listed], rules, now, object_lock_days=lock_days)
+    report.kept = {s.id: list(decision.reasons[s.id]) for s in decision.keep}
+    to_forget = decision.remove_ids
+    if not to_forget and unfinished is None:
+        log.info("retention of %s: nothing to forget on %s", system, chosen.name)
+        return
+    candidates = list(dict.fromkeys([*(unfinished or {}).get("snapshots", []), *to_forget]))
+
+    with catalog.session() as session:
+        if unfinished is None:
+            # the ledger of the pruned store is what prune starts from: after prune,
+            # whatever it lists and the store lacks is what prune removed
+            sync_listing(session, repository.system_id, chosen.store_id,
+                         listings[chosen.store_id].items(), now)
+        audit.record(session, actor=actor, action=PRUNE_STARTED, target=system,
+                     store=chosen.name, store_id=chosen.store_id, snapshots=candidates)
+
+    if to_forget:
+        restic.forget(restic_repository, to_forget)
+    result = restic.prune(restic_repository)
+    log.info("retention of %s: prune on %s deleted %d blobs (%s)", system, chosen.name,
+             result.blobs_deleted, result.bytes_deleted or "0 B")
+    after_listing = chosen.store.list()
+    after = {info.key: info.size for info in after_listing if is_tracked(info.key)}
+    remaining = {s.id for s in restic.snapshots(restic_repository)}
+    forgotten = [snapshot_id for snapshot_id in candidates if snapshot_id not in remaining]
+    listings[chosen.store_id] = after
+
+    delay = _delete_delay(document)
+    with catalog.session() as session:
+        rows = list(session.scalars(sa.select(StoreObject).where(
+            StoreObject.system_id == repository.system_id,
+            StoreObject.store_id == chosen.store_id,
+            StoreObject.state.in_(("present", "missing")))))
+        removed = [row for row in rows if row.key not in after]
+        for row in removed:
+            _tombstone(session, repository.system_id, row.key, row.size, chosen, now,
+                       now + delay)
+            session.delete(row)
+        snapshot_ids = list(session.scalars(sa.select(Snapshot.id).where(
+            Snapshot.system_id == repository.system_id,
+            Snapshot.restic_id.in_(forgotten)))) if forgotten else []
+        if snapshot_ids:
+            session.execute(sa.update(Snapshot).where(Snapshot.id.in_(snapshot_ids))
+                            .values(status="forgotten"))
+            session.execute(sa.update(SnapshotCopy)
+                            .where(SnapshotCopy.snapshot_id.in_(snapshot_ids))
+                            .values(state="forgotten"))
+        pruned_bytes = sum(row.size for row in removed)
+        audit.record(session, actor=actor, action=PRUNE_DONE, target=system,
+                     store=chosen.name, store_id=chosen.store_id, snapshots=forgotten,
+                     objects=len(removed), bytes=pruned_bytes,
+                     delete_after=(now + delay).isoformat(),
+                     resumed=unfinished is not None)
+    report.forgotten = forgotten
+    report.pruned_objects = len(removed)
+    report.pruned_bytes = pruned_bytes
+    log.info("retention of %s: forgot %d snapshots on %s, prune removed %d objects "
+             "(removed from the other stores after %s)", system, len(forgotten),
+             chosen.name, len(removed), (now + delay).isoformat())
+
+
+def _tombstone(session: Session, system_id: int, key: str, size: int,
+               pruned: RepositoryStore, now: dt.datetime, delete_after: dt.datetime) -> None:
+    existing = session.scalar(sa.select(Tombstone).where(Tombstone.system_id == system_id,
+                                                         Tombstone.key == key))
+    if existing is not None and existing.done_at is None:
+        # already on its way out (pruned earlier, elsewhere): its own delay stands
+        existing.deleted_from = sorted({*existing.deleted_from, pruned.name})
+        return
+    if existing is None:
+        existing = Tombstone(system_id=system_id, key=key)
+        session.add(existing)
+    existing.size = size
+    existing.pruned_store_id = pruned.store_id
+    existing.removed_at = now
+    existing.delete_after = delete_after
+    existing.deleted_from = [pruned.name]
+    existing.done_at = None
+
+
+def _process_tombstones(catalog: Catalog, repository: SystemRepository,
+                        listings: dict[int, Listing | None], now: dt.datetime,
+                        report: RetentionReport) -> None:
+    """Delete due tombstones' keys from the stores that still hold them."""
+    system_id = repository.system_id
+    by_id = {rs.store_id: rs for rs in repository.stores}
+    names = {rs.name for rs in repository.stores}
+    with catalog.session() as session:
+        due = [(t.id, t.key, t.pruned_store_id) for t in session.scalars(
+            sa.select(Tombstone).where(Tombstone.system_id == system_id,
+                                       Tombstone.done_at.is_(None),
+                                       Tombstone.delete_after <= now)
+            .order_by(Tombstone.id))]
+        tombstoned = tombstoned_keys(session, system_id)
+    if not due:
+        return
+
+    # the content came back: the pruned store holds the key again (a later backup wrote
+    # the same object), so the other stores keep theirs
+    alive = []
+    with catalog.session() as session:
+        for tombstone_id, key, pruned_id in due:
+            pruned = by_id.get(pruned_id)
+            listing = listings.get(pruned_id) if pruned is not None else {}
+            if listing is None:
+                report.pending += 1
+                log.warning("retention of %s: %s waits: its pruned store %s cannot be "
+                            "listed", repository.system, key, pruned.name)
+                continue
+            if key in listing:
+                session.execute(sa.delete(Tombstone).where(Tombstone.id == tombstone_id))
+                report.dropped += 1
+                log.info("retention of %s: %s is back in %s; its tombstone is dropped",
+                         repository.system, key, pruned.name)
+                continue
+            alive.append((tombstone_id, key, pruned_id))
+
+    for rs in repository.stores:
+        with catalog.session() as session:
+            tombstones = [session.get(Tombstone, tombstone_id) for tombstone_id, _, _ in alive]
+            todo = [t for t in tombstones if rs.name not in t.deleted_from]
+            if not todo:
+                continue
+            listing = listings.get(rs.store_id)
+            if listing is None:
+                report.pending += len(todo)
+                log.warning("retention of %s: %d pruned objects wait for %s (cannot be "
+                            "listed)", repository.system, len(todo), rs.name)
+                continue
+            behind = {}
+            for pruned_id in {t.pruned_store_id for t in todo}:
+                pruned_listing = listings.get(pruned_id) or {}
+                behind[pruned_id] = len(set(pruned_listing) - set(listing) - tombstoned)
+            for tombstone in todo:
+                if behind.get(tombstone.pruned_store_id):
+                    report.pending += 1
+                    continue
+                if tombstone.key in listing:
+                    try:
+                        rs.store.delete(tombstone.key)
+                    except StoreError as error:
+                        report.pending += 1
+                        log.warning("retention of %s: %s stays in %s for now: %s",
+                                    repository.system, tombstone.key, rs.name, error)
+                        continue
+                    listing.pop(tombstone.key, None)
+                    report.deleted_elsewhere += 1
+                session.execute(sa.delete(StoreObject).where(
+                    StoreObject.store_id == rs.store_id, StoreObject.system_id == system_id,
+                    StoreObject.key == tombstone.key))
+                tombstone.deleted_from = sorted({*tombstone.deleted_from, rs.name})
+            for pruned_id, count in behind.items():
+                if count:
+                    log.warning("retention of %s: %s lacks %d objects that %s holds; "
+                                "pruned objects stay there until replication copies them",
+                                repository.system, rs.name, count,
+                                by_id[pruned_id].name if pruned_id in by_id else "?")
+    with catalog.session() as session:
+        for tombstone_id, _, _ in alive:
+            tombstone = session.get(Tombstone, tombstone_id)
+            if names <= set(tombstone.deleted_from):
+                tombstone.done_at = now
