@@ -11,6 +11,7 @@ from drd.api.server import configure_logging, parse_listen, runtime_directory, s
 from drd.cli.context import CliState
 from drd.cli.options import home_option
 from drd.crypto.keystore import KeyStore
+from drd.daemon.service import Daemon
 from drd.services.enrollment import server_url
 
 log = logging.getLogger("drd.serve")
@@ -23,9 +24,16 @@ log = logging.getLogger("drd.serve")
 @click.option("--insecure-http", is_flag=True,
               help="Serve plain HTTP instead of HTTPS: for local tests only, since tokens "
                    "and store keys would cross the network in the clear.")
+@click.option("--workers", type=click.IntRange(0, 64), metavar="N",
+              help="Queued jobs to run at once (default: workers in drd.yaml); 0 runs none.")
+@click.option("--no-scheduler", is_flag=True,
+              help="Never lead: run queued work only, and leave scheduling to other daemons "
+                   "on the same catalog.")
 @click.pass_obj
-def serve_command(state: CliState, listen: str | None, insecure_http: bool) -> None:
-    """Serve the API (HTTPS with the centre's own CA) until SIGTERM or Ctrl-C.
+def serve_command(state: CliState, listen: str | None, insecure_http: bool,
+                  workers: int | None, no_scheduler: bool) -> None:
+    """Serve the API (HTTPS with the centre's own CA) and run the daemon (scheduler and
+    workers) until SIGTERM or Ctrl-C.
 
     Logs go to stderr, one line each, without timestamps (journald adds them).
     """
@@ -45,5 +53,11 @@ def serve_command(state: CliState, listen: str | None, insecure_http: bool) -> N
     scheme = "http" if insecure_http else "https"
     log.info("drd API on %s (CA sha256 %s); agents are told %s", address.url(scheme),
              keystore.ca_fingerprint(), server_url(config))
-    serve(app, address, tls)
+    daemon = Daemon(config, catalog, master_key, keystore, workers=workers,
+                    schedule=not no_scheduler)
+    daemon.start()
+    try:
+        serve(app, address, tls)
+    finally:
+        daemon.stop()
     catalog.dispose()
