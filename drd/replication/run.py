@@ -486,9 +486,10 @@ def _sync_ledger(catalog: Catalog, repository: SystemRepository,
 
 def _ledger_present(catalog: Catalog, system_id: int, store_id: int) -> dict[str, int]:
     with catalog.session() as session:
-        return dict(session.execute(sa.select(StoreObject.key, StoreObject.size).where(
+        rows = session.execute(sa.select(StoreObject.key, StoreObject.size).where(
             StoreObject.system_id == system_id, StoreObject.store_id == store_id,
-            StoreObject.state == "present")).tuples())
+            StoreObject.state == "present"))
+        return {key: size for key, size in rows}
 
 
 def _mark_conflicts(catalog: Catalog, repository: SystemRepository, plan: ReplicationPlan,

@@ -1,0 +1,180 @@
+"""Replication on real components: SeaweedFS stores (one killed and restarted), real
+restic repositories, the catalog on SQLite and PostgreSQL, and the ``drd replicate``
+command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from drd.catalog.models import Replica, SnapshotCopy, StoreObject
+from drd.catalog.models import Store as StoreRow
+from drd.devstores import start_seaweed
+from drd.ledger import expected_sha256
+from drd.replication.run import replicate
+from tests.integration.staging import StoreSetup, make_stage
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+def drd(*args: str, home, check: int) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("AWS_", "DRD_HOME", "DRD_MASTER"))}
+    environment["DRD_HOME"] = str(home)
+    result = subprocess.run([sys.executable, "-m", "drd.cli.main", *args], env=environment,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == check, (result.returncode, result.stdout, result.stderr)
+    return result
+
+
+def by_store(report) -> dict:
+    return {result.store: result for result in report.stores}
+
+
+def replica(stage, store: str) -> Replica:
+    with stage.catalog.session() as session:
+        return session.scalar(sa.select(Replica).join(StoreRow, Replica.store_id == StoreRow.id)
+                              .where(StoreRow.name == store))
+
+
+def copy_states(stage, store: str) -> list[str]:
+    with stage.catalog.session() as session:
+        return list(session.scalars(sa.select(SnapshotCopy.state).join(StoreRow)
+                                    .where(StoreRow.name == store)))
+
+
+def test_a_store_down_during_a_backup_catches_up_after_it_returns(
+        tmp_path, seaweed, restic_binary, database_url):
+    first, second = seaweed(2)
+    stage = make_stage(tmp_path, database_url=database_url, restic_binary=restic_binary,
+                       stores=[StoreSetup("dc-a", "region-a", first, "bucket-a"),
+                               StoreSetup("dc-b", "region-a", first, "bucket-b"),
+                               StoreSetup("far", "region-b", second, "bucket-c")])
+    stage.init("dc-a")
+    stage.copy_all("dc-a")
+    second.kill()
+    stage.write_files(30)
+    snapshot = stage.backup("dc-a")
+    source, mirror = stage.raw_store("dc-a"), stage.raw_store("dc-b")
+    for key in set(stage.keys("dc-a")) - set(stage.keys("dc-b")):
+        mirror.put(key, source.read(key))
+    stage.report(snapshot, {"dc-a": True, "dc-b": True, "far": False})
+
+    report = replicate(stage.catalog, stage.master_key, stage.config)
+    results = by_store(report)
+    assert not report.ok
+    assert results["dc-a"].ok and results["dc-b"].ok
+    assert not results["far"].ok and not results["far"].listed
+    assert "far" in results["far"].errors[0]
+    assert replica(stage, "dc-a").watermark_at is not None
+    assert replica(stage, "far").last_error
+    assert copy_states(stage, "far") == ["missing"]
+
+    restarted = start_seaweed(second.data_dir, name=second.name)
+    try:
+        assert restarted.endpoint == second.endpoint
+        lacking = len(set(stage.keys("dc-a")) - set(stage.keys("far")))
+        report = replicate(stage.catalog, stage.master_key, stage.config)
+        assert report.ok, report.as_dict()
+        assert by_store(report)["far"].objects_copied == lacking
+        assert stage.keys("far") == stage.keys("dc-a") == stage.keys("dc-b")
+        assert stage.restic.check(stage.repository("far"), read_data=True).ok
+        caught_up = replica(stage, "far")
+        assert caught_up.watermark_at is not None and caught_up.last_error is None
+        assert (caught_up.lag_objects, caught_up.lag_bytes) == (0, 0)
+        assert copy_states(stage, "far") == ["present"]
+        with stage.catalog.session() as session:
+            far_rows = session.scalar(sa.select(sa.func.count()).select_from(StoreObject)
+                                      .join(StoreRow).where(StoreRow.name == "far",
+                                                            StoreObject.state == "present"))
+        assert far_rows == len(stage.keys("far"))
+
+        # (b) a rerun copies nothing
+        again = replicate(stage.catalog, stage.master_key, stage.config)
+        assert again.ok and again.objects_copied == 0
+
+        # (c) the command line (its catalog side is the same on both databases)
+        if not database_url.startswith("sqlite"):
+            return
+        result = drd("replicate", "--json", home=stage.home, check=0)
+        document = json.loads(result.stdout)
+        assert document["ok"] and document["objects_copied"] == 0
+        assert {entry["store"] for entry in document["stores"]} == {"dc-a", "dc-b", "far"}
+        drd("replicate", "fs1", "--store", "far", home=stage.home, check=0)
+        assert "no system named 'nosuch'" in drd("replicate", "nosuch", home=stage.home,
+                                                 check=2).stderr
+        drd("replicate", "--store", "nosuch", home=stage.home, check=2)
+    finally:
+        restarted.kill()
+
+
+def test_a_corrupt_source_is_refused_and_the_next_pass_replaces_it(tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary,
+                       stores=[StoreSetup("one", "region-a", directory=tmp_path / "one"),
+                               StoreSetup("two", "region-a", directory=tmp_path / "two"),
+                               StoreSetup("three", "region-b", directory=tmp_path / "three")])
+    stage.init("one")
+    stage.write_files(10)
+    stage.backup("one")
+    stage.copy_all("one")  # also makes three's repository directory ...
+    three = stage.raw_store("three")
+    for key in stage.keys("three"):
+        three.delete(key)
+    # ... but catching up from nothing must create it itself
+    (tmp_path / "three" / "parks" / "fs1" / "data").rename(tmp_path / "elsewhere")
+    victim = next(key for key in stage.keys("one") if key.startswith("data/"))
+    good = stage.raw_store("one").read(victim)
+    stage.raw_store("one").put(victim, bytes(reversed(good)))
+    assert expected_sha256(victim)
+
+    stage.config.replication_parallel = 2
+    report = replicate(stage.catalog, stage.master_key, stage.config)
+    results = by_store(report)
+    assert results["one"].corrupt_sources == 1 and not results["one"].ok
+    assert results["three"].ok and results["two"].ok
+    assert stage.raw_store("three").read(victim) == good
+    with stage.catalog.session() as session:
+        state = session.scalar(sa.select(StoreObject.state).join(StoreRow).where(
+            StoreRow.name == "one", StoreObject.key == victim))
+    assert state == "corrupt"
+
+    report = replicate(stage.catalog, stage.master_key, stage.config)
+    assert report.ok and report.objects_copied == 1
+    assert stage.raw_store("one").read(victim) == good
+    assert stage.restic.check(stage.repository("one"), read_data=True).ok
+
+
+def test_a_stopped_pass_keeps_what_it_copied_and_the_rerun_finishes(tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary,
+                       stores=[StoreSetup("one", "region-a", directory=tmp_path / "one"),
+                               StoreSetup("two", "region-b", directory=tmp_path / "two")])
+    stage.init("one")
+    stage.write_files(40)
+    stage.backup("one")
+    total = len(stage.keys("one"))
+    stage.config.replication_parallel = 1
+    events, asked = [], []
+
+    def should_stop() -> bool:  # not before the first objects, then at once
+        asked.append(True)
+        return len(asked) > 1
+
+    partial = replicate(stage.catalog, stage.master_key, stage.config,
+                        progress=events.append, should_stop=should_stop)
+    assert partial.stopped and not partial.ok
+    assert 0 < partial.objects_copied < total
+    assert events and events[-1].files_done == partial.objects_copied
+    assert not any(key.startswith("snapshots/") for key in stage.keys("two"))
+    with stage.catalog.session() as session:
+        rows = session.scalar(sa.select(sa.func.count()).select_from(StoreObject).join(StoreRow)
+                              .where(StoreRow.name == "two"))
+    assert rows == partial.objects_copied
+
+    rest = replicate(stage.catalog, stage.master_key, stage.config)
+    assert rest.ok and partial.objects_copied + rest.objects_copied == total
+    assert stage.keys("two") == stage.keys("one")
