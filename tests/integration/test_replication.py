@@ -5,16 +5,15 @@ command line."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
 
 from drd.catalog.models import Replica, SnapshotCopy, StoreObject
 from drd.catalog.models import Store as StoreRow
+from drd.cli.main import main
 from drd.devstores import start_seaweed
+from drd.errors import UserError
 from drd.ledger import expected_sha256
 from drd.replication.run import replicate
 from tests.integration.staging import StoreSetup, make_stage
@@ -22,14 +21,13 @@ from tests.integration.staging import StoreSetup, make_stage
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
-def drd(*args: str, home, check: int) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AWS_", "DRD_HOME", "DRD_MASTER"))}
-    environment["DRD_HOME"] = str(home)
-    result = subprocess.run([sys.executable, "-m", "drd.cli.main", *args], env=environment,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode == check, (result.returncode, result.stdout, result.stderr)
-    return result
+def drd(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the ``drd`` console script in this process: (exit status, stdout, stderr)."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(args))
+    out, err = capsys.readouterr()
+    return exit_info.value.code, out, err
 
 
 def by_store(report) -> dict:
@@ -49,7 +47,7 @@ def copy_states(stage, store: str) -> list[str]:
 
 
 def test_a_store_down_during_a_backup_catches_up_after_it_returns(
-        tmp_path, seaweed, restic_binary, database_url):
+        tmp_path, seaweed, restic_binary, database_url, capsys):
     first, second = seaweed(2)
     stage = make_stage(tmp_path, database_url=database_url, restic_binary=restic_binary,
                        stores=[StoreSetup("dc-a", "region-a", first, "bucket-a"),
@@ -98,17 +96,22 @@ def test_a_store_down_during_a_backup_catches_up_after_it_returns(
         again = replicate(stage.catalog, stage.master_key, stage.config)
         assert again.ok and again.objects_copied == 0
 
+        # only the stores named are brought up to date; unknown names are refused
+        only = replicate(stage.catalog, stage.master_key, stage.config, stores=["far"])
+        assert [result.store for result in only.stores] == ["far"] and only.ok
+        with pytest.raises(UserError, match="nosuch"):
+            replicate(stage.catalog, stage.master_key, stage.config, stores=["nosuch"])
+
         # (c) the command line (its catalog side is the same on both databases)
         if not database_url.startswith("sqlite"):
             return
-        result = drd("replicate", "--json", home=stage.home, check=0)
-        document = json.loads(result.stdout)
+        status, out, _ = drd(capsys, "--home", str(stage.home), "replicate", "--json")
+        assert status == 0
+        document = json.loads(out)
         assert document["ok"] and document["objects_copied"] == 0
         assert {entry["store"] for entry in document["stores"]} == {"dc-a", "dc-b", "far"}
-        drd("replicate", "fs1", "--store", "far", home=stage.home, check=0)
-        assert "no system named 'nosuch'" in drd("replicate", "nosuch", home=stage.home,
-                                                 check=2).stderr
-        drd("replicate", "--store", "nosuch", home=stage.home, check=2)
+        status, _, err = drd(capsys, "--home", str(stage.home), "replicate", "nosuch")
+        assert status == 2 and "no system named 'nosuch'" in err
     finally:
         restarted.kill()
 
