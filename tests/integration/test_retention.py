@@ -1,0 +1,252 @@
+"""Retention on real components: restic forget and prune against one SeaweedFS store (some
+buckets with Object Lock), the same objects removed from the other stores after the
+delay, and the catalog on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import sqlalchemy as sa
+
+from drd.catalog import audit
+from drd.catalog.models import AuditEntry, Snapshot, SnapshotCopy, StoreObject, Tombstone
+from drd.catalog.types import utcnow
+from drd.ledger import sync_listing
+from drd.replication.run import replicate
+from drd.retention.decide import NEWEST_GOOD_REASON
+from drd.retention.run import PRUNE_STARTED, run_retention
+from tests.integration.staging import StoreSetup, make_stage
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+_stores: dict[tuple[int, str], object] = {}
+
+
+def raw(stage, name: str):
+    """Store ``name`` of ``stage``, opened once (a boto3 client costs a quarter second)."""
+    if (id(stage), name) not in _stores:
+        _stores[(id(stage), name)] = stage.raw_store(name)
+    return _stores[(id(stage), name)]
+
+
+def keys(stage, name: str) -> dict[str, int]:
+    return {info.key: info.size for info in raw(stage, name).list()
+            if not info.key.startswith("locks/")}
+
+
+def copy_all(stage, source: str) -> None:
+    origin = raw(stage, source)
+    for name in stage.stores:
+        if name != source:
+            target = raw(stage, name)
+            target.create_if_missing()
+            present = set(keys(stage, name))
+            for key in set(keys(stage, source)) - present:
+                target.put(key, origin.read(key))
+
+
+def retention(stage, **options):
+    return run_retention(stage.catalog, stage.master_key, stage.keystore, stage.config,
+                         stage.system, **options)
+
+
+def backups(stage, times, *, complete=None) -> list[str]:
+    """One snapshot per time (None: now), each copied to every store and reported."""
+    ids = []
+    for index, moment in enumerate(times):
+        stage.write_files(3, seed=f"s{index}-")
+        ids.append(stage.backup("dc-a", time=moment))
+        copy_all(stage, "dc-a")
+        stage.report(ids[-1], complete)
+    return ids
+
+
+def statuses(stage) -> dict[str, str]:
+    with stage.catalog.session() as session:
+        return dict(session.execute(sa.select(Snapshot.restic_id, Snapshot.status)).all())
+
+
+def check_ok(stage, store: str) -> None:
+    result = stage.restic.check(stage.repository(store))
+    assert result.ok, (store, result.errors)
+
+
+def test_retention_on_lock_enabled_buckets_leaves_locked_snapshots_alone(
+        tmp_path, seaweed, restic_binary):
+    (server,) = seaweed(1)
+    stage = make_stage(tmp_path, restic_binary=restic_binary, object_lock_days=1,
+                       retention="{keep_last: 1}", policy_extra="prune: {delete_delay: 1h}\n",
+                       stores=[StoreSetup("dc-a", "region-a", server, "lock-a",
+                                          object_lock=True),
+                               StoreSetup("dc-b", "region-b", server, "lock-b",
+                                          object_lock=True)])
+    stage.init("dc-a")
+    now = utcnow()
+    old, locked, newest = backups(
+        stage, [now - dt.timedelta(days=30), now - dt.timedelta(hours=12), None])
+    # every object under Object Lock, as the fan-out writes it
+    retain_until = now + dt.timedelta(days=1)
+    for name in stage.stores:
+        store = raw(stage, name)
+        for key in keys(stage, name):
+            store.put(key, store.read(key), retain_until=retain_until)
+    before = keys(stage, "dc-b")
+
+    report = retention(stage)
+
+    assert report.ok, report.errors
+    assert report.store == "dc-a"
+    assert report.forgotten == [old]
+    assert report.kept[newest][0] == "last snapshot"
+    (reason,) = report.kept[locked]
+    assert reason.startswith("object lock holds until ")
+    assert report.pruned_objects > 0
+    assert statuses(stage) == {old: "forgotten", locked: "active", newest: "active"}
+    # the other store keeps everything until the delay has passed
+    assert keys(stage, "dc-b") == before
+    removed = set(before) - set(keys(stage, "dc-a"))
+    # the locked versions stay in the bucket: prune's deletes only hid them
+    versions = {version.key for version in raw(stage, "dc-a").unwrap().list_versions()}
+    assert removed <= versions
+
+    replicate(stage.catalog, stage.master_key, stage.config)
+    later = retention(stage, now=utcnow() + dt.timedelta(hours=2))
+
+    assert later.ok, later.errors
+    assert later.forgotten == [] and later.deleted_elsewhere == len(removed)
+    assert keys(stage, "dc-a") == keys(stage, "dc-b")
+    assert f"snapshots/{old}" not in keys(stage, "dc-b")
+    for name in stage.stores:
+        check_ok(stage, name)
+
+
+def test_other_store_loses_exactly_what_prune_removed_after_the_delay(
+        tmp_path, seaweed, restic_binary, database_url):
+    (server,) = seaweed(1)
+    stage = make_stage(tmp_path, restic_binary=restic_binary, database_url=database_url,
+                       retention="{keep_last: 1}",
+                       stores=[StoreSetup("dc-a", "region-a", server, "bucket-a"),
+                               StoreSetup("far", "region-b", server, "bucket-b")])
+    stage.init("dc-a")
+    first, second = backups(stage, [None, None])
+    before_far = keys(stage, "far")
+
+    report = retention(stage)
+    assert report.ok, report.errors
+    assert report.forgotten == [first]
+    after_a = keys(stage, "dc-a")
+    removed = set(before_far) - set(after_a)
+    assert report.pruned_objects == len(removed) > 0
+    with stage.catalog.session() as session:
+        tombstones = {t.key: t for t in session.scalars(sa.select(Tombstone))}
+        copies = set(session.scalars(sa.select(SnapshotCopy.state).join(Snapshot)
+                                     .where(Snapshot.restic_id == first)))
+        actions = list(session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert set(tombstones) == removed
+    assert all(t.deleted_from == ["dc-a"] and t.done_at is None for t in tombstones.values())
+    assert copies == {"forgotten"}
+    assert actions[-3:] == ["escrow.unseal", "retention.prune", "retention.forget"]
+
+    # replication copies what prune wrote, and never brings back what it removed
+    replicate(stage.catalog, stage.master_key, stage.config)
+    assert set(keys(stage, "dc-a")) == set(after_a)
+    assert set(before_far) <= set(keys(stage, "far"))
+
+    early = retention(stage, now=utcnow() + dt.timedelta(hours=1))
+    assert early.ok and early.deleted_elsewhere == 0 and early.forgotten == []
+    assert removed <= set(keys(stage, "far"))
+
+    late = retention(stage, now=utcnow() + dt.timedelta(days=2))
+    assert late.ok, late.errors
+    assert late.deleted_elsewhere == len(removed) and late.pending == 0
+    assert keys(stage, "far") == keys(stage, "dc-a")
+    assert not removed & set(keys(stage, "far"))
+    with stage.catalog.session() as session:
+        done = list(session.scalars(sa.select(Tombstone)))
+        ledger = set(session.scalars(sa.select(StoreObject.key)))
+    assert all(t.done_at is not None and sorted(t.deleted_from) == ["dc-a", "far"]
+               for t in done)
+    assert not removed & ledger
+    assert f"snapshots/{first}" not in keys(stage, "far")
+    for name in stage.stores:
+        check_ok(stage, name)
+
+
+def test_the_newest_good_backup_is_never_forgotten(tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary, retention="{keep_last: 1}",
+                       stores=[StoreSetup("dc-a", "region-a", directory=tmp_path / "a"),
+                               StoreSetup("far", "region-b", directory=tmp_path / "b")])
+    stage.init("dc-a")
+    (good,) = backups(stage, [None])
+    # the newest snapshot reached one store only: not durable (min_copies 2), not good
+    (newest,) = backups(stage, [None], complete={"dc-a": True, "far": False})
+
+    report = retention(stage)
+
+    assert report.ok, report.errors
+    assert report.forgotten == [] and report.pruned_objects == 0
+    assert report.kept == {good: [NEWEST_GOOD_REASON], newest: ["last snapshot"]}
+    assert statuses(stage) == {good: "active", newest: "active"}
+
+
+def drd(stage, *args: str) -> subprocess.CompletedProcess:
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("AWS_", "DRD_"))}
+    environment["DRD_HOME"] = str(stage.home)
+    return subprocess.run([sys.executable, "-m", "drd.cli.main", *args], env=environment,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_plan_then_a_prune_interrupted_before_its_tombstones_is_finished_by_the_next_run(
+        tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary, retention="{keep_last: 1}",
+                       stores=[StoreSetup("dc-a", "region-a", directory=tmp_path / "a"),
+                               StoreSetup("far", "region-b", directory=tmp_path / "b")])
+    stage.init("dc-a")
+    old, newest = backups(stage, [None, None])
+
+    result = drd(stage, "retention", "plan", stage.system, "--json")
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert [entry["id"] for entry in plan["forget"]] == [old]
+    assert plan["forget"][0]["reasons"] == ["no rule keeps it (keep_last 1)"]
+    assert plan["keep"][0]["reasons"] == ["last snapshot", NEWEST_GOOD_REASON]
+    table = drd(stage, "retention", "plan", stage.system)
+    assert table.returncode == 0 and "forget" in table.stdout and old[:8] in table.stdout
+    unknown = drd(stage, "retention", "plan", "nope")
+    assert unknown.returncode == 2 and "no system named 'nope'" in unknown.stderr
+    assert statuses(stage) == {old: "active", newest: "active"}  # planning changes nothing
+
+    # what a run leaves when it dies right after prune: its start recorded (ledger and
+    # audit entry), restic done, no tombstone yet
+    before = keys(stage, "dc-a")
+    with stage.catalog.session() as session:
+        store_id = stage.store_row("dc-a").id
+        system_id = session.scalar(sa.select(Snapshot.system_id).limit(1))
+        sync_listing(session, system_id, store_id, before.items(), utcnow())
+        audit.record(session, actor="scheduler", action=PRUNE_STARTED, target=stage.system,
+                     store="dc-a", store_id=store_id, snapshots=[old])
+    stage.restic.forget(stage.repository("dc-a"), [old])
+    stage.restic.prune(stage.repository("dc-a"))
+    removed = set(before) - set(keys(stage, "dc-a"))
+    assert removed
+
+    report = retention(stage)
+
+    assert report.ok, report.errors
+    assert report.forgotten == [old] and report.store == "dc-a"
+    assert report.pruned_objects == len(removed)
+    with stage.catalog.session() as session:
+        assert set(session.scalars(sa.select(Tombstone.key))) == removed
+        (done,) = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "retention.forget"))
+        assert done.details["resumed"] is True
+    assert statuses(stage)[old] == "forgotten"
+    again = retention(stage)
+    assert again.ok and again.pruned_objects == 0 and again.forgotten == []
