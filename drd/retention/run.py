@@ -346,10 +346,11 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
     result = restic.prune(restic_repository)
     log.info("retention of %s: prune on %s deleted %d blobs (%s)", system, chosen.name,
              result.blobs_deleted, result.bytes_deleted or "0 B")
-    after_listing = chosen.store.list()
-    after = {info.key: info.size for info in after_listing if is_tracked(info.key)}
-    remaining = {s.id for s in restic.snapshots(restic_repository)}
-    forgotten = [snapshot_id for snapshot_id in candidates if snapshot_id not in remaining]
+    after = {info.key: info.size for info in chosen.store.list() if is_tracked(info.key)}
+    # forget succeeded for ours; an interrupted run's are gone if restic no longer listed them
+    listed_ids = {s.id for s in listed}
+    forgotten = [snapshot_id for snapshot_id in candidates
+                 if snapshot_id in to_forget or snapshot_id not in listed_ids]
     listings[chosen.store_id] = after
 
     delay = _delete_delay(document)

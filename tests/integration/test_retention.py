@@ -126,6 +126,8 @@ def test_retention_on_lock_enabled_buckets_leaves_locked_snapshots_alone(
         check_ok(stage, name)
 
 
+# the same flow as above, on PostgreSQL (the test above runs on SQLite)
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_other_store_loses_exactly_what_prune_removed_after_the_delay(
         tmp_path, seaweed, restic_binary, database_url):
     (server,) = seaweed(1)
