@@ -200,7 +200,8 @@ class SyncResult:
 def policed_systems(session: Session, system_ids: Iterable[int] | None = None
                     ) -> list[PolicedSystem]:
     """The enrolled systems that have a policy (or those of ``system_ids``)."""
-    store_ids = dict(session.execute(sa.select(StoreRow.name, StoreRow.id)).tuples())
+    store_ids = {name: store_id for name, store_id in session.execute(
+        sa.select(StoreRow.name, StoreRow.id))}
     query = (sa.select(System.id, System.name, Policy.document)
              .join(Policy, System.policy_id == Policy.id)
              .where(System.status == "enrolled")

@@ -73,6 +73,8 @@ class Daemon:
         """Register, start the workers and the control thread. Raises
         :class:`~drd.errors.OperationError` when the catalog cannot be reached."""
         leadership.register(self.catalog, self.id)
+        # APScheduler logs every run of every job at INFO: the queue's own lines say more
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
         log.info("daemon %s: %d worker(s)%s", self.id, self.worker_count,
                  "" if self.schedule else ", not scheduling (--no-scheduler)")
         self.workers = [

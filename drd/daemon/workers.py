@@ -57,19 +57,32 @@ class JobResult:
 Handler = Callable[[JobContext], JobResult]
 
 
+def _collect_errors(document: Any, found: list[str], where: str = "") -> None:
+    if len(found) >= 3:
+        return
+    if isinstance(document, dict):
+        label = document.get("store") or document.get("system") or where
+        for key, value in document.items():
+            if key in ("error", "errors", "problems") and value:
+                texts = value if isinstance(value, (list, tuple)) else [value]
+                found.extend(f"{label}: {text}" if label else str(text)
+                             for text in texts[:3 - len(found)])
+            elif isinstance(value, (dict, list)):
+                _collect_errors(value, found, str(label or ""))
+    elif isinstance(document, list):
+        for value in document:
+            _collect_errors(value, found, where)
+
+
 def _report_error(report: Any) -> str | None:
-    document = report.as_dict() if hasattr(report, "as_dict") else {}
-    for name in ("error", "errors", "problems", "failures"):
-        value = document.get(name) if isinstance(document, dict) else None
-        if value is None:
-            value = getattr(report, name, None)
-        if value:
-            if isinstance(value, dict):
-                value = "; ".join(f"{key}: {text}" for key, text in value.items())
-            elif isinstance(value, (list, tuple)):
-                value = "; ".join(str(text) for text in value[:5])
-            return str(value)
-    return None
+    """The first few errors a service's report names (``as_dict()``, searched for
+    ``error``/``errors`` entries, each labelled with its store or system)."""
+    found: list[str] = []
+    try:
+        _collect_errors(report.as_dict(), found)
+    except AttributeError:
+        return None
+    return "; ".join(found) or None
 
 
 def result_of(report: Any, bytes_attribute: str | None = None) -> JobResult:
@@ -89,7 +102,7 @@ def _unavailable(what: str, error: ImportError) -> OperationError:
 
 def run_replicate(context: JobContext) -> JobResult:
     try:
-        from drd.replication import replicate
+        from drd.replication.run import replicate
     except ImportError as error:
         raise _unavailable("replication", error) from None
     report = replicate(context.catalog, context.master_key, context.config,
@@ -111,7 +124,7 @@ def run_verify(context: JobContext) -> JobResult:
 
 def run_retention_job(context: JobContext) -> JobResult:
     try:
-        from drd.retention import run_retention
+        from drd.retention.run import run_retention
     except ImportError as error:
         raise _unavailable("retention", error) from None
     report = run_retention(context.catalog, context.master_key, context.keystore,
