@@ -276,55 +276,79 @@ class _SystemCopier:
         return None
 
     def copy_key(self, copies: Sequence[PlannedCopy]) -> list[CopyOutcome]:
-        """Make every copy of one key; a store's failure is an outcome, never raised."""
-        outcomes: list[CopyOutcome] = []
+        """Make every copy of one key; a store's failure is an outcome, never raised.
+
+        The copies from stores that held the key already run at once (reading the source
+        once); those from a store this key is copied to first (a server-side copy from
+        a near target) follow.
+        """
         bad: set[str] = set()  # sources that failed or hold a bad copy of this key
         failed_targets: set[str] = set()
         held = _Held()
+        receiving = {copy.target for copy in copies}
+        first = [copy for copy in copies if copy.source not in receiving]
+        then = [copy for copy in copies if copy.source in receiving]
         try:
-            for copy in copies:
-                outcome = CopyOutcome(copy)
-                outcomes.append(outcome)
-                if copy.target in self.down:
-                    outcome.skipped = True
-                    outcome.error = f"store {copy.target!r} is down"
-                    continue
-                candidates = [name for name in (copy.source, *copy.alternatives)
-                              if name not in bad and name not in failed_targets
-                              and name not in self.down]
-                for source in candidates:
-                    try:
-                        self._copy(copy, source, held, outcome)
-                    except ObjectCorrupt as problem:
-                        log.warning("%s; trying another store", problem)
-                        bad.add(source)
-                        outcome.corrupt_sources.append(source)
-                        outcome.error = str(problem)
-                        continue
-                    except StoreError as problem:
-                        outcome.error = str(problem)
-                        if problem.store == copy.target:
-                            if isinstance(problem, StoreUnavailable):
-                                self._mark_down(copy.target)
-                            break
-                        bad.add(source)
-                        if isinstance(problem, StoreUnavailable):
-                            self._mark_down(source)
-                        continue
-                    except (ValueError, OSError) as problem:
-                        # e.g. the source's object changed length under a streamed copy
-                        outcome.error = f"copying from {source!r}: {problem}"
-                        bad.add(source)
-                        continue
-                    outcome.ok, outcome.source, outcome.error = True, source, None
-                    break
-                if not outcome.ok:
-                    failed_targets.add(copy.target)
-                    if outcome.error is None:
-                        outcome.error = "no store holds a good copy to copy from"
+            outcomes = {}
+            if len(first) > 1:
+                threads = [_Worker(self._copy_one, copy, bad, failed_targets, held)
+                           for copy in first[1:]]
+                for thread in threads:
+                    thread.start()
+                outcomes[id(first[0])] = self._copy_one(first[0], bad, failed_targets, held)
+                for thread in threads:
+                    thread.join()
+                    outcomes[id(thread.copy)] = thread.outcome
+            elif first:
+                outcomes[id(first[0])] = self._copy_one(first[0], bad, failed_targets, held)
+            for copy in then:
+                outcomes[id(copy)] = self._copy_one(copy, bad, failed_targets, held)
         finally:
             held.release(self.memory)
-        return outcomes
+        return [outcomes[id(copy)] for copy in copies]
+
+    def _copy_one(self, copy: PlannedCopy, bad: set[str], failed_targets: set[str],
+                  held: _Held) -> CopyOutcome:
+        outcome = CopyOutcome(copy)
+        if copy.target in self.down:
+            outcome.skipped = True
+            outcome.error = f"store {copy.target!r} is down"
+            failed_targets.add(copy.target)
+            return outcome
+        candidates = [name for name in (copy.source, *copy.alternatives)
+                      if name not in bad and name not in failed_targets
+                      and name not in self.down]
+        for source in candidates:
+            try:
+                self._copy(copy, source, held, outcome)
+            except ObjectCorrupt as problem:
+                log.warning("%s; trying another store", problem)
+                bad.add(source)
+                outcome.corrupt_sources.append(source)
+                outcome.error = str(problem)
+                continue
+            except StoreError as problem:
+                outcome.error = str(problem)
+                if problem.store == copy.target:
+                    if isinstance(problem, StoreUnavailable):
+                        self._mark_down(copy.target)
+                    break
+                bad.add(source)
+                if isinstance(problem, StoreUnavailable):
+                    self._mark_down(source)
+                continue
+            except (ValueError, OSError) as problem:
+                # e.g. the source's object changed length under a streamed copy
+                outcome.error = f"copying from {source!r}: {problem}"
+                bad.add(source)
+                continue
+            outcome.ok, outcome.source, outcome.error = True, source, None
+            break
+        if not outcome.ok:
+            failed_targets.add(copy.target)
+            if outcome.error is None:
+                outcome.error = "no store holds a good copy to copy from"
+        return outcome
 
     def _copy(self, copy: PlannedCopy, source_name: str, held: _Held,
               outcome: CopyOutcome) -> None:
@@ -345,21 +369,21 @@ class _SystemCopier:
                 reader.close()
             outcome.verified = sha256 is not None
             return
-        if held.source != source_name:
-            held.release(self.memory)
-            self.memory.take(copy.size)
-            held.size = copy.size
-            held.data = b"".join(source.store.get(copy.key))
-            if len(held.data) != copy.size:
-                held.release(self.memory)
-                raise ObjectCorrupt(source_name, copy.key,
-                                    f"{len(held.data)} bytes, not {copy.size}")
-            if sha256 is not None and hashlib.sha256(held.data).hexdigest() != sha256:
-                held.release(self.memory)
-                raise ObjectCorrupt(source_name, copy.key, "SHA-256 does not match its name")
-            held.source = source_name
-        target.store.put(copy.key, held.data, length=copy.size, retain_until=retain_until)
+        data = held.read(source, copy, sha256, self.memory)
+        target.store.put(copy.key, data, length=copy.size, retain_until=retain_until)
         outcome.verified = sha256 is not None
+
+
+class _Worker(threading.Thread):
+    """One copy of a key, beside the others of the same key."""
+
+    def __init__(self, function, copy: PlannedCopy, *arguments) -> None:
+        super().__init__(name=f"replicate-{copy.target}", daemon=True)
+        self.function, self.copy, self.arguments = function, copy, arguments
+        self.outcome: CopyOutcome | None = None
+
+    def run(self) -> None:
+        self.outcome = self.function(self.copy, *self.arguments)
 
 
 class _Held:
@@ -370,6 +394,30 @@ class _Held:
         self.source: str | None = None
         self.data = b""
         self.size = 0
+        self._lock = threading.Lock()
+
+    def read(self, source: RepositoryStore, copy: PlannedCopy, sha256: str | None,
+             memory: MemoryBudget) -> bytes:
+        """The bytes of ``copy.key`` from ``source``, read and checked once.
+
+        Raises :class:`ObjectCorrupt` (holding nothing) when they are wrong, and as
+        :meth:`Store.get`.
+        """
+        with self._lock:
+            if self.source == source.name:
+                return self.data
+            self.release(memory)
+            memory.take(copy.size)
+            self.size = copy.size
+            data = b"".join(source.store.get(copy.key))
+            if len(data) != copy.size:
+                self.release(memory)
+                raise ObjectCorrupt(source.name, copy.key, f"{len(data)} bytes, not {copy.size}")
+            if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+                self.release(memory)
+                raise ObjectCorrupt(source.name, copy.key, "SHA-256 does not match its name")
+            self.source, self.data = source.name, data
+            return data
 
     def release(self, memory: MemoryBudget) -> None:
         if self.size:
