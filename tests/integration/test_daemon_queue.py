@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -229,3 +230,58 @@ def queue_cleared(stage, item_id: int) -> None:
     with stage.catalog.session() as session:
         session.execute(sa.update(WorkItem).where(WorkItem.id == item_id)
                         .values(pending_key=None, state="done"))
+
+
+def test_a_daemon_runs_queued_work_and_hands_back_what_a_stop_interrupts(stage) -> None:
+    from drd.daemon.service import Daemon
+    from drd.daemon.workers import JobResult
+
+    started = threading.Event()
+    runs: list[tuple[str, bool]] = []
+
+    def replicate(context) -> JobResult:
+        runs.append((context.claim.job_name, context.claim.resumed))
+        return JobResult("succeeded", 7)
+
+    def verify(context) -> JobResult:
+        # a long job that stops at its next checkpoint when asked
+        started.set()
+        while not context.should_stop():
+            time.sleep(0.05)
+        return JobResult("partial", 1, "stopped")
+
+    now = utcnow()
+    with stage.catalog.session() as session:
+        sync_jobs(session, now)
+        system_id = session.scalar(sa.select(System.id))
+        queue.request(session, "replicate", system_id, "snapshot")
+        verify_job = session.scalar(sa.select(Job).where(Job.name == "verify:fs1:dc-a"))
+        queue.enqueue(session, verify_job, "manual")
+    daemon = Daemon(stage.config, stage.catalog, stage.master_key, stage.keystore,
+                    workers=2, handlers={"replicate": replicate, "verify": verify})
+    daemon.start()
+    try:
+        assert started.wait(20)
+        deadline = time.monotonic() + 20
+        while not (daemon.is_leader and runs):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        daemon.stop(timeout=5)
+    assert runs == [("replicate:fs1", False)]
+    items = {item.kind: item for item in _items(stage)}
+    assert items["replicate"].state == "done"
+    interrupted = items["verify"]
+    assert (interrupted.state, interrupted.attempts, interrupted.claimed_by) == \
+        ("queued", 0, None)
+    assert interrupted.pending_key and interrupted.run_id
+    with stage.catalog.session() as session:
+        from drd.catalog.models import Daemon as DaemonRow
+        (row,) = session.scalars(sa.select(DaemonRow))
+        assert row.stopped_at is not None and not row.leader
+        run = session.get(JobRun, interrupted.run_id)
+        assert run.outcome is None and run.finished_at is None
+    # the next claim resumes the same run
+    resumed = queue.claim(stage.catalog, "next", LEASE)
+    assert (resumed.item_id, resumed.run_id, resumed.resumed) == \
+        (interrupted.id, interrupted.run_id, True)
