@@ -133,6 +133,7 @@ class Daemon:
         self._control_stop.set()
         if self._control is not None:
             self._control.join(max(deadline - time.monotonic(), 1.0))
+        self.scheduler.stop()  # in case the control thread was starting it meanwhile
         try:
             if unfinished:
                 released = queue.release(self.catalog, self.id, unfinished)
