@@ -355,10 +355,11 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
 
     delay = _delete_delay(document)
     with catalog.session() as session:
+        # every state: prune succeeded, so the repository in this store needs none of
+        # the objects it lacks now, whether they went in this prune or were gone before
         rows = list(session.scalars(sa.select(StoreObject).where(
             StoreObject.system_id == repository.system_id,
-            StoreObject.store_id == chosen.store_id,
-            StoreObject.state.in_(("present", "missing")))))
+            StoreObject.store_id == chosen.store_id)))
         removed = [row for row in rows if row.key not in after]
         for row in removed:
             _tombstone(session, repository.system_id, row.key, row.size, chosen, now,

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import sqlalchemy as sa
@@ -16,6 +13,7 @@ import sqlalchemy as sa
 from drd.catalog import audit
 from drd.catalog.models import AuditEntry, Snapshot, SnapshotCopy, StoreObject, Tombstone
 from drd.catalog.types import utcnow
+from drd.cli.main import main
 from drd.ledger import sync_listing
 from drd.replication.run import replicate
 from drd.retention.decide import NEWEST_GOOD_REASON
@@ -197,32 +195,32 @@ def test_the_newest_good_backup_is_never_forgotten(tmp_path, restic_binary):
     assert statuses(stage) == {good: "active", newest: "active"}
 
 
-def drd(stage, *args: str) -> subprocess.CompletedProcess:
-    environment = {key: value for key, value in os.environ.items()
-                   if not key.startswith(("AWS_", "DRD_"))}
-    environment["DRD_HOME"] = str(stage.home)
-    return subprocess.run([sys.executable, "-m", "drd.cli.main", *args], env=environment,
-                          capture_output=True, text=True, timeout=60)
+def drd(stage, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the ``drd`` command line in this process: (exit status, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--home", str(stage.home), *args])
+    captured = capsys.readouterr()
+    return exit_status.value.code, captured.out, captured.err
 
 
 def test_plan_then_a_prune_interrupted_before_its_tombstones_is_finished_by_the_next_run(
-        tmp_path, restic_binary):
+        tmp_path, restic_binary, capsys):
     stage = make_stage(tmp_path, restic_binary=restic_binary, retention="{keep_last: 1}",
                        stores=[StoreSetup("dc-a", "region-a", directory=tmp_path / "a"),
                                StoreSetup("far", "region-b", directory=tmp_path / "b")])
     stage.init("dc-a")
     old, newest = backups(stage, [None, None])
 
-    result = drd(stage, "retention", "plan", stage.system, "--json")
-    assert result.returncode == 0, result.stderr
-    plan = json.loads(result.stdout)
+    status, out, err = drd(stage, capsys, "retention", "plan", stage.system, "--json")
+    assert status == 0, err
+    plan = json.loads(out)
     assert [entry["id"] for entry in plan["forget"]] == [old]
     assert plan["forget"][0]["reasons"] == ["no rule keeps it (keep_last 1)"]
     assert plan["keep"][0]["reasons"] == ["last snapshot", NEWEST_GOOD_REASON]
-    table = drd(stage, "retention", "plan", stage.system)
-    assert table.returncode == 0 and "forget" in table.stdout and old[:8] in table.stdout
-    unknown = drd(stage, "retention", "plan", "nope")
-    assert unknown.returncode == 2 and "no system named 'nope'" in unknown.stderr
+    status, out, _ = drd(stage, capsys, "retention", "plan", stage.system)
+    assert status == 0 and "forget" in out and old[:8] in out
+    status, _, err = drd(stage, capsys, "retention", "plan", "nope")
+    assert status == 2 and "no system named 'nope'" in err
     assert statuses(stage) == {old: "active", newest: "active"}  # planning changes nothing
 
     # what a run leaves when it dies right after prune: its start recorded (ledger and
