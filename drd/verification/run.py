@@ -1,0 +1,817 @@
+"""Keyless verification of every stored copy, and self-heal from a good copy.
+
+Restic names each object under ``data/``, ``index/``, ``snapshots/`` and ``keys/`` by
+the SHA-256 of its bytes (:func:`drd.ledger.expected_sha256`): reading an object back
+and hashing it proves the copy intact, without the repository password. ``config`` has
+a fixed name; the copy most stores agree on is the right one (:func:`config_majority`).
+
+:func:`verify` runs, for each system and each of its stores:
+
+1. *List* the store and bring the ledger in line (:func:`drd.ledger.sync_listing`): new
+   objects join it unverified, objects that vanished become ``missing``.
+2. *Select* within the run's byte budget (:mod:`drd.verification.select`): objects left
+   ``corrupt`` by an earlier run, then never verified ones, then the least recently
+   verified. The budget is the ``budget_bytes`` argument, else the store's
+   ``verify_budget_bytes`` (shared among its systems by size), else the default that
+   re-reads every byte within the policy's ``verification.period``.
+3. *Read* each selected object back, streaming, a few at a time, and record
+   ``verified_at`` in the ledger in small batches: a run killed at any point loses at
+   most a batch, and a rerun does the same work again harmlessly.
+4. *Heal* each object found corrupt or missing: find another store of the system whose
+   copy verifies, copy it onto the bad store (a new version where the bucket is
+   versioned or locked, with the policy's Object Lock retention), read it back and check
+   it again, and write the audit entry ``object.heal``.
+
+When no store holds a good copy, the object is **lost**: its ledger rows say so, the
+copies of the snapshots that may need it are marked ``damaged`` and a ``damage`` alert
+names the system, the store and the key. A ``snapshots/<id>`` object belongs to one
+snapshot; for any other object (a pack, an index, a key) drd cannot tell which
+snapshots use it without the repository password, so it marks every active snapshot of
+the system, conservatively: a ``restic check`` or a drill tells more. The alert is
+resolved when a later run finds that store's copy good again (healed or restored); the
+snapshot copies stay ``damaged`` until an operator or a keyed check says otherwise.
+
+What verification never touches: ``locks/`` (not tracked), tombstoned keys (on their way
+out after a prune, :func:`drd.ledger.tombstoned_keys`), and the ``snapshots/`` file of a
+snapshot retention forgot (it is not healed back).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as dt
+import hashlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from drd.catalog import Catalog, audit
+from drd.catalog.models import Alert, Policy, Snapshot, SnapshotCopy, StoreObject, Tombstone
+from drd.catalog.models import Store as StoreRow
+from drd.catalog.models import System as SystemRow
+from drd.catalog.types import utcnow
+from drd.config import Config
+from drd.crypto.masterkey import MasterKey
+from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
+from drd.restic import ProgressEvent
+from drd.services import alerts
+from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
+from drd.services.stores import store_rows
+from drd.stores.base import Store
+from drd.stores.errors import ObjectNotFound, StoreError
+from drd.verification.select import (
+    DEFAULT_PERIOD,
+    DEFAULT_SCHEDULE,
+    Coverage,
+    LedgerEntry,
+    budget_for,
+    config_majority,
+    coverage,
+    select_for_verification,
+)
+from policies import parse_duration
+
+log = logging.getLogger("drd.verification")
+
+ACTOR = "verifier"
+# ledger writes are committed after this many objects, or this many seconds
+BATCH_OBJECTS = 64
+BATCH_SECONDS = 2.0
+DEFAULT_PARALLEL = 8
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One object found wrong on one store, and what became of it.
+
+    ``reason`` is ``corrupt`` (its bytes do not hash to its name, or ``config`` differs
+    from the majority) or ``missing`` (the store lacks it); ``source`` is the store a
+    good copy came from (healed), ``detail`` why it could not be healed.
+    """
+
+    system: str
+    store: str
+    key: str
+    reason: str
+    size: int | None = None
+    source: str | None = None
+    detail: str = ""
+
+    @property
+    def target(self) -> str:
+        return f"{self.store}:{self.system}/{self.key}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"system": self.system, "store": self.store, "key": self.key,
+                "reason": self.reason, "size": self.size, "source": self.source,
+                "detail": self.detail}
+
+
+@dataclass
+class StoreVerification:
+    """The outcome of verifying one system's repository on one store.
+
+    ``unhealed`` holds objects found wrong that could not be healed now, though they may
+    not be lost (another store did not answer, or the write failed); ``errors`` the
+    failures that stopped some of the work (the store could not be listed, an object
+    could not be read).
+    """
+
+    system: str
+    store: str
+    budget_bytes: int | None = None
+    objects_selected: int = 0
+    bytes_selected: int = 0
+    objects_verified: int = 0
+    bytes_read: int = 0
+    corrupt: list[Finding] = field(default_factory=list)
+    missing: list[Finding] = field(default_factory=list)
+    healed: list[Finding] = field(default_factory=list)
+    lost: list[Finding] = field(default_factory=list)
+    unhealed: list[Finding] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    coverage: Coverage | None = None
+    stopped: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing is lost, nothing awaits healing and nothing failed."""
+        return not (self.lost or self.unhealed or self.errors)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "system": self.system,
+            "store": self.store,
+            "ok": self.ok,
+            "budget_bytes": self.budget_bytes,
+            "objects_selected": self.objects_selected,
+            "bytes_selected": self.bytes_selected,
+            "objects_verified": self.objects_verified,
+            "bytes_read": self.bytes_read,
+            "corrupt": [finding.as_dict() for finding in self.corrupt],
+            "missing": [finding.as_dict() for finding in self.missing],
+            "healed": [finding.as_dict() for finding in self.healed],
+            "lost": [finding.as_dict() for finding in self.lost],
+            "unhealed": [finding.as_dict() for finding in self.unhealed],
+            "errors": list(self.errors),
+            "coverage": self.coverage.as_dict() if self.coverage else None,
+            "stopped": self.stopped,
+        }
+
+
+@dataclass
+class VerificationReport:
+    """What :func:`verify` did: one :class:`StoreVerification` per system and store, and
+    the coverage of each store touched afterwards (all its systems, by store name)."""
+
+    runs: list[StoreVerification] = field(default_factory=list)
+    coverage: dict[str, Coverage] = field(default_factory=dict)
+    started_at: dt.datetime | None = None
+    finished_at: dt.datetime | None = None
+
+    def _all(self, name: str) -> list[Finding]:
+        return [finding for run in self.runs for finding in getattr(run, name)]
+
+    @property
+    def bytes_read(self) -> int:
+        return sum(run.bytes_read for run in self.runs)
+
+    @property
+    def objects_verified(self) -> int:
+        return sum(run.objects_verified for run in self.runs)
+
+    @property
+    def corrupt(self) -> list[Finding]:
+        return self._all("corrupt")
+
+    @property
+    def missing(self) -> list[Finding]:
+        return self._all("missing")
+
+    @property
+    def healed(self) -> list[Finding]:
+        return self._all("healed")
+
+    @property
+    def lost(self) -> list[Finding]:
+        return self._all("lost")
+
+    @property
+    def unhealed(self) -> list[Finding]:
+        return self._all("unhealed")
+
+    @property
+    def errors(self) -> list[str]:
+        return [f"{run.store}/{run.system}: {error}" for run in self.runs
+                for error in run.errors]
+
+    @property
+    def stopped(self) -> bool:
+        return any(run.stopped for run in self.runs)
+
+    @property
+    def ok(self) -> bool:
+        return all(run.ok for run in self.runs)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "bytes_read": self.bytes_read,
+            "objects_verified": self.objects_verified,
+            "corrupt": len(self.corrupt),
+            "missing": len(self.missing),
+            "healed": len(self.healed),
+            "lost": len(self.lost),
+            "unhealed": len(self.unhealed),
+            "errors": self.errors,
+            "stopped": self.stopped,
+            "runs": [run.as_dict() for run in self.runs],
+            "stores": [{"store": name} | value.as_dict()
+                       for name, value in sorted(self.coverage.items())],
+        }
+
+
+# --- reading ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Read:
+    """The outcome of reading one object back: its digest and size, or why not."""
+
+    key: str
+    row_id: int | None
+    outcome: str  # ok, corrupt, missing, error
+    size: int = 0
+    digest: str | None = None
+    at: dt.datetime | None = None
+    error: str = ""
+
+
+def digest_of(store: Store, key: str) -> tuple[str, int]:
+    """SHA-256 (hex) and size of ``key``'s bytes in ``store``, streamed.
+
+    Raises :class:`ObjectNotFound` and the store's other errors.
+    """
+    hasher = hashlib.sha256()
+    size = 0
+    for chunk in store.get(key):
+        hasher.update(chunk)
+        size += len(chunk)
+    return hasher.hexdigest(), size
+
+
+def _read(store: Store, key: str, row_id: int | None, expected: str | None,
+          now: Callable[[], dt.datetime]) -> _Read:
+    try:
+        digest, size = digest_of(store, key)
+    except ObjectNotFound:
+        return _Read(key, row_id, "missing")
+    except StoreError as error:
+        return _Read(key, row_id, "error", error=str(error))
+    if expected is None:  # config: judged against the other stores later
+        return _Read(key, row_id, "ok", size, digest, now())
+    outcome = "ok" if digest == expected else "corrupt"
+    return _Read(key, row_id, outcome, size, digest, now())
+
+
+# --- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Pair:
+    """One system's repository on one store, planned for this run."""
+
+    repository: SystemRepository
+    target: RepositoryStore
+    result: StoreVerification
+    selected: list[LedgerEntry] = field(default_factory=list)
+    rows: dict[str, int] = field(default_factory=dict)  # key -> StoreObject id
+    # (key, reason, size, already lost)
+    to_heal: list[tuple[str, str, int | None, bool]] = field(default_factory=list)
+    open_alerts: set[str] = field(default_factory=set)
+    tombstoned: set[str] = field(default_factory=set)
+    previously_lost: set[str] = field(default_factory=set)
+    period: dt.timedelta = DEFAULT_PERIOD
+
+
+class _Verifier:
+    def __init__(self, catalog: Catalog, config: Config | None, *, full: bool,
+                 budget_bytes: int | None, progress, should_stop, now, parallel: int) -> None:
+        self.catalog = catalog
+        self.config = config
+        self.full = full
+        self.budget_bytes = budget_bytes
+        self.progress = progress
+        self.should_stop = should_stop or (lambda: False)
+        self.now = now
+        self.parallel = max(1, parallel)
+        self.configs: dict[int, dict[str, str | None]] = {}
+        self.total_objects = self.total_bytes = 0
+        self.done_objects = self.done_bytes = 0
+
+    # -- planning
+
+    def plan(self, repository: SystemRepository, target: RepositoryStore) -> _Pair:
+        document = repository.policy.get("verification") or {}
+        period = _duration(document.get("period"), DEFAULT_PERIOD)
+        schedule = document.get("schedule") or DEFAULT_SCHEDULE
+        pair = _Pair(repository, target, StoreVerification(repository.system, target.name),
+                     period=period)
+        try:
+            listing = [(info.key, info.size) for info in target.store.list()]
+        except StoreError as error:
+            pair.result.errors.append(f"cannot list the store: {error}")
+            return pair
+        now = self.now()
+        with self.catalog.session() as session:
+            # a lost object still listed is 'present' again after the sync; if it is
+            # still bad, it is not news
+            pair.previously_lost = set(session.scalars(sa.select(StoreObject.key).where(
+                StoreObject.system_id == repository.system_id,
+                StoreObject.store_id == target.store_id, StoreObject.state == "lost")))
+        for attempt in (1, 2):
+            try:
+                with self.catalog.session() as session:
+                    sync_listing(session, repository.system_id, target.store_id, listing, now)
+                break
+            except sa.exc.IntegrityError:
+                # another process added the same keys at the same moment: its rows stand
+                if attempt == 2:
+                    raise
+        with self.catalog.session() as session:
+            pair.tombstoned = tombstoned_keys(session, repository.system_id)
+            rows = list(session.scalars(sa.select(StoreObject).where(
+                StoreObject.system_id == repository.system_id,
+                StoreObject.store_id == target.store_id)))
+            entries = []
+            for row in rows:
+                if row.key in pair.tombstoned:
+                    continue
+                pair.rows[row.key] = row.id
+                entries.append(LedgerEntry(key=row.key, size=row.size,
+                                           first_seen_at=row.first_seen_at,
+                                           verified_at=row.verified_at, period=period,
+                                           state=row.state))
+                if row.state in ("missing", "lost"):
+                    pair.to_heal.append((row.key, "missing", row.size, row.state == "lost"))
+                if row.state == "missing":
+                    pair.result.missing.append(Finding(repository.system, target.name,
+                                                       row.key, "missing", row.size))
+            configured = session.scalar(sa.select(StoreRow.verify_budget_bytes).where(
+                StoreRow.id == target.store_id))
+            store_bytes = None
+            if configured is not None and self.budget_bytes is None:
+                store_bytes = session.scalar(sa.select(
+                    sa.func.coalesce(sa.func.sum(StoreObject.size), 0)).where(
+                    StoreObject.store_id == target.store_id)) or 0
+            pair.open_alerts = _open_damage_keys(session, repository.system_id,
+                                                 target.store_id)
+        readable_bytes = sum(e.size for e in entries if e.state in ("present", "corrupt"))
+        if self.full:
+            budget = None
+        elif self.budget_bytes is not None:
+            budget = self.budget_bytes
+        else:
+            budget = budget_for(readable_bytes, configured=configured,
+                                store_bytes=store_bytes, schedule=schedule, period=period)
+        pair.result.budget_bytes = budget
+        pair.selected = select_for_verification(entries, budget)
+        pair.result.objects_selected = len(pair.selected)
+        pair.result.bytes_selected = sum(entry.size for entry in pair.selected)
+        self.total_objects += pair.result.objects_selected
+        self.total_bytes += pair.result.bytes_selected
+        return pair
+
+    # -- reading
+
+    def read_all(self, pair: _Pair) -> None:
+        if not pair.selected or pair.result.errors:
+            return
+        store = pair.target.store
+        pending: list[_Read] = []
+        last_flush = time.monotonic()
+        queue = iter(pair.selected)
+        with concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.parallel, thread_name_prefix="drd-verify") as pool:
+            running: set[concurrent.futures.Future] = set()
+
+            def submit_more() -> None:
+                while len(running) < self.parallel * 2 and not pair.result.stopped:
+                    if self.should_stop():
+                        pair.result.stopped = True
+                        return
+                    entry = next(queue, None)
+                    if entry is None:
+                        return
+                    expected = None if entry.key == CONFIG else expected_sha256(entry.key)
+                    running.add(pool.submit(_read, store, entry.key, pair.rows.get(entry.key),
+                                            expected, self.now))
+
+            submit_more()
+            while running:
+                done, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    running.discard(future)
+                    read = future.result()
+                    if read.key == CONFIG and read.outcome == "ok":
+                        read = self.judge_config(pair, read)
+                    self.account(pair, read)
+                    pending.append(read)
+                if (len(pending) >= BATCH_OBJECTS
+                        or time.monotonic() - last_flush >= BATCH_SECONDS):
+                    self.flush(pair, pending)
+                    pending = []
+                    last_flush = time.monotonic()
+                submit_more()
+        self.flush(pair, pending)
+
+    def judge_config(self, pair: _Pair, read: _Read) -> _Read:
+        majority = self.config_majority(pair.repository)
+        if majority is None:
+            return _Read(read.key, read.row_id, "error", read.size,
+                         error="config differs between the stores and no majority tells "
+                               "which copy is right; compare them by hand")
+        if read.digest != majority:
+            return _Read(read.key, read.row_id, "corrupt", read.size, read.digest, read.at)
+        return read
+
+    def config_majority(self, repository: SystemRepository) -> str | None:
+        """The digest of ``config`` most of the system's stores hold, read once a run."""
+        if repository.system_id not in self.configs:
+            digests: dict[str, str | None] = {}
+            for holder in repository.stores:
+                try:
+                    digests[holder.name] = digest_of(holder.store, CONFIG)[0]
+                except StoreError:
+                    digests[holder.name] = None
+            self.configs[repository.system_id] = digests
+        return config_majority([digest for digest in self.configs[repository.system_id].values()
+                                if digest is not None])
+
+    def account(self, pair: _Pair, read: _Read) -> None:
+        result = pair.result
+        if read.outcome in ("ok", "corrupt"):
+            result.bytes_read += read.size
+        if read.outcome == "ok":
+            result.objects_verified += 1
+        elif read.outcome == "corrupt":
+            log.warning("%s: %s/%s is corrupt (its bytes hash to %s)", pair.target.name,
+                        pair.repository.system, read.key, read.digest)
+            result.corrupt.append(Finding(result.system, result.store, read.key, "corrupt",
+                                          read.size))
+            pair.to_heal.append((read.key, "corrupt", read.size, False))
+        elif read.outcome == "missing":
+            result.missing.append(Finding(result.system, result.store, read.key, "missing"))
+            pair.to_heal.append((read.key, "missing", None, False))
+        else:
+            result.errors.append(f"{read.key}: {read.error}")
+        self.done_objects += 1
+        self.done_bytes += read.size
+        if self.progress is not None:
+            self.progress(ProgressEvent(
+                percent_done=self.done_bytes / self.total_bytes if self.total_bytes else 1.0,
+                files_done=self.done_objects, total_files=self.total_objects,
+                bytes_done=self.done_bytes, total_bytes=self.total_bytes))
+
+    def flush(self, pair: _Pair, reads: Sequence[_Read]) -> None:
+        """Write a batch of reads to the ledger, in one transaction."""
+        if not reads:
+            return
+        system_id, store_id = pair.repository.system_id, pair.target.store_id
+        with self.catalog.session() as session:
+            for read in reads:
+                if read.row_id is None:
+                    continue
+                if read.outcome == "ok":
+                    session.execute(sa.update(StoreObject).where(
+                        StoreObject.id == read.row_id).values(
+                        state="present", verified_at=read.at, size=read.size))
+                    if read.key in pair.open_alerts:
+                        alerts.resolve_alert(session, "damage", system_id=system_id,
+                                             store_id=store_id, subject=read.key)
+                        pair.open_alerts.discard(read.key)
+                elif read.outcome in ("corrupt", "missing"):
+                    session.execute(sa.update(StoreObject).where(
+                        StoreObject.id == read.row_id).values(
+                        state=read.outcome, failed_at=read.at or self.now()))
+
+    # -- healing
+
+    def heal_all(self, pair: _Pair) -> None:
+        seen: set[str] = set()
+        for key, reason, size, was_lost in pair.to_heal:
+            if key in seen or key in pair.tombstoned:
+                continue
+            seen.add(key)
+            if self.should_stop():
+                pair.result.stopped = True
+                return
+            if key.startswith("snapshots/") and self.forgotten(pair, key):
+                continue
+            self.heal(pair, key, reason, size, was_lost or key in pair.previously_lost)
+
+    def forgotten(self, pair: _Pair, key: str) -> bool:
+        with self.catalog.session() as session:
+            status = session.scalar(sa.select(Snapshot.status).where(
+                Snapshot.system_id == pair.repository.system_id,
+                Snapshot.restic_id == key.split("/", 1)[1]))
+        return status == "forgotten"
+
+    def heal(self, pair: _Pair, key: str, reason: str, size: int | None,
+             was_lost: bool = False) -> None:
+        result, target, repository = pair.result, pair.target, pair.repository
+        if key == CONFIG:
+            expected = self.config_majority(repository)
+            if expected is None:
+                result.unhealed.append(Finding(result.system, result.store, key, reason, size,
+                                               detail="no majority of the stores agrees on "
+                                                      "config"))
+                return
+        else:
+            expected = expected_sha256(key)
+        silent: list[str] = []
+        bad_sources: dict[str, str] = {}
+        for source in repository.stores:
+            if source.store_id == target.store_id:
+                continue
+            try:
+                digest, _ = digest_of(source.store, key)
+            except ObjectNotFound:
+                bad_sources[source.name] = "missing"
+                continue
+            except StoreError as error:
+                silent.append(f"{source.name}: {error}")
+                continue
+            if digest != expected:
+                bad_sources[source.name] = "corrupt"
+                continue
+            self.mark_sources(repository, key, bad_sources)
+            self.copy_good(pair, key, reason, source)
+            return
+        self.mark_sources(repository, key, bad_sources)
+        if silent:
+            result.unhealed.append(Finding(
+                result.system, result.store, key, reason, size,
+                detail="no good copy among the stores that answered; "
+                       + "; ".join(silent)))
+            return
+        self.record_loss(pair, key, reason, size, was_lost)
+
+    def mark_sources(self, repository: SystemRepository, key: str,
+                     bad: dict[str, str]) -> None:
+        """Mark other stores' copies found bad while looking for a good one, so that
+        their own runs heal them first."""
+        if not bad:
+            return
+        ids = {holder.name: holder.store_id for holder in repository.stores}
+        now = self.now()
+        with self.catalog.session() as session:
+            for name, state in bad.items():
+                session.execute(sa.update(StoreObject).where(
+                    StoreObject.system_id == repository.system_id,
+                    StoreObject.store_id == ids[name], StoreObject.key == key,
+                    StoreObject.state.in_(("present", "corrupt", "missing"))).values(
+                    state=state, failed_at=now))
+
+    def copy_good(self, pair: _Pair, key: str, reason: str, source: RepositoryStore) -> None:
+        result, target, repository = pair.result, pair.target, pair.repository
+        retain_until = None
+        lock_days = int(repository.policy.get("object_lock_days") or 0)
+        if lock_days > 0 and target.object_lock:
+            retain_until = self.now() + dt.timedelta(days=lock_days)
+        expected = (self.config_majority(repository) if key == CONFIG
+                    else expected_sha256(key))
+        try:
+            target.store.copy_from(source.store, key, retain_until=retain_until)
+            digest, size = digest_of(target.store, key)
+        except StoreError as error:
+            result.unhealed.append(Finding(result.system, result.store, key, reason,
+                                           source=source.name,
+                                           detail=f"writing the good copy failed: {error}"))
+            return
+        if digest != expected:
+            result.unhealed.append(Finding(
+                result.system, result.store, key, reason, size, source=source.name,
+                detail="the copy written from the good one reads back wrong"))
+            return
+        now = self.now()
+        if key == CONFIG:
+            self.configs.get(repository.system_id, {})[target.name] = digest
+        with self.catalog.session() as session:
+            for store_id in (target.store_id, source.store_id):
+                row = session.scalar(sa.select(StoreObject).where(
+                    StoreObject.system_id == repository.system_id,
+                    StoreObject.store_id == store_id, StoreObject.key == key))
+                if row is None:
+                    row = StoreObject(store_id=store_id, system_id=repository.system_id,
+                                      key=key, size=size, first_seen_at=now)
+                    session.add(row)
+                row.state, row.size, row.verified_at = "present", size, now
+            audit.record(session, ACTOR, "object.heal",
+                         target=f"{target.name}:{repository.system}/{key}",
+                         source=source.name, reason=reason, size=size,
+                         retain_until=retain_until.isoformat() if retain_until else None)
+            alerts.resolve_alert(session, "damage", system_id=repository.system_id,
+                                 store_id=target.store_id, subject=key, now=now)
+        pair.open_alerts.discard(key)
+        log.warning("%s: healed %s/%s (%s) from %s", target.name, repository.system, key,
+                    reason, source.name)
+        result.healed.append(Finding(result.system, result.store, key, reason, size,
+                                     source=source.name))
+
+    def record_loss(self, pair: _Pair, key: str, reason: str, size: int | None,
+                    was_lost: bool = False) -> None:
+        """No store holds a good copy: ledger rows ``lost``, snapshot copies ``damaged``,
+        a ``damage`` alert (see the module docstring for which snapshots).
+
+        An object already known lost is only reported again (the alert counts it), with
+        no new audit entry: nothing changed.
+        """
+        result, target, repository = pair.result, pair.target, pair.repository
+        now = self.now()
+        if was_lost:
+            with self.catalog.session() as session:
+                alerts.raise_alert(
+                    session, "damage",
+                    f"{repository.system}: {key} is still lost on store {target.name}: no "
+                    "store holds a good copy",
+                    system_id=repository.system_id, store_id=target.store_id, subject=key,
+                    details={"system": repository.system, "store": target.name, "key": key,
+                             "reason": reason}, now=now)
+            result.lost.append(Finding(result.system, result.store, key, reason, size,
+                                       detail="still lost: no store holds a good copy"))
+            return
+        store_ids = [holder.store_id for holder in repository.stores]
+        with self.catalog.session() as session:
+            session.execute(sa.update(StoreObject).where(
+                StoreObject.system_id == repository.system_id,
+                StoreObject.store_id.in_(store_ids), StoreObject.key == key).values(
+                state="lost", failed_at=now))
+            snapshots = sa.select(Snapshot.id).where(
+                Snapshot.system_id == repository.system_id, Snapshot.status == "active")
+            if key.startswith("snapshots/"):
+                snapshots = snapshots.where(Snapshot.restic_id == key.split("/", 1)[1])
+            snapshot_ids = list(session.scalars(snapshots))
+            damaged = 0
+            if snapshot_ids:
+                damaged = session.execute(sa.update(SnapshotCopy).where(
+                    SnapshotCopy.snapshot_id.in_(snapshot_ids),
+                    SnapshotCopy.store_id.in_(store_ids),
+                    SnapshotCopy.state.in_(("pending", "present", "missing"))).values(
+                    state="damaged")).rowcount
+            alerts.raise_alert(
+                session, "damage",
+                f"{repository.system}: {key} is lost on store {target.name} and no other "
+                f"store holds a good copy ({reason}); {len(snapshot_ids)} snapshot(s) "
+                "may be damaged",
+                system_id=repository.system_id, store_id=target.store_id, subject=key,
+                details={"system": repository.system, "store": target.name, "key": key,
+                         "reason": reason, "snapshots": len(snapshot_ids)}, now=now)
+            audit.record(session, ACTOR, "object.lost",
+                         target=f"{target.name}:{repository.system}/{key}", reason=reason,
+                         snapshots=len(snapshot_ids), copies_damaged=damaged)
+        result.lost.append(Finding(result.system, result.store, key, reason, size,
+                                   detail=f"no store holds a good copy; {len(snapshot_ids)} "
+                                          "snapshot(s) marked damaged"))
+
+    def finish(self, pair: _Pair) -> None:
+        pair.result.coverage = pair_coverage(self.catalog, pair.repository.system_id,
+                                             pair.target.store_id, pair.period,
+                                             self.now())
+
+
+def _duration(text: str | None, default: dt.timedelta) -> dt.timedelta:
+    if not text:
+        return default
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return default
+
+
+def _open_damage_keys(session: Session, system_id: int, store_id: int) -> set[str]:
+    prefix = alerts.open_key("damage", system_id, store_id, "")
+    return {key[len(prefix):] for key in session.scalars(sa.select(Alert.open_key).where(
+        Alert.open_key.is_not(None), Alert.kind == "damage",
+        Alert.system_id == system_id, Alert.store_id == store_id))
+        if key.startswith(prefix)}
+
+
+def verify(catalog: Catalog, master_key: MasterKey, config: Config | None = None, *,
+           systems: Iterable[str] | None = None, stores: Iterable[str] | None = None,
+           full: bool = False, budget_bytes: int | None = None,
+           progress: Callable[[ProgressEvent], None] | None = None,
+           should_stop: Callable[[], bool] | None = None,
+           now: Callable[[], dt.datetime] = utcnow,
+           parallel: int | None = None) -> VerificationReport:
+    """Verify (and heal) the copies of ``systems`` (default: every enrolled system) on
+    ``stores`` (default: each system's stores), as the module docstring describes.
+
+    Args:
+        full: read everything, whatever the budget.
+        budget_bytes: the bytes each (system, store) run reads, instead of the store's
+            configured or the default budget.
+        progress: called with a :class:`~drd.restic.ProgressEvent` (objects as files)
+            after each object.
+        should_stop: asked between objects; when it answers True the run ends early,
+            its work so far recorded (``report.stopped``).
+        now: the clock (for tests).
+        parallel: objects read at once per store (default ``config.replication_parallel``).
+
+    Per-store failures (a store that cannot be listed or read) are reported in the
+    result, never raised: the other stores are verified all the same.
+
+    Raises:
+        UserError: an unknown system or store, or a system not kept in a named store.
+    """
+    wanted_stores = None if stores is None else list(stores)
+    if wanted_stores:
+        store_rows(catalog, wanted_stores)  # unknown names are a UserError
+    repositories = open_repositories(catalog, master_key,
+                                     None if systems is None else list(systems))
+    if systems is not None and wanted_stores:
+        for repository in repositories:
+            for name in wanted_stores:
+                repository.store(name)  # UserError: the system is not kept there
+    workers = parallel or (config.replication_parallel if config is not None
+                           else DEFAULT_PARALLEL)
+    verifier = _Verifier(catalog, config, full=full, budget_bytes=budget_bytes,
+                         progress=progress, should_stop=should_stop, now=now,
+                         parallel=workers)
+    report = VerificationReport(started_at=now())
+    pairs = [verifier.plan(repository, target)
+             for repository in repositories for target in repository.stores
+             if wanted_stores is None or target.name in wanted_stores]
+    for pair in pairs:
+        if not verifier.should_stop():
+            verifier.read_all(pair)
+        elif pair.selected:
+            pair.result.stopped = True
+        verifier.heal_all(pair)
+        verifier.finish(pair)
+        report.runs.append(pair.result)
+    touched = sorted({pair.target.name for pair in pairs})
+    report.coverage = {name: value for name, value in coverage_report(catalog, now=now()).items()
+                       if name in touched}
+    report.finished_at = now()
+    return report
+
+
+# --- coverage ---------------------------------------------------------------------------
+
+
+def _entries(session: Session, system_id: int, period: dt.timedelta,
+             store_id: int | None = None):
+    tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
+                                   Tombstone.key == StoreObject.key)
+    query = (sa.select(StoreObject.store_id, StoreObject.key, StoreObject.size,
+                       StoreObject.first_seen_at, StoreObject.verified_at, StoreObject.state)
+             .where(StoreObject.system_id == system_id, ~tombstoned))
+    if store_id is not None:
+        query = query.where(StoreObject.store_id == store_id)
+    for row in session.execute(query):
+        yield row.store_id, LedgerEntry(key=row.key, size=row.size,
+                                        first_seen_at=row.first_seen_at,
+                                        verified_at=row.verified_at, period=period,
+                                        state=row.state)
+
+
+def pair_coverage(catalog: Catalog, system_id: int, store_id: int, period: dt.timedelta,
+                  now: dt.datetime) -> Coverage:
+    """The coverage of one system's repository on one store."""
+    with catalog.session() as session:
+        return coverage((entry for _, entry in _entries(session, system_id, period, store_id)),
+                        now)
+
+
+def coverage_report(catalog: Catalog, now: dt.datetime | None = None) -> dict[str, Coverage]:
+    """Per store name, over all systems: the share of bytes verified within their
+    system's period, the age of the oldest unverified byte, and what is tracked.
+
+    Every registered store is listed; one the ledger knows nothing of has a ratio of None.
+    """
+    now = now or utcnow()
+    with catalog.session() as session:
+        names = {store_id: name for store_id, name in session.execute(
+            sa.select(StoreRow.id, StoreRow.name))}
+        per_store: dict[int, list[LedgerEntry]] = {store_id: [] for store_id in names}
+        systems = session.execute(
+            sa.select(SystemRow.id, SystemRow.policy_id).where(
+                sa.exists().where(StoreObject.system_id == SystemRow.id))).all()
+        documents = {policy_id: document for policy_id, document in session.execute(
+            sa.select(Policy.id, Policy.document))}
+        for system_id, policy_id in systems:
+            document = (documents.get(policy_id) or {}).get("verification") or {}
+            period = _duration(document.get("period"), DEFAULT_PERIOD)
+            for store_id, entry in _entries(session, system_id, period):
+                per_store.setdefault(store_id, []).append(entry)
+    return {names[store_id]: coverage(entries, now)
+            for store_id, entries in per_store.items() if store_id in names}
