@@ -45,6 +45,7 @@ def _register() -> None:
         status,
         store,
         system,
+        verify,
     )
 
     cli.add_command(init.init_command)
@@ -58,6 +59,7 @@ def _register() -> None:
     cli.add_command(backup_now.backup_now_command)
     cli.add_command(alerts.alerts_command)
     cli.add_command(retention.retention_group)
+    cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command
     cli.add_command(replicate_command)
 
