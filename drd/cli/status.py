@@ -18,8 +18,10 @@ def status_command(state: CliState, as_json: bool) -> None:
     """Each system's last good backup, its age and whether it is later than its RPO."""
     statuses = status_service.system_statuses(state.catalog())
     totals = status_service.totals(statuses)
+    coverage = status_service.store_coverage(state.catalog())
     if as_json:
-        output.emit_json({"systems": [s.as_dict() for s in statuses], "totals": totals})
+        output.emit_json({"systems": [s.as_dict() for s in statuses], "totals": totals,
+                          "stores": coverage})
         return
     rows = [s.as_dict() | {"late": "LATE" if s.late else ("ok" if s.status == "enrolled"
                                                           else "-")}
@@ -30,3 +32,8 @@ def status_command(state: CliState, as_json: bool) -> None:
     if statuses:
         output.echo(f"{totals['systems']} system(s): {totals['enrolled']} enrolled, "
                     f"{totals['pending']} pending, {totals['late']} late")
+    for store in coverage:
+        if store["coverage"] is not None:
+            output.echo(f"store {store['store']}: verified {store['coverage'] * 100:.1f}% "
+                        f"within the period, oldest unverified "
+                        f"{store['oldest_unverified_seconds'] // 3600}h")

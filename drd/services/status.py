@@ -170,3 +170,13 @@ def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[Sy
             backup_requested=system.backup_requested_at is not None,
         ))
     return result
+
+
+def store_coverage(catalog: Catalog, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Per store, by name: how much verification has proven intact
+    (:func:`drd.verification.coverage_report`): ``coverage``, ``oldest_unverified_seconds``
+    and the bytes and objects tracked."""
+    from drd.verification import coverage_report
+
+    return [{"store": name} | value.as_dict()
+            for name, value in sorted(coverage_report(catalog, now).items())]
