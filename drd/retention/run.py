@@ -15,8 +15,8 @@ may call by hand). One run:
 4. Records the start (the ledger of that store brought in line with its listing, and an
    audit entry ``retention.prune`` naming the store and the snapshots), runs ``restic
    forget ID...`` with our explicit ids and ``restic prune`` against that store alone,
-   lists it again. Every object the ledger had for it that the listing now lacks is what
-   prune removed: each gets a :class:`~drd.catalog.models.Tombstone` (``delete_after =
+   lists it again. Every object the ledger had for it at the start (listed then, not
+   missing already) that the listing now lacks is what prune removed: each gets a :class:`~drd.catalog.models.Tombstone` (``delete_after =
    now + prune.delete_delay``), its ledger row goes, the catalog's snapshots and their
    copies become ``forgotten``, and the audit entry ``retention.forget`` closes the
    start. A ``retention.prune`` without its ``retention.forget`` (a crash in between) is
@@ -335,11 +335,19 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
     with catalog.session() as session:
         if unfinished is None:
             # the ledger of the pruned store is what prune starts from: after prune,
-            # whatever it lists and the store lacks is what prune removed
-            sync_listing(session, repository.system_id, chosen.store_id,
-                         listings[chosen.store_id].items(), now)
+            # whatever it had and the store lacks is what prune removed -- except what
+            # the store lacked already (missing, waiting to be healed: never tombstoned)
+            listing = listings[chosen.store_id]
+            sync_listing(session, repository.system_id, chosen.store_id, listing.items(),
+                         now)
+            absent = sorted(set(session.scalars(sa.select(StoreObject.key).where(
+                StoreObject.system_id == repository.system_id,
+                StoreObject.store_id == chosen.store_id))) - set(listing))
+        else:
+            absent = list(unfinished.get("absent", []))
         audit.record(session, actor=actor, action=PRUNE_STARTED, target=system,
-                     store=chosen.name, store_id=chosen.store_id, snapshots=candidates)
+                     store=chosen.name, store_id=chosen.store_id, snapshots=candidates,
+                     absent=absent)
 
     if to_forget:
         restic.forget(restic_repository, to_forget)
@@ -355,12 +363,14 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
 
     delay = _delete_delay(document)
     with catalog.session() as session:
-        # every state: prune succeeded, so the repository in this store needs none of
-        # the objects it lacks now, whether they went in this prune or were gone before
+        # any state: a row that was present at the start may have been marked missing
+        # meanwhile by a replication pass that listed the store during the prune
         rows = list(session.scalars(sa.select(StoreObject).where(
             StoreObject.system_id == repository.system_id,
             StoreObject.store_id == chosen.store_id)))
-        removed = [row for row in rows if row.key not in after]
+        already_absent = set(absent)
+        removed = [row for row in rows
+                   if row.key not in after and row.key not in already_absent]
         for row in removed:
             _tombstone(session, repository.system_id, row.key, row.size, chosen, now,
                        now + delay)
