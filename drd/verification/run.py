@@ -347,9 +347,11 @@ class _Verifier:
                     raise
         with self.catalog.session() as session:
             pair.tombstoned = tombstoned_keys(session, repository.system_id)
-            rows = list(session.scalars(sa.select(StoreObject).where(
+            rows = session.execute(sa.select(
+                StoreObject.id, StoreObject.key, StoreObject.size, StoreObject.state,
+                StoreObject.first_seen_at, StoreObject.verified_at).where(
                 StoreObject.system_id == repository.system_id,
-                StoreObject.store_id == target.store_id)))
+                StoreObject.store_id == target.store_id))
             entries = []
             for row in rows:
                 if row.key in pair.tombstoned:

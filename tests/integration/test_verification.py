@@ -343,3 +343,10 @@ def test_the_verify_command(tmp_path, seaweed_session, restic_binary, template, 
                                         check=2)[1]
     assert "--budget" in drd_here(capsys, "verify", "--budget", "lots", home=home,
                                   check=2)[1]
+
+    drd_here(capsys, "store", "set", "a", "--verify-budget", "2M", home=home, check=0)
+    assert stage.store_row("a").verify_budget_bytes == 2 << 20
+    drd_here(capsys, "store", "set", "a", "--verify-budget", "auto", home=home, check=0)
+    assert stage.store_row("a").verify_budget_bytes is None
+    drd_here(capsys, "store", "set", "a", "--verify-budget", "-3", home=home, check=2)
+    drd_here(capsys, "store", "set", "zz", "--verify-budget", "1G", home=home, check=2)
