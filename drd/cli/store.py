@@ -59,23 +59,72 @@ def store_group() -> None:
               "(default $AWS_ACCESS_KEY_ID).")
 @click.option("--secret-access-key-file", metavar="F", type=click.Path(dir_okay=False),
               help="File holding the S3 secret key (default $AWS_SECRET_ACCESS_KEY).")
+@click.option("--verify-budget", metavar="SIZE",
+              help="Bytes each verification run reads from this store, all systems "
+                   "together (default: enough to re-read everything within each policy's "
+                   "verification period).")
 @json_option
 @click.pass_obj
 def add_command(state: CliState, name: str, url: str, endpoint: str | None, region: str,
                 object_lock: bool, access_key_id: str | None,
-                secret_access_key_file: str | None, as_json: bool) -> None:
+                secret_access_key_file: str | None, verify_budget: str | None,
+                as_json: bool) -> None:
     """Check a store (creating its bucket if missing) and add it to the centre."""
     key_id, secret = _keys(access_key_id, secret_access_key_file)
+    budget = _verify_budget(verify_budget)
     spec = StoreSpec(name=name, url=url, endpoint=endpoint, region=region,
                      object_lock=object_lock)
     catalog = state.catalog()
     result = stores.add_store(catalog, state.master_key(), spec, key_id, secret)
+    if budget is not None:
+        _set_verify_budget(catalog, name, budget)
     if as_json:
         row = stores.store_rows(catalog, [name])[0]
         output.emit_json(stores.describe(row) | {"object_lock_active": result.object_lock})
         return
     lock = "Object Lock on" if result.object_lock else "no Object Lock"
     output.say(f"added store {name}: {result.location}, region {region}, {lock}")
+
+
+def _verify_budget(text: str | None) -> int | None:
+    """``--verify-budget``: a size, or None (also for ``auto``: the default budget)."""
+    from drd.verification.select import parse_size
+
+    if text is None or text == "auto":
+        return None
+    try:
+        return parse_size(text)
+    except ValueError as error:
+        raise UserError(f"--verify-budget: {error}") from None
+
+
+def _set_verify_budget(catalog, name: str, budget: int | None) -> None:
+    import sqlalchemy as sa
+
+    from drd.catalog import audit
+    from drd.catalog.models import Store as StoreRow
+
+    with catalog.session() as session:
+        row = session.scalar(sa.select(StoreRow).where(StoreRow.name == name))
+        if row is None:
+            raise UserError(f"no store named {name!r} (see drd store list)")
+        row.verify_budget_bytes = budget
+        audit.record(session, "cli", "store.set", name, verify_budget_bytes=budget)
+
+
+@store_group.command("set")
+@home_option
+@click.argument("name")
+@click.option("--verify-budget", metavar="SIZE|auto", required=True,
+              help="Bytes each verification run reads from this store, all systems "
+                   "together; 'auto' for the default (everything within the period).")
+@click.pass_obj
+def set_command(state: CliState, name: str, verify_budget: str) -> None:
+    """Change a store's settings."""
+    budget = _verify_budget(verify_budget)
+    _set_verify_budget(state.catalog(), name, budget)
+    output.say(f"store {name}: verification budget "
+               f"{'auto' if budget is None else f'{budget} bytes per run'}")
 
 
 @store_group.command("list")
