@@ -21,9 +21,9 @@ says why restic's rules let it go.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from policies import format_duration
 from policies.retention import NO_RULES_REASON, apply_retention
@@ -129,6 +129,50 @@ def decide(snapshots: Iterable[SnapshotFacts], rules: Retention, now: dt.datetim
             decision.remove.append(snapshot)
             decision.reasons[snapshot.id] = [let_go]
     return decision
+
+
+class StoreLike(Protocol):
+    """What :func:`pick_store` needs of a store: its catalog id and its name."""
+
+    @property
+    def store_id(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+
+StoreT = TypeVar("StoreT", bound=StoreLike)
+
+
+def pick_store(stores: Sequence[StoreT], listings: Mapping[int, Iterable[str] | None],
+               tombstoned: set[str], watermarks: Mapping[int, dt.datetime | None]
+               ) -> tuple[StoreT | None, list[str]]:
+    """The store to prune, and why each store before it did not qualify.
+
+    ``stores`` in the policy's order; ``listings`` the keys each holds (None: it could
+    not be listed); ``watermarks`` each store's replication watermark. The first store
+    that was listed, lacks no key another listed store holds (``tombstoned`` keys
+    aside), and whose watermark is the newest of all, when any store has one.
+    """
+    held = {store.store_id: set(listings[store.store_id]) for store in stores
+            if listings.get(store.store_id) is not None}
+    union: set[str] = set().union(*held.values()) - tombstoned if held else set()
+    newest = max((mark for mark in watermarks.values() if mark is not None), default=None)
+    refusals = [f"{store.name} cannot be listed" for store in stores
+                if store.store_id not in held]
+    for store in stores:
+        if store.store_id not in held:
+            continue
+        lacking = union - held[store.store_id]
+        mark = watermarks.get(store.store_id)
+        if lacking:
+            refusals.append(f"{store.name} lacks {len(lacking)} objects that another store "
+                            "holds (replication is behind)")
+        elif newest is not None and (mark is None or mark < newest):
+            refusals.append(f"{store.name}'s replication watermark is behind")
+        else:
+            return store, refusals
+    return None, refusals
 
 
 def _iso(moment: dt.datetime) -> str:

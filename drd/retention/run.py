@@ -16,8 +16,9 @@ may call by hand). One run:
    audit entry ``retention.prune`` naming the store and the snapshots), runs ``restic
    forget ID...`` with our explicit ids and ``restic prune`` against that store alone,
    lists it again. Every object the ledger had for it at the start (listed then, not
-   missing already) that the listing now lacks is what prune removed: each gets a :class:`~drd.catalog.models.Tombstone` (``delete_after =
-   now + prune.delete_delay``), its ledger row goes, the catalog's snapshots and their
+   missing already) that the listing now lacks is what prune removed: each gets a
+   :class:`~drd.catalog.models.Tombstone` (``delete_after = now +
+   prune.delete_delay``), its ledger row goes, the catalog's snapshots and their
    copies become ``forgotten``, and the audit entry ``retention.forget`` closes the
    start. A ``retention.prune`` without its ``retention.forget`` (a crash in between) is
    finished by the next run: same store, prune again, tombstones from ledger against
@@ -62,7 +63,7 @@ from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
 from drd.ledger import is_tracked, sync_listing, tombstoned_keys
 from drd.restic import Repository, Restic
-from drd.retention.decide import RetentionDecision, SnapshotFacts, decide
+from drd.retention.decide import RetentionDecision, SnapshotFacts, decide, pick_store
 from drd.services.alerts import raise_alert, resolve_alert
 from drd.services.escrow import unseal_password
 from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
@@ -251,36 +252,6 @@ def _unfinished_prune(session: Session, system: str) -> dict[str, Any] | None:
     return dict(last.details)
 
 
-def pick_store(repository: SystemRepository, listings: dict[int, Listing | None],
-               tombstoned: set[str], watermarks: dict[int, dt.datetime | None]
-               ) -> tuple[RepositoryStore | None, list[str]]:
-    """The store to prune, and why each store before it did not qualify (pure).
-
-    The first of the policy's stores that was listed, lacks no object another listed
-    store holds (``tombstoned`` keys aside), and whose watermark is the newest of the
-    system's, when any store has one.
-    """
-    reachable = [rs for rs in repository.stores if listings.get(rs.store_id) is not None]
-    union: set[str] = set()
-    for rs in reachable:
-        union.update(listings[rs.store_id])
-    union -= tombstoned
-    newest = max((mark for mark in watermarks.values() if mark is not None), default=None)
-    refusals = [f"{rs.name} cannot be listed" for rs in repository.stores
-                if listings.get(rs.store_id) is None]
-    for rs in reachable:
-        lacking = union.difference(listings[rs.store_id])
-        mark = watermarks.get(rs.store_id)
-        if lacking:
-            refusals.append(f"{rs.name} lacks {len(lacking)} objects that another store "
-                            "holds (replication is behind)")
-        elif newest is not None and (mark is None or mark < newest):
-            refusals.append(f"{rs.name}'s replication watermark is behind")
-        else:
-            return rs, refusals
-    return None, refusals
-
-
 def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
                       repository: SystemRepository, listings: dict[int, Listing | None],
                       now: dt.datetime, actor: str, report: RetentionReport) -> None:
@@ -304,7 +275,7 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
         log.warning("retention of %s: finishing the interrupted prune on %s", system,
                     chosen.name)
     else:
-        chosen, refusals = pick_store(repository, listings, tombstoned, watermarks)
+        chosen, refusals = pick_store(repository.stores, listings, tombstoned, watermarks)
         if chosen is None:
             raise OperationError(f"no store of {system} can be pruned now: "
                                  + "; ".join(refusals))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 
 import pytest
 
@@ -13,6 +14,7 @@ from drd.retention.decide import (
     SnapshotFacts,
     decide,
     lock_until,
+    pick_store,
     rules_text,
 )
 from policies.schema import Retention
@@ -125,3 +127,44 @@ def test_rules_text():
 def test_naive_now_is_refused():
     with pytest.raises(ValueError):
         decide([snap("a1", 1)], Retention(keep_last=1), NOW.replace(tzinfo=None))
+
+
+@dataclass(frozen=True)
+class FakeStore:
+    store_id: int
+    name: str
+
+
+A, B, C = FakeStore(1, "dc-a"), FakeStore(2, "dc-b"), FakeStore(3, "far")
+
+
+def test_pick_store_takes_the_first_complete_store():
+    listings = {1: {"config", "data/ab/ab1"}, 2: {"config", "data/ab/ab1"}, 3: {"config"}}
+    assert pick_store([A, B, C], listings, set(), {}) == (A, [])
+
+
+def test_pick_store_skips_a_store_that_lacks_objects_or_cannot_be_listed():
+    listings = {1: None, 2: {"config"}, 3: {"config", "index/" + "1" * 64}}
+    chosen, refusals = pick_store([A, B, C], listings, set(), {})
+    assert chosen == C
+    assert refusals == ["dc-a cannot be listed",
+                        "dc-b lacks 1 objects that another store holds (replication is behind)"]
+
+
+def test_pick_store_ignores_tombstoned_keys():
+    # after a prune of dc-a the other store still holds what prune removed
+    listings = {1: {"config", "index/new"}, 2: {"config", "index/old"}}
+    assert pick_store([B, A], listings, {"index/old"}, {})[0] == A
+
+
+def test_pick_store_refuses_a_store_whose_watermark_is_behind():
+    listings = {1: {"config"}, 2: {"config"}}
+    marks = {1: NOW - dt.timedelta(hours=2), 2: NOW}
+    chosen, refusals = pick_store([A, B], listings, set(), marks)
+    assert chosen == B and refusals == ["dc-a's replication watermark is behind"]
+    assert pick_store([A, B], listings, set(), {1: None, 2: NOW})[0] == B
+
+
+def test_pick_store_with_no_store_qualifying():
+    chosen, refusals = pick_store([A, B], {1: None, 2: None}, set(), {})
+    assert chosen is None and len(refusals) == 2
