@@ -23,7 +23,7 @@ from drd.catalog import Catalog
 from drd.config import Config
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
-from drd.errors import OperationError
+from drd.errors import OperationError, UserError
 from drd.restic import Repository, Restic
 from drd.services.alerts import raise_alert, resolve_alert
 from drd.services.escrow import unseal_password
@@ -73,7 +73,10 @@ def run_keyed_check(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
         UserError: an unknown system or store, or a store the system is not kept in.
     """
     started = time.monotonic()
-    (repository,) = open_repositories(catalog, master_key, [system], stores=[store])
+    repositories = open_repositories(catalog, master_key, [system], stores=[store])
+    if not repositories:
+        raise UserError(f"system {system!r} is not kept in store {store!r} (see its policy)")
+    (repository,) = repositories
     target = repository.store(store)
     report = KeyedCheckReport(system=system, store=store, read_data_subset=read_data_subset)
     try:
