@@ -12,7 +12,8 @@ Only the leader schedules. When a daemon becomes leader, :meth:`Scheduler.start`
 
 An interval job re-does 1-3 every ``sync_seconds`` (so ``drd policy apply`` takes effect
 without a restart, and a firing APScheduler missed is caught up) and queues again the
-items whose daemon died (lapsed leases). A slot is queued once whatever happens
+items whose daemon died (lapsed leases, or at once for a daemon of this host whose
+process is gone). A slot is queued once whatever happens
 (``UniqueConstraint(job_id, scheduled_for)``): a leader that restarts, or a new leader
 that repeats what the old one did just before dying, neither loses nor doubles a run.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
 import threading
 from collections.abc import Callable
 
@@ -30,7 +32,12 @@ from drd.catalog import Catalog
 from drd.catalog.models import Job
 from drd.catalog.types import utcnow
 from drd.daemon.jobs import catch_up, last_fire, next_fire, sync_jobs
-from drd.daemon.queue import enqueue, one_line_error, requeue_lapsed
+from drd.daemon.queue import (
+    enqueue,
+    expire_dead_local_claims,
+    one_line_error,
+    requeue_lapsed,
+)
 from drd.errors import DrdError
 from policies.cron import cron_trigger
 
@@ -103,6 +110,7 @@ class Scheduler:
         schedules: dict[int, str] = {}
         with self.catalog.session() as session:
             sync_jobs(session, now)
+            expire_dead_local_claims(session, socket.gethostname()[:200], now)
             requeue_lapsed(session, now)
             for job in session.scalars(sa.select(Job).where(Job.active.is_(True),
                                                             Job.schedule.is_not(None))

@@ -285,3 +285,30 @@ def test_a_daemon_runs_queued_work_and_hands_back_what_a_stop_interrupts(stage) 
     resumed = queue.claim(stage.catalog, "next", LEASE)
     assert (resumed.item_id, resumed.run_id, resumed.resumed) == \
         (interrupted.id, interrupted.run_id, True)
+
+
+def test_a_dead_daemon_of_this_host_is_resumed_without_waiting_for_its_lease(stage) -> None:
+    import socket
+
+    from drd.daemon.leader import register
+
+    now = utcnow()
+    register(stage.catalog, "gone", now=now)
+    with stage.catalog.session() as session:
+        sync_jobs(session, now)
+        system_id = session.scalar(sa.select(System.id))
+        queue.request(session, "replicate", system_id, "snapshot", now=now)
+    first = queue.claim(stage.catalog, "gone", LEASE, now=now)
+    host = socket.gethostname()[:200]
+    with stage.catalog.session() as session:
+        assert queue.expire_dead_local_claims(session, host, now, alive=lambda pid: True) == 0
+        assert queue.expire_dead_local_claims(session, "elsewhere", now,
+                                              alive=lambda pid: False) == 0
+    assert queue.claim(stage.catalog, "next", LEASE, now=now + dt.timedelta(seconds=1)) \
+        is None
+    with stage.catalog.session() as session:
+        assert queue.expire_dead_local_claims(session, host, now,
+                                              alive=lambda pid: False) == 1
+    resumed = queue.claim(stage.catalog, "next", LEASE, now=now + dt.timedelta(seconds=1))
+    assert (resumed.item_id, resumed.run_id, resumed.attempts) == \
+        (first.item_id, first.run_id, 2)
