@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,7 +32,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog
-from drd.catalog.models import Job, JobRun, System, WorkItem
+from drd.catalog.models import Daemon, Job, JobRun, System, WorkItem
+from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
 from drd.daemon.jobs import ensure_job
 from drd.secrets import mask
@@ -169,8 +171,6 @@ def claim(catalog: Catalog, daemon_id: str, lease: dt.timedelta,
     same run on a later one. An item claimed ``max_attempts`` times already is failed
     for good instead (its run kept killing daemons, or they kept dying).
     """
-    from drd.catalog.models import Store as StoreRow
-
     while True:
         when = now or utcnow()
         with catalog.session() as session:
@@ -364,8 +364,6 @@ def requeue_lapsed(session: Session, now: dt.datetime) -> int:
 
 def pid_alive(pid: int) -> bool:
     """Whether a process ``pid`` exists on this machine (one of another user counts)."""
-    import os
-
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -383,8 +381,6 @@ def expire_dead_local_claims(session: Session, hostname: str, now: dt.datetime,
     This only shortens the wait for the lease: another host's daemons are left to their
     leases, and a reused pid errs on the side of waiting.
     """
-    from drd.catalog.models import Daemon
-
     rows = session.execute(
         sa.select(WorkItem.id, Daemon.pid)
         .join(Daemon, Daemon.id == WorkItem.claimed_by)

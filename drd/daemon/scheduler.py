@@ -26,6 +26,7 @@ import socket
 import threading
 from collections.abc import Callable
 
+import sqlalchemy as sa
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from drd.catalog import Catalog
@@ -105,8 +106,6 @@ class Scheduler:
 
     def sync_once(self, now: dt.datetime) -> dict[int, str]:
         """One sync at ``now``; return the active jobs' schedules by job id."""
-        import sqlalchemy as sa
-
         schedules: dict[int, str] = {}
         with self.catalog.session() as session:
             sync_jobs(session, now)

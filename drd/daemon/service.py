@@ -29,7 +29,7 @@ from drd.daemon import leader as leadership
 from drd.daemon import queue
 from drd.daemon.queue import one_line_error
 from drd.daemon.scheduler import SYNC_SECONDS, Scheduler
-from drd.daemon.workers import Handler, RunningItems, Worker, _lease
+from drd.daemon.workers import Handler, RunningItems, Worker, lease_of
 from drd.errors import DrdError
 
 log = logging.getLogger("drd.daemon")
@@ -90,7 +90,7 @@ class Daemon:
             worker.start()
 
     def _control_loop(self) -> None:
-        lease = _lease(self.config)
+        lease = lease_of(self.config)
         renew_every = max(lease.total_seconds() / 3, 0.5)
         last_renewal = 0.0
         while not self._control_stop.is_set():

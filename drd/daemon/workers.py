@@ -14,6 +14,7 @@ replication, verification, retention, the keyed check; drills come with the dril
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -203,7 +204,7 @@ class Worker(threading.Thread):
         self.running = running
         self.handlers = handlers if handlers is not None else HANDLERS
         self.poll_seconds = poll_seconds
-        self.lease = _lease(config)
+        self.lease = lease_of(config)
         self.current: int | None = None
 
     def run(self) -> None:
@@ -267,7 +268,6 @@ class Worker(threading.Thread):
                  "" if state in ("done", "failed") else f"; item {state}")
 
 
-def _lease(config: Config):
-    import datetime as dt
-
+def lease_of(config: Config) -> dt.timedelta:
+    """How long a claim lasts without a renewal: ``lease_seconds`` from ``drd.yaml``."""
     return dt.timedelta(seconds=config.lease_seconds)
