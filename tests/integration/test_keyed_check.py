@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from drd.catalog.models import AuditEntry
+from drd.errors import UserError
 from drd.keyed_check import run_keyed_check
 from drd.services.alerts import list_alerts
 from tests.integration.staging import StoreSetup, make_stage
@@ -35,6 +36,8 @@ def test_keyed_check_passes_then_finds_a_corrupt_pack(tmp_path, seaweed, restic_
     stage.report(stage.backup("dc-a"))
     stage.copy_all("dc-a")
 
+    with pytest.raises(UserError, match="no store named 'nope'"):
+        keyed_check(stage, "nope")
     good = keyed_check(stage, "dc-a")
     assert good.ok and good.ran and good.errors == [], good.errors
     assert good.as_dict()["store"] == "dc-a"

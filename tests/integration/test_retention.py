@@ -248,5 +248,9 @@ def test_plan_then_a_prune_interrupted_before_its_tombstones_is_finished_by_the_
             AuditEntry.action == "retention.forget"))
         assert done.details["resumed"] is True
     assert statuses(stage)[old] == "forgotten"
-    again = retention(stage)
-    assert again.ok and again.pruned_objects == 0 and again.forgotten == []
+    status, out, err = drd(stage, capsys, "retention", "run", stage.system, "--json")
+    assert status == 0, err
+    again = json.loads(out)
+    assert again["ok"] and again["pruned_objects"] == 0 and again["forgotten"] == []
+    assert again["store"] == "dc-a" and again["kept"] == {newest: ["last snapshot",
+                                                                   NEWEST_GOOD_REASON]}
