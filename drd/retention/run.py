@@ -4,15 +4,24 @@
 may call by hand). One run:
 
 1. **Lists every store** of the system (tracked keys only, :func:`drd.ledger.is_tracked`).
-2. **Picks one store** to prune: the first of the policy's stores that is reachable,
+2. **Processes due tombstones** (those of earlier runs whose delay has passed): a
+   tombstone whose pruned store holds its key again is dropped (the content came back);
+   otherwise the key is deleted from each other store (its ledger row too) once that
+   store holds every object the pruned store holds -- the new index files prune wrote,
+   above all, which replication copies -- so that no store loses index entries it still
+   needs. A store that is down, or an object it refuses to delete, stays pending for a
+   later run. This comes before this run's own prune, whose new index files the other
+   stores cannot hold yet.
+3. **Picks one store** to prune: the first of the policy's stores that is reachable,
    lacks no object that another reachable store holds (tombstoned objects aside), and
    whose replication watermark (:class:`~drd.catalog.models.Replica`), when the system
-   has any, is the newest. A store that lags is never pruned: prune would delete data
-   that a snapshot it has not received yet still needs. If none qualifies, retention
-   waits (the run reports an error) and replication catches up first.
-3. **Unseals the password** (audited), lists restic's snapshots on that store and
+   has any, is the newest (:func:`drd.retention.decide.pick_store`). A store that lags
+   is never pruned: prune would delete data that a snapshot it has not received yet
+   still needs. If none qualifies, retention waits (the run reports an error) and
+   replication catches up first.
+4. **Unseals the password** (audited), lists restic's snapshots on that store and
    decides (:func:`drd.retention.decide.decide`) what to forget.
-4. Records the start (the ledger of that store brought in line with its listing, and an
+5. Records the start (the ledger of that store brought in line with its listing, and an
    audit entry ``retention.prune`` naming the store and the snapshots), runs ``restic
    forget ID...`` with our explicit ids and ``restic prune`` against that store alone,
    lists it again. Every object the ledger had for it at the start (listed then, not
@@ -23,12 +32,6 @@ may call by hand). One run:
    start. A ``retention.prune`` without its ``retention.forget`` (a crash in between) is
    finished by the next run: same store, prune again, tombstones from ledger against
    listing -- so a crash loses nothing and repeats nothing.
-5. **Processes due tombstones**, every run: a tombstone whose pruned store holds its key
-   again is dropped (the content came back); otherwise the key is deleted from each
-   other store (its ledger row too) once that store holds every object the pruned store
-   holds -- the new index files prune wrote, above all, which replication copies --
-   so that no store loses index entries it still needs. A store that is down, or an
-   object that is locked, stays pending for a later run.
 
 Replication and verification leave tombstoned keys alone (:func:`drd.ledger.tombstoned_keys`),
 so nothing prune removed comes back meanwhile.
@@ -196,8 +199,8 @@ def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, c
     """Apply ``system``'s retention: forget and prune on one store, then the others follow.
 
     See the module docstring for the steps. A store or restic failure ends up in the
-    report's ``errors`` (and an alert ``retention_failed``), not as an exception; due
-    tombstones are processed whatever happened before.
+    report's ``errors`` (and an alert ``retention_failed``), not as an exception; a
+    failure removing due tombstones' objects does not stop the forget and prune.
 
     Raises:
         UserError: an unknown system, or one without a policy.
@@ -210,16 +213,16 @@ def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, c
     report = RetentionReport(system=system)
     listings = {rs.store_id: _list(rs) for rs in repository.stores}
     try:
+        _process_tombstones(catalog, repository, listings, now, report)
+    except OperationError as error:
+        report.errors.append(str(error))
+        log.error("retention of %s (removing pruned objects elsewhere): %s", system, error)
+    try:
         _forget_and_prune(catalog, keystore, config, repository, listings, now, actor,
                           report)
     except OperationError as error:
         report.errors.append(str(error))
         log.error("retention of %s: %s", system, error)
-    try:
-        _process_tombstones(catalog, repository, listings, now, report)
-    except OperationError as error:
-        report.errors.append(str(error))
-        log.error("retention of %s (removing pruned objects elsewhere): %s", system, error)
     with catalog.session() as session:
         if report.errors:
             raise_alert(session, "retention_failed",
