@@ -254,3 +254,19 @@ def test_plan_then_a_prune_interrupted_before_its_tombstones_is_finished_by_the_
     assert again["ok"] and again["pruned_objects"] == 0 and again["forgotten"] == []
     assert again["store"] == "dc-a" and again["kept"] == {newest: ["last snapshot",
                                                                    NEWEST_GOOD_REASON]}
+
+    # due, but "far" lacks the index prune wrote: nothing is deleted there yet
+    later = utcnow() + dt.timedelta(days=2)
+    waiting = retention(stage, now=later)
+    assert waiting.ok and waiting.deleted_elsewhere == 0 and waiting.pending == len(removed)
+    assert removed <= set(keys(stage, "far"))
+    # one object comes back to the pruned store (a later backup wrote the same bytes)
+    back = sorted(key for key in removed if key.startswith("data/"))[0]
+    raw(stage, "dc-a").put(back, raw(stage, "far").read(back))
+    copy_all(stage, "dc-a")
+    done = retention(stage, now=later)
+    assert done.ok and done.dropped == 1 and done.deleted_elsewhere == len(removed) - 1
+    assert set(keys(stage, "far")) == set(keys(stage, "dc-a"))
+    with stage.catalog.session() as session:
+        assert set(session.scalars(sa.select(Tombstone.key))) == removed - {back}
+    check_ok(stage, "far")
