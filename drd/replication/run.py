@@ -12,9 +12,10 @@ the watermarks.
 3. :func:`~drd.replication.plan.plan_replication` decides the copies;
 4. they run in ``config.replication_parallel`` threads, packs before indexes and
    snapshots after everything else. A copy between two S3 stores on one endpoint with one
-   key is server-side; any other is streamed, and for content-addressed objects the
-   SHA-256 is checked on the way: a source whose bytes do not match the name is marked
-   ``corrupt`` in the ledger, nothing is written, and another source is tried. Objects
+   key is server-side (unless it must carry a retention); any other is streamed, and
+   for content-addressed objects the SHA-256 is checked on the way: a source whose
+   bytes do not match the name is marked ``corrupt`` in the ledger, nothing is
+   written, and another source is tried. Objects
    up to :data:`BUFFER_LIMIT` are read once (under a shared memory budget) and written
    to every target that needs them; larger ones are streamed. On a store with Object
    Lock (and a policy with ``object_lock_days``) copies are written with that retention;
@@ -45,7 +46,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from drd.catalog import Catalog
+from drd.catalog import Catalog, audit
 from drd.catalog.models import Replica, Snapshot, SnapshotCopy, StoreObject
 from drd.catalog.types import utcnow
 from drd.config import Config
@@ -233,7 +234,8 @@ class MemoryBudget:
 @dataclass
 class CopyOutcome:
     """What became of one planned copy. ``corrupt_sources`` are stores found to hold a bad
-    copy on the way; ``verified`` that the bytes were hashed against the name."""
+    copy on the way; ``verified`` that the source's bytes were read whole and hashed
+    against the name (which proves the source's copy, not the one written)."""
 
     copy: PlannedCopy
     ok: bool = False
@@ -356,8 +358,10 @@ class _SystemCopier:
         source, target = self.stores[source_name], self.stores[copy.target]
         retain_until = self.retain_until(target)
         group = self.groups[copy.target]
-        if group is not None and self.groups[source_name] == group:
-            target.store.copy_from(source.store, copy.key, retain_until=retain_until)
+        # A retention goes with a streamed put only: SeaweedFS ignores the Object Lock
+        # headers of a server-side copy and leaves the copy unlocked.
+        if group is not None and self.groups[source_name] == group and retain_until is None:
+            target.store.copy_from(source.store, copy.key)
             return
         sha256 = expected_sha256(copy.key)
         if copy.size > BUFFER_LIMIT:
@@ -473,8 +477,10 @@ class _LedgerEntry:
     store_id: int
     key: str
     size: int
-    state: str  # "present" (copied) or "corrupt" (a source found bad)
-    verified: bool = False
+    # "present" (copied there), "verified" (a source read whole and found right) or
+    # "corrupt" (a source found bad)
+    state: str
+    replaced: dict[str, Any] | None = None  # audit details when a bad copy was replaced
 
 
 def _commit_ledger(catalog: Catalog, system_id: int, entries: list[_LedgerEntry],
@@ -492,14 +498,20 @@ def _commit_ledger(catalog: Catalog, system_id: int, entries: list[_LedgerEntry]
                     row = rows.get((entry.store_id, entry.key))
                     if row is None:
                         if entry.state != "present":
-                            continue
+                            continue  # a source's row was made by the listing
                         row = StoreObject(store_id=entry.store_id, system_id=system_id,
                                           key=entry.key, size=entry.size, first_seen_at=now)
                         session.add(row)
                         rows[(entry.store_id, entry.key)] = row
-                    if entry.state == "present":
-                        row.state, row.size = "present", entry.size
-                        row.verified_at = now if entry.verified else None
+                    if entry.state == "verified":
+                        if row.state == "present" and row.size == entry.size:
+                            row.verified_at = now
+                    elif entry.state == "present":
+                        # written from checked bytes, but not read back: unverified
+                        row.state, row.size, row.verified_at = "present", entry.size, None
+                        if entry.replaced is not None:
+                            audit.record(session, "replicator", "replication.replace",
+                                         entry.key, **entry.replaced)
                     else:
                         row.state, row.failed_at = "corrupt", now
             return
@@ -656,7 +668,6 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
         for key, size in present.items():
             if key not in plan.union and key not in tombstones:
                 unseen[key] = size
-    finished_at = now()
     wanted = [store for store in repository.stores if targets is None or store.name in targets]
     with catalog.session() as session:
         for store in wanted:
@@ -687,7 +698,7 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
                     lambda key, holdings=holdings, mine=copied[store.name]:
                         key in holdings or key in mine or key in tombstones)
                 _update_replica(session, repository.system_id, store.store_id,
-                                watermark_at=listed_at, listed_at=finished_at,
+                                watermark_at=listed_at, listed_at=listed_at,
                                 lag_objects=0, lag_bytes=0, last_error=None)
                 note = f"; {changed} snapshot copies now present" if changed else ""
                 log.info("replicate %s -> %s: copied %d objects (%s), up to date, "
@@ -709,7 +720,7 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
             if not result.errors:
                 result.error(reason)
             _update_replica(session, repository.system_id, store.store_id,
-                            listed_at=finished_at, lag_objects=result.lag_objects,
+                            listed_at=listed_at, lag_objects=result.lag_objects,
                             lag_bytes=result.lag_bytes, last_error=reason)
             log.warning("replicate %s -> %s: copied %d objects (%s), %d still lacking "
                         "(%s): %s", repository.system, store.name, result.objects_copied,
@@ -756,8 +767,16 @@ def _run_copies(catalog, repository, plan, copier, parallel, results, copied, fo
                 result.objects_copied += 1
                 result.bytes_copied += copy.size
                 copied[copy.target].add(copy.key)
+                replaced = None
+                if copy.replaces:
+                    replaced = {"system": repository.system, "store": copy.target,
+                                "source": outcome.source, "size": copy.size,
+                                "checked": outcome.verified}
                 pending_ledger.append(_LedgerEntry(ids[copy.target], copy.key, copy.size,
-                                                   "present", outcome.verified))
+                                                   "present", replaced))
+                if outcome.verified:
+                    pending_ledger.append(_LedgerEntry(ids[outcome.source], copy.key,
+                                                       copy.size, "verified"))
                 tracker.advance(1, copy.size)
             else:
                 failed_targets.add(copy.target)

@@ -4,12 +4,14 @@ command line."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import uuid
 
 import pytest
 import sqlalchemy as sa
 
-from drd.catalog.models import Replica, SnapshotCopy, StoreObject
+from drd.catalog.models import AuditEntry, Replica, SnapshotCopy, StoreObject
 from drd.catalog.models import Store as StoreRow
 from drd.cli.main import main
 from drd.devstores import start_seaweed
@@ -149,6 +151,10 @@ def test_a_corrupt_source_is_refused_and_the_next_pass_replaces_it(tmp_path, res
     report = replicate(stage.catalog, stage.master_key, stage.config)
     assert report.ok and report.objects_copied == 1
     assert stage.raw_store("one").read(victim) == good
+    with stage.catalog.session() as session:
+        (entry,) = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "replication.replace"))
+    assert entry.target == victim and entry.details["store"] == "one"
     assert stage.restic.check(stage.repository("one"), read_data=True).ok
 
 
@@ -181,3 +187,25 @@ def test_a_stopped_pass_keeps_what_it_copied_and_the_rerun_finishes(tmp_path, re
     rest = replicate(stage.catalog, stage.master_key, stage.config)
     assert rest.ok and partial.objects_copied + rest.objects_copied == total
     assert stage.keys("two") == stage.keys("one")
+
+
+def test_copies_into_a_lock_enabled_store_carry_the_policy_retention(
+        tmp_path, seaweed_session, restic_binary):
+    suffix = uuid.uuid4().hex[:12]  # the server is shared: buckets of this test's own
+    stage = make_stage(tmp_path, restic_binary=restic_binary, object_lock_days=2,
+                       stores=[StoreSetup("plain", "region-a", seaweed_session,
+                                          f"plain-{suffix}"),
+                               StoreSetup("locked", "region-b", seaweed_session,
+                                          f"locked-{suffix}", object_lock=True)])
+    stage.init("plain")
+    stage.write_files(5)
+    stage.backup("plain")
+    before = dt.datetime.now(dt.UTC)
+    report = replicate(stage.catalog, stage.master_key, stage.config)
+    assert report.ok and by_store(report)["locked"].objects_copied == len(stage.keys("plain"))
+    locked = stage.raw_store("locked")
+    for key in stage.keys("locked"):
+        retain_until = locked.head(key).retain_until
+        assert retain_until is not None
+        assert before + dt.timedelta(days=2) - dt.timedelta(minutes=1) <= retain_until
+        assert retain_until <= dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
