@@ -7,6 +7,7 @@ import click
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
+from drd.console.progress import ProgressBar
 from drd.crypto.keystore import KeyStore
 from drd.errors import OperationError
 from drd.retention.run import plan_retention, run_retention
@@ -53,10 +54,15 @@ def run_command(state: CliState, system: str, as_json: bool) -> None:
     """
     config = state.config()
     master_key = state.master_key()
-    if not as_json and output.is_terminal():
-        output.say(f"applying the retention of {system} ...")
-    report = run_retention(state.catalog(), master_key, KeyStore(config.keys_dir, master_key),
-                           config, system, actor="cli")
+    bar = None if as_json or not output.is_terminal() else ProgressBar(
+        "retention", unit="objects")
+    try:
+        report = run_retention(state.catalog(), master_key,
+                               KeyStore(config.keys_dir, master_key), config, system,
+                               actor="cli", progress=bar)
+    finally:
+        if bar is not None:
+            bar.finish()
     if as_json:
         output.emit_json(report.as_dict())
     else:

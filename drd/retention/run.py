@@ -42,6 +42,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,7 @@ from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
 from drd.ledger import is_tracked, sync_listing, tombstoned_keys
-from drd.restic import Repository, Restic
+from drd.restic import ProgressEvent, Repository, Restic
 from drd.retention.decide import RetentionDecision, SnapshotFacts, decide, pick_store
 from drd.services.alerts import raise_alert, resolve_alert
 from drd.services.escrow import unseal_password
@@ -194,13 +195,16 @@ def plan_retention(catalog: Catalog, system: str, *,
 # -- the run -------------------------------------------------------------------------------
 
 def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, config: Config,
-                  system: str, *, now: dt.datetime | None = None,
-                  actor: str = "scheduler") -> RetentionReport:
+                  system: str, *, now: dt.datetime | None = None, actor: str = "scheduler",
+                  progress: Callable[[ProgressEvent], None] | None = None
+                  ) -> RetentionReport:
     """Apply ``system``'s retention: forget and prune on one store, then the others follow.
 
     See the module docstring for the steps. A store or restic failure ends up in the
     report's ``errors`` (and an alert ``retention_failed``), not as an exception; a
     failure removing due tombstones' objects does not stop the forget and prune.
+    ``progress`` gets a :class:`~drd.restic.ProgressEvent` per object removed from
+    another store (objects as ``files_done``/``total_files``, with bytes).
 
     Raises:
         UserError: an unknown system, or one without a policy.
@@ -213,7 +217,7 @@ def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, c
     report = RetentionReport(system=system)
     listings = {rs.store_id: _list(rs) for rs in repository.stores}
     try:
-        _process_tombstones(catalog, repository, listings, now, report)
+        _process_tombstones(catalog, repository, listings, now, report, progress)
     except OperationError as error:
         report.errors.append(str(error))
         log.error("retention of %s (removing pruned objects elsewhere): %s", system, error)
@@ -393,7 +397,8 @@ def _tombstone(session: Session, system_id: int, key: str, size: int,
 
 def _process_tombstones(catalog: Catalog, repository: SystemRepository,
                         listings: dict[int, Listing | None], now: dt.datetime,
-                        report: RetentionReport) -> None:
+                        report: RetentionReport,
+                        progress: Callable[[ProgressEvent], None] | None = None) -> None:
     """Delete due tombstones' keys from the stores that still hold them."""
     system_id = repository.system_id
     by_id = {rs.store_id: rs for rs in repository.stores}
@@ -428,6 +433,9 @@ def _process_tombstones(catalog: Catalog, repository: SystemRepository,
                 continue
             alive.append((tombstone_id, key, pruned_id))
 
+    total = sum(1 for rs in repository.stores for tombstone_id, key, _ in alive
+                if key in (listings.get(rs.store_id) or {}))
+    done_objects = done_bytes = 0
     for rs in repository.stores:
         with catalog.session() as session:
             tombstones = [session.get(Tombstone, tombstone_id) for tombstone_id, _, _ in alive]
@@ -456,8 +464,14 @@ def _process_tombstones(catalog: Catalog, repository: SystemRepository,
                         log.warning("retention of %s: %s stays in %s for now: %s",
                                     repository.system, tombstone.key, rs.name, error)
                         continue
-                    listing.pop(tombstone.key, None)
+                    done_bytes += listing.pop(tombstone.key, 0)
+                    done_objects += 1
                     report.deleted_elsewhere += 1
+                    if progress is not None:
+                        progress(ProgressEvent(
+                            percent_done=done_objects / max(total, done_objects),
+                            files_done=done_objects, total_files=total,
+                            bytes_done=done_bytes))
                 session.execute(sa.delete(StoreObject).where(
                     StoreObject.store_id == rs.store_id, StoreObject.system_id == system_id,
                     StoreObject.key == tombstone.key))

@@ -162,9 +162,12 @@ def test_other_store_loses_exactly_what_prune_removed_after_the_delay(
     assert early.ok and early.deleted_elsewhere == 0 and early.forgotten == []
     assert removed <= set(keys(stage, "far"))
 
-    late = retention(stage, now=utcnow() + dt.timedelta(days=2))
+    events = []
+    late = retention(stage, now=utcnow() + dt.timedelta(days=2), progress=events.append)
     assert late.ok, late.errors
     assert late.deleted_elsewhere == len(removed) and late.pending == 0
+    assert [event.files_done for event in events] == list(range(1, len(removed) + 1))
+    assert events[-1].percent_done == 1.0 and events[-1].total_files == len(removed)
     assert keys(stage, "far") == keys(stage, "dc-a")
     assert not removed & set(keys(stage, "far"))
     with stage.catalog.session() as session:
