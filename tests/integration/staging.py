@@ -72,15 +72,23 @@ class Stage:
     source: Path
     system: str = SYSTEM
     department: str = DEPARTMENT
+    _opened: dict = field(default_factory=dict, repr=False)
 
     def store_row(self, name: str):
         (row,) = store_service.store_rows(self.catalog, [name])
         return row
 
     def raw_store(self, name: str, **options) -> Store:
-        """Store ``name`` rooted at fs1's repository, opened with the centre's keys."""
-        return open_repository_store(self.store_row(name), self.department, self.system,
-                                     self.master_key, **options)
+        """Store ``name`` rooted at fs1's repository, opened with the centre's keys.
+
+        Opened once per name and options (a boto3 client costs about 0.25 s to make).
+        """
+        key = (name, tuple(sorted(options.items())))
+        if key not in self._opened:
+            self._opened[key] = open_repository_store(self.store_row(name), self.department,
+                                                      self.system, self.master_key,
+                                                      **options)
+        return self._opened[key]
 
     def repository(self, name: str) -> Repository:
         """fs1's repository in store ``name``, as plain restic opens it."""
