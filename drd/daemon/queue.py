@@ -48,6 +48,7 @@ failed for good."""
 RETRY_BASE = dt.timedelta(seconds=30)
 RETRY_CAP = dt.timedelta(minutes=30)
 MAX_ERROR_LENGTH = 1000
+_LAPSED = dt.timedelta(seconds=1)
 
 
 # -- pure decisions -----------------------------------------------------------------------
@@ -389,7 +390,7 @@ def expire_dead_local_claims(session: Session, hostname: str, now: dt.datetime,
     dead = [item_id for item_id, pid in rows if not alive(pid)]
     if dead:
         session.execute(sa.update(WorkItem).where(WorkItem.id.in_(dead))
-                        .values(lease_until=now))
+                        .values(lease_until=now - _LAPSED))
         log.warning("%d work item(s) held by a daemon of this host that is gone: resumed "
                     "without waiting for their lease", len(dead))
     return len(dead)

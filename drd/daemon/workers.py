@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,11 +31,14 @@ from drd.errors import DrdError, OperationError
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+PROGRESS_SECONDS = 5.0
 
 
 @dataclass
 class JobContext:
-    """What a handler gets: the daemon's means, the claimed item, and when to stop."""
+    """What a handler gets: the daemon's means, the claimed item, when to stop, and
+    ``progress`` (a :class:`~drd.restic.ProgressEvent` callback that records the run's
+    progress on its work item, at most every few seconds)."""
 
     catalog: Catalog
     master_key: Any
@@ -42,7 +46,41 @@ class JobContext:
     config: Config
     claim: Claim
     should_stop: Callable[[], bool]
+    progress: Callable[[Any], None] | None = None
     secrets: list[Any] = field(default_factory=list)
+
+
+class ProgressRecorder:
+    """Writes a run's progress into its work item's ``checkpoint`` (objects and bytes
+    done of the total, and when), at most every ``interval`` seconds, so that operators
+    see how far a long run got. Called from the service's threads; never raises."""
+
+    def __init__(self, catalog: Catalog, daemon_id: str, item_id: int,
+                 interval: float = PROGRESS_SECONDS) -> None:
+        self.catalog = catalog
+        self.daemon_id = daemon_id
+        self.item_id = item_id
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last = 0.0
+
+    def __call__(self, event: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            done = getattr(event, "files_done", 0) >= getattr(event, "total_files", 1)
+            if now - self._last < self.interval and not done:
+                return
+            self._last = now
+        checkpoint = {"objects_done": getattr(event, "files_done", None),
+                      "objects_total": getattr(event, "total_files", None),
+                      "bytes_done": getattr(event, "bytes_done", None),
+                      "bytes_total": getattr(event, "total_bytes", None),
+                      "at": dt.datetime.now(dt.UTC).isoformat()}
+        try:
+            queue.save_checkpoint(self.catalog, self.daemon_id, self.item_id, checkpoint)
+        except DrdError as error:
+            log.debug("progress of item %d not recorded: %s", self.item_id,
+                      one_line_error(error))
 
 
 @dataclass(frozen=True)
@@ -87,9 +125,14 @@ def _report_error(report: Any) -> str | None:
 
 
 def result_of(report: Any, bytes_attribute: str | None = None) -> JobResult:
-    """A service's report as a :class:`JobResult`: ``succeeded`` when ``report.ok``;
-    otherwise ``partial`` when it processed bytes, else ``failed``."""
+    """A service's report as a :class:`JobResult`: ``partial`` when it ``stopped`` early
+    (asked to); ``succeeded`` when ``report.ok``; otherwise ``partial`` when it processed
+    bytes, else ``failed``."""
     processed = getattr(report, bytes_attribute, None) if bytes_attribute else None
+    if getattr(report, "stopped", False):
+        # a run that stopped part-way is not done, whatever its ``ok`` says
+        return JobResult("partial", processed, "stopped before the end; it resumes on the "
+                         "next claim")
     if report.ok:
         return JobResult("succeeded", processed)
     error = one_line_error(_report_error(report) or "the run reported problems "
@@ -107,7 +150,8 @@ def run_replicate(context: JobContext) -> JobResult:
     except ImportError as error:
         raise _unavailable("replication", error) from None
     report = replicate(context.catalog, context.master_key, context.config,
-                       systems=[context.claim.system], stores=None, progress=None,
+                       systems=[context.claim.system], stores=None,
+                       progress=context.progress,
                        should_stop=context.should_stop)
     return result_of(report, "bytes_copied")
 
@@ -119,7 +163,8 @@ def run_verify(context: JobContext) -> JobResult:
         raise _unavailable("verification", error) from None
     report = verify(context.catalog, context.master_key, context.config,
                     systems=[context.claim.system], stores=[context.claim.store], full=False,
-                    budget_bytes=None, progress=None, should_stop=context.should_stop)
+                    budget_bytes=None, progress=context.progress,
+                    should_stop=context.should_stop)
     return result_of(report, "bytes_read")
 
 
@@ -238,7 +283,9 @@ class Worker(threading.Thread):
 
         context = JobContext(catalog=self.catalog, master_key=self.master_key,
                              keystore=self.keystore, config=self.config, claim=claimed,
-                             should_stop=should_stop)
+                             should_stop=should_stop,
+                             progress=ProgressRecorder(self.catalog, self.daemon_id,
+                                                       claimed.item_id))
         try:
             handler = self.handlers.get(claimed.kind)
             if handler is None:

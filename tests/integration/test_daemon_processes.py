@@ -198,6 +198,8 @@ def test_kill_9_during_replication_and_verification_ends_as_an_undisturbed_run(
     with stage.catalog.session() as session:
         (item,) = session.scalars(sa.select(WorkItem))
         assert item.attempts == 3 and item.kind == "replicate"
+        # the run's progress, as the last attempt recorded it
+        assert item.checkpoint["objects_done"] == item.checkpoint["objects_total"] > 0
     assert serve.stop() == 0, serve.log()
 
     # verification of every store, killed part-way twice
@@ -213,6 +215,18 @@ def test_kill_9_during_replication_and_verification_ends_as_an_undisturbed_run(
               f"{share:.0%} verified")
         serve.kill()
         assert _count(stage, verified) < 3 * total, "verification ended before the kill"
+    # a clean stop (SIGTERM) part-way exits 0 promptly and hands the work back
+    serve = Serve(stage.home, tmp_path, "verify-sigterm")
+    processes.append(serve)
+    _wait(lambda: _count(stage, verified) >= 0.7 * 3 * total, RUN_SECONDS, "70% verified")
+    stopping = time.monotonic()
+    assert serve.stop() == 0, serve.log()
+    assert time.monotonic() - stopping < 10
+    with stage.catalog.session() as session:
+        stopped = session.scalar(sa.select(Daemon).where(Daemon.pid == serve.pid))
+        assert stopped.stopped_at is not None and not stopped.leader
+        assert session.scalar(sa.select(sa.func.count()).select_from(WorkItem).where(
+            WorkItem.claimed_by == stopped.id, WorkItem.state == "running")) == 0
     serve = Serve(stage.home, tmp_path, "verify-end")
     processes.append(serve)
     _wait(lambda: _all_done(stage), RUN_SECONDS, "verification to finish", poll=0.2)
@@ -236,9 +250,9 @@ def test_two_daemons_on_postgresql_share_the_work_and_survive_the_leaders_death(
         now = utcnow()
         with stage.catalog.session() as session:
             sync_jobs(session, now)
-            # the replication the report queued, and verification of every store missed
-            # while no daemon ran: caught up by the leader, once each
-            session.execute(sa.update(Job).where(Job.kind == "verify")
+            # the replication the report queued, and verification and restic check of
+            # every store missed while no daemon ran: caught up by the leader, once each
+            session.execute(sa.update(Job).where(Job.kind.in_(["verify", "check"]))
                             .values(next_run_at=now.replace(year=now.year - 1)))
         first = Serve(stage.home, tmp_path, "first")
         processes.append(first)
@@ -252,7 +266,7 @@ def test_two_daemons_on_postgresql_share_the_work_and_survive_the_leaders_death(
 
         leading = _wait(leader, 10, "a leader")
         with stage.catalog.session() as session:
-            assert session.scalar(sa.select(sa.func.count()).select_from(WorkItem)) == 4
+            assert session.scalar(sa.select(sa.func.count()).select_from(WorkItem)) == 7
         by_pid = {first.pid: first, second.pid: second}
         victim, survivor = by_pid[leading], next(s for s in by_pid.values()
                                                  if s.pid != leading)
@@ -275,7 +289,8 @@ def test_two_daemons_on_postgresql_share_the_work_and_survive_the_leaders_death(
         with stage.catalog.session() as session:
             items = list(session.scalars(sa.select(WorkItem)))
             daemons = {row.pid: row for row in session.scalars(sa.select(Daemon))}
-        assert sorted(item.kind for item in items) == ["replicate"] + ["verify"] * 3
+        assert sorted(item.kind for item in items) == \
+            ["check"] * 3 + ["replicate"] + ["verify"] * 3
         # the work was shared, and what the leader held when it died was resumed
         assert {item.claimed_by for item in items} >= {daemons[survivor.pid].id}
         assert any(item.attempts == 2 for item in items)

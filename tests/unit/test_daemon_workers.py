@@ -37,3 +37,10 @@ def test_a_bad_report_names_its_first_errors_by_store() -> None:
 def test_a_bad_report_that_made_progress_is_partial() -> None:
     result = result_of(Report(False, 10, []), "bytes_copied")
     assert result.outcome == "partial" and "reported problems" in result.error
+
+
+def test_a_report_that_stopped_early_is_not_done_even_when_ok() -> None:
+    report = Report(True, 99)
+    report.stopped = True  # verification reports ok for what it read before a stop
+    result = result_of(report, "bytes_copied")
+    assert result.outcome == "partial" and "stopped" in result.error
