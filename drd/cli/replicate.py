@@ -12,6 +12,16 @@ from drd.console.progress import ProgressBar, human_bytes
 from drd.errors import OperationError
 
 
+def _lag(result) -> str:
+    if result.lag_objects is None:
+        return "-"
+    lag = f"{result.lag_objects} ({human_bytes(result.lag_bytes or 0)})"
+    if result.listed:
+        return lag
+    # what the ledger knows it lacks: at least that
+    return f"unreachable (>= {lag})" if result.lag_objects else "unreachable"
+
+
 @click.command("replicate")
 @home_option
 @click.argument("system", required=False)
@@ -44,8 +54,7 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
     else:
         rows = [{"system": r.system, "store": r.store,
                  "copied": f"{r.objects_copied} ({human_bytes(r.bytes_copied)})",
-                 "lag": "-" if r.lag_objects is None else
-                 f"{r.lag_objects} ({human_bytes(r.lag_bytes or 0)})",
+                 "lag": _lag(r),
                  "watermark": r.watermark_at, "state": "ok" if r.ok else "BEHIND"}
                 for r in report.stores]
         output.emit_table(rows, ["system", "store", "copied", "lag", "watermark", "state"],

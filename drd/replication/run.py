@@ -100,8 +100,10 @@ class StoreResult:
     """One store of one system after a pass.
 
     ``listed`` is False when the store could not be listed (down); ``lag_objects`` /
-    ``lag_bytes`` are what it still lacks (for a store that was down, an estimate from
-    the ledger); ``watermark_at`` is set when this pass brought it up to date.
+    ``lag_bytes`` are what it still lacks (for a store that was down, what the ledger
+    knows it lacks: a lower bound); ``watermark_at`` is the store's watermark after the
+    pass (the pass's start when it brought the store up to date, else an earlier one, or
+    None).
     """
 
     system: str
@@ -566,7 +568,7 @@ def _mark_conflicts(catalog: Catalog, repository: SystemRepository, plan: Replic
     _commit_ledger(catalog, repository.system_id, entries, at)
 
 
-def _update_replica(session, system_id: int, store_id: int, **values) -> None:
+def _update_replica(session, system_id: int, store_id: int, **values) -> Replica:
     replica = session.scalar(sa.select(Replica).where(Replica.system_id == system_id,
                                                       Replica.store_id == store_id))
     if replica is None:
@@ -574,6 +576,7 @@ def _update_replica(session, system_id: int, store_id: int, **values) -> None:
         session.add(replica)
     for name, value in values.items():
         setattr(replica, name, value)
+    return replica
 
 
 def _mark_snapshots_present(session, system_id: int, store_id: int, at: dt.datetime,
@@ -677,9 +680,10 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
                 lacking = {key: size for key, size in {**plan.union, **unseen}.items()
                            if present.get(key) != size}
                 result.lag_objects, result.lag_bytes = len(lacking), sum(lacking.values())
-                _update_replica(session, repository.system_id, store.store_id,
-                                lag_objects=result.lag_objects, lag_bytes=result.lag_bytes,
-                                last_error=result.errors[0] if result.errors else None)
+                result.watermark_at = _update_replica(
+                    session, repository.system_id, store.store_id,
+                    lag_objects=result.lag_objects, lag_bytes=result.lag_bytes,
+                    last_error=result.errors[0] if result.errors else None).watermark_at
                 continue
             lag = plan.lag[store.name]
             done = [copy for copy in plan.copies_to(store.name)
@@ -719,9 +723,10 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
                 reason = f"{len(plan.unsourced)} objects have no good copy in any store"
             if not result.errors:
                 result.error(reason)
-            _update_replica(session, repository.system_id, store.store_id,
-                            listed_at=listed_at, lag_objects=result.lag_objects,
-                            lag_bytes=result.lag_bytes, last_error=reason)
+            result.watermark_at = _update_replica(
+                session, repository.system_id, store.store_id, listed_at=listed_at,
+                lag_objects=result.lag_objects, lag_bytes=result.lag_bytes,
+                last_error=reason).watermark_at
             log.warning("replicate %s -> %s: copied %d objects (%s), %d still lacking "
                         "(%s): %s", repository.system, store.name, result.objects_copied,
                         human_bytes(result.bytes_copied), result.lag_objects,
