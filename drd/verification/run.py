@@ -215,6 +215,13 @@ class VerificationReport:
         return any(run.stopped for run in self.runs)
 
     @property
+    def problems(self) -> list[str]:
+        """One line per thing that makes the report not ``ok``, for logs and job runs."""
+        lines = [f"{f.target} lost: {f.detail}" for f in self.lost]
+        lines += [f"{f.target} not healed ({f.reason}): {f.detail}" for f in self.unhealed]
+        return lines + self.errors
+
+    @property
     def ok(self) -> bool:
         return all(run.ok for run in self.runs)
 
@@ -231,6 +238,7 @@ class VerificationReport:
             "lost": len(self.lost),
             "unhealed": len(self.unhealed),
             "errors": self.errors,
+            "problems": self.problems,
             "stopped": self.stopped,
             "runs": [run.as_dict() for run in self.runs],
             "stores": [{"store": name} | value.as_dict()

@@ -220,6 +220,7 @@ def test_an_object_corrupt_everywhere_is_lost_then_recovered(tmp_path, seaweed_s
 
     assert not report.ok
     assert sorted(f.store for f in report.lost) == ["a", "b", "c"]
+    assert f"a:fs1/{pack} lost" in report.as_dict()["problems"][0]
     assert not report.healed
     assert {row.state for row in rows(stage, key=pack)} == {"lost"}
     with stage.catalog.session() as session:
