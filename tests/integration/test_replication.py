@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -197,3 +201,49 @@ def test_a_stopped_pass_keeps_what_it_copied_and_the_rerun_finishes(tmp_path, re
     assert rest.ok and partial.objects_copied + rest.objects_copied == total
     assert stage.keys("two") == stage.keys("one")
 
+
+
+KILLED_PASS = """
+import os, signal, sys
+from pathlib import Path
+import drd.replication.run as run
+from drd.config import load_config
+from drd.services.centre import open_catalog, open_master_key
+
+run.CHECKPOINT_OBJECTS = 2
+config = load_config(Path(sys.argv[1]))
+config.replication_parallel = 1
+
+def progress(event):
+    if event.files_done >= int(sys.argv[2]):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+run.replicate(open_catalog(config), open_master_key(config), config, progress=progress)
+"""
+
+
+def test_a_pass_killed_mid_way_is_finished_by_the_next_one(tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary,
+                       stores=[StoreSetup("one", "region-a", directory=tmp_path / "one"),
+                               StoreSetup("two", "region-b", directory=tmp_path / "two")])
+    stage.init("one")
+    stage.write_files(40)
+    stage.backup("one")
+    total = stage.keys("one")
+    environment = {key: value for key, value in os.environ.items()
+                   if not key.startswith(("DRD_HOME", "DRD_MASTER"))}
+    killed = subprocess.run([sys.executable, "-c", KILLED_PASS, str(stage.home), "5"],
+                            env=environment, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    landed = stage.keys("two")
+    assert 5 <= len(landed) < len(total)
+    assert not any(key.startswith("snapshots/") for key in landed)
+    with stage.catalog.session() as session:
+        ledger = set(session.scalars(sa.select(StoreObject.key).join(StoreRow)
+                                     .where(StoreRow.name == "two")))
+    assert ledger and ledger <= set(landed)  # checkpoints, and never ahead of the store
+
+    rest = replicate(stage.catalog, stage.master_key, stage.config)
+    assert rest.ok and by_store(rest)["two"].objects_copied == len(total) - len(landed)
+    assert stage.keys("two") == total
+    assert stage.restic.check(stage.repository("two")).ok
