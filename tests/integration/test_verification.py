@@ -246,6 +246,51 @@ def test_an_object_corrupt_everywhere_is_lost_then_recovered(tmp_path, seaweed_s
     assert open_alerts(stage) == []
 
 
+# -- interrupted runs, a store that cannot be read ----------------------------------------
+
+
+def test_a_stopped_run_keeps_its_work_and_a_store_down_heals_nothing_wrongly(
+        tmp_path, seaweed_session, restic_binary, template):
+    stage = stage_with_copies(tmp_path, seaweed_session, restic_binary, template)
+    asked = []
+
+    def stop_soon() -> bool:
+        asked.append(1)
+        return len(asked) > 3
+
+    stopped = verify(stage.catalog, stage.master_key, stage.config, stores=["a"], full=True,
+                     should_stop=stop_soon, parallel=1)
+    assert stopped.stopped and stopped.ok
+    verified = [row for row in rows(stage, store_id=stage.store_row("a").id)
+                if row.verified_at is not None]
+    assert 0 < len(verified) < len(stage.keys("a"))
+    # a rerun picks up the rest (never verified first) and ends at full coverage
+    rest = verify(stage.catalog, stage.master_key, stage.config, stores=["a"],
+                  budget_bytes=1)
+    assert not {f.key for f in rest.corrupt}
+    assert rest.runs[0].objects_verified >= 1
+
+    # store c cannot be read: objects corrupt on a and b are not healed -- and not lost
+    pack = data_keys(stage)[0]
+    for store in "ab":
+        replace_bytes(stage, store, pack, b"rot")
+    directory = stage.stores["c"].directory
+    directory.rename(directory.with_name("store-c-away"))
+    report = verify(stage.catalog, stage.master_key, stage.config, full=True)
+    assert not report.ok and not report.lost and not report.healed
+    assert sorted(f.store for f in report.unhealed) == ["a", "b"]
+    assert "cannot list the store" in report.runs[2].errors[0]
+    assert open_alerts(stage) == []
+    assert "lost" not in {row.state for row in rows(stage, key=pack)}
+
+    directory.with_name("store-c-away").rename(directory)
+    healed = verify(stage.catalog, stage.master_key, stage.config, stores=["a", "b"])
+    # the corrupt rows come first in a budgeted run, so no --full is needed
+    assert healed.ok and sorted(f.store for f in healed.healed) == ["a", "b"]
+    assert {f.source for f in healed.healed} <= {"a", "c"}
+    assert read(stage, "a", pack) == read(stage, "c", pack)
+
+
 # -- (d) budgets and coverage -------------------------------------------------------------
 
 
