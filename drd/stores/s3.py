@@ -576,12 +576,18 @@ class S3Store(Store):
 
     def copy_from(self, source: Store, key: str, *, retain_until: datetime | None = None) -> int:
         """See :meth:`Store.copy_from`: a server-side copy when ``source`` is an S3 store on
-        the same endpoint with the same access key, else a bounded-memory stream."""
+        the same endpoint with the same access key, else a bounded-memory stream.
+
+        A copy with ``retain_until`` into another bucket is streamed: SeaweedFS drops the
+        Object Lock headers of a server-side copy between buckets (without an error),
+        which would leave unlocked an object the caller believes locked.
+        """
         origin = source.unwrap()
         if not (
             isinstance(origin, S3Store)
             and origin.endpoint == self.endpoint
             and origin.access_key_id == self.access_key_id
+            and (retain_until is None or origin.bucket == self.bucket)
         ):
             return super().copy_from(source, key, retain_until=retain_until)
         self._check_lock_possible(key, retain_until)

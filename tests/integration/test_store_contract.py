@@ -646,3 +646,9 @@ def test_copy_into_a_lock_bucket_keeps_a_retention(seaweed_session, tmp_path):
     assert copied.retain_until is not None
     with pytest.raises(ObjectLocked):
         plain.delete_version("data/bb/x", copied.version_id)
+    # between buckets SeaweedFS drops the lock headers of a server-side copy: drd streams
+    other = _s3_store(seaweed_session, "other")
+    other.ensure_bucket()
+    other.put("data/bb/y", b"payload")
+    locked.copy_from(other, "data/bb/y", retain_until=until)
+    assert locked.head("data/bb/y").retain_until is not None
