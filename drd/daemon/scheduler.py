@@ -102,6 +102,10 @@ class Scheduler:
         except DrdError as error:
             log.warning("cannot sync the jobs from the catalog: %s", one_line_error(error))
             return
+        except sa.exc.SQLAlchemyError as error:
+            # e.g. a job created concurrently by a snapshot report: the next sync is clean
+            log.warning("jobs not synced this time: %s", one_line_error(error))
+            return
         self._apply(schedules)
 
     def sync_once(self, now: dt.datetime) -> dict[int, str]:
@@ -146,7 +150,7 @@ class Scheduler:
         """APScheduler's function for one catalog job: queue the slot that just came."""
         try:
             self.fire_at(job_id, self.clock())
-        except DrdError as error:
+        except (DrdError, sa.exc.SQLAlchemyError) as error:
             log.warning("cannot queue job %d: %s (the next sync catches it up)", job_id,
                         one_line_error(error))
 

@@ -94,17 +94,20 @@ class Daemon:
         renew_every = max(lease.total_seconds() / 3, 0.5)
         last_renewal = 0.0
         while not self._control_stop.is_set():
-            if self.schedule and not self.stopping.is_set():
-                self._lead()
-            if time.monotonic() - last_renewal >= renew_every:
-                last_renewal = time.monotonic()
-                try:
+            try:
+                if self.schedule and not self.stopping.is_set():
+                    self._lead()
+                if time.monotonic() - last_renewal >= renew_every:
+                    last_renewal = time.monotonic()
                     held = self.running.ids()
                     kept = queue.heartbeat(self.catalog, self.id, held, lease)
                     self.running.mark_lost(set(held) - kept)
                     leadership.beat(self.catalog, self.id, self.is_leader)
-                except DrdError as error:
-                    log.warning("daemon heartbeat failed: %s", one_line_error(error))
+            except DrdError as error:
+                log.warning("daemon heartbeat failed: %s", one_line_error(error))
+            except Exception:  # noqa: BLE001 - this thread must outlive a bug
+                # without this thread leases lapse and other daemons redo running work
+                log.exception("daemon control loop error (it carries on)")
             self._control_stop.wait(self.leader_retry_seconds)
 
     def _lead(self) -> None:

@@ -260,6 +260,10 @@ class Worker(threading.Thread):
                 log.warning("%s: cannot claim work: %s", self.name, one_line_error(error))
                 self.stopping.wait(self.poll_seconds * 5)
                 continue
+            except Exception:  # noqa: BLE001 - a worker must outlive a bug
+                log.exception("%s: claiming failed", self.name)
+                self.stopping.wait(self.poll_seconds * 5)
+                continue
             if claimed is None:
                 self.stopping.wait(self.poll_seconds)
                 continue
@@ -270,6 +274,8 @@ class Worker(threading.Thread):
                 # is resumed by the next claim
                 log.warning("%s: cannot record job %s: %s", self.name, claimed.job_name,
                             one_line_error(error))
+            except Exception:  # noqa: BLE001 - a worker must outlive a bug
+                log.exception("%s: recording job %s failed", self.name, claimed.job_name)
 
     def run_item(self, claimed: Claim) -> None:
         """Run one claimed item and record its outcome (or hand it back on a stop)."""
