@@ -64,12 +64,16 @@ def template(tmp_path_factory, restic_binary) -> Template:
     return Template(root / "repository", password, restic.snapshots(repository))
 
 
-def stage_with_copies(tmp_path, server, restic_binary, template, database_url=None):
+def stage_with_copies(tmp_path, server, restic_binary, template, database_url=None,
+                      lock_days=0):
     """fs1's repository (the template) in stores ``a`` and ``b`` (buckets on one
-    server) and ``c`` (a directory): three identical copies, its snapshots reported."""
+    server) and ``c`` (a directory): three identical copies, its snapshots reported.
+    With ``lock_days``, ``a`` is a lock-enabled bucket and the policy locks that long."""
     suffix = uuid.uuid4().hex[:8]
     stage = make_stage(tmp_path, database_url=database_url, restic_binary=restic_binary,
-                       stores=[StoreSetup("a", "r1", server, f"va-{suffix}"),
+                       object_lock_days=lock_days,
+                       stores=[StoreSetup("a", "r1", server, f"va-{suffix}",
+                                          object_lock=bool(lock_days)),
                                StoreSetup("b", "r1", server, f"vb-{suffix}"),
                                StoreSetup("c", "r2", directory=tmp_path / "store-c")])
     stage.password = template.password
@@ -176,6 +180,31 @@ def test_corrupt_objects_are_found_and_healed(tmp_path, seaweed_session, restic_
     # and a second run finds nothing wrong
     again = verify(stage.catalog, stage.master_key, stage.config, full=True)
     assert again.ok and not again.corrupt and not again.healed
+
+
+def test_healing_on_a_locked_bucket_writes_a_new_locked_version(
+        tmp_path, seaweed_session, restic_binary, template):
+    stage = stage_with_copies(tmp_path, seaweed_session, restic_binary, template, lock_days=2)
+    pack = data_keys(stage)[0]
+    good = read(stage, "b", pack)
+    replace_bytes(stage, "a", pack, b"rot")
+    before = dt.datetime.now(dt.UTC)
+
+    report = verify(stage.catalog, stage.master_key, stage.config, stores=["a"], full=True)
+
+    assert report.ok and [f.key for f in report.healed] == [pack]
+    bucket = stage.raw_store("a").unwrap()
+    assert bucket.read(pack) == good
+    retain_until = bucket.head(pack).retain_until
+    assert retain_until is not None, bucket.head(pack)
+    # S3 keeps retentions to the second
+    assert before + dt.timedelta(days=2, seconds=-1) <= retain_until <= \
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=2)
+    # the rotten version stays in the bucket, under the good one
+    versions = [v for v in bucket.list_versions(pack) if not v.is_delete_marker]
+    assert len(versions) >= 3  # the original, the rot, the healed copy
+    (entry,) = audit(stage, "object.heal")
+    assert entry.details["retain_until"].startswith(retain_until.strftime("%Y-%m-%dT%H:%M"))
 
 
 # -- (b) missing, replaced ----------------------------------------------------------------
