@@ -175,7 +175,7 @@ def test_corrupt_objects_are_found_and_healed(tmp_path, seaweed_session, restic_
     assert all(row.state == "present" and row.verified_at is not None
                for row in rows(stage))
     # each store alone is a sound restic repository again
-    assert stage.restic.check(stage.repository("b"), read_data=True).ok
+    assert stage.restic.check(stage.repository("b")).ok
     assert stage.restic.check(stage.repository("c")).ok
     # and a second run finds nothing wrong
     again = verify(stage.catalog, stage.master_key, stage.config, full=True)
