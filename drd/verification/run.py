@@ -310,10 +310,9 @@ class _Pair:
 
 
 class _Verifier:
-    def __init__(self, catalog: Catalog, config: Config | None, *, full: bool,
-                 budget_bytes: int | None, progress, should_stop, now, parallel: int) -> None:
+    def __init__(self, catalog: Catalog, *, full: bool, budget_bytes: int | None,
+                 progress, should_stop, now, parallel: int) -> None:
         self.catalog = catalog
-        self.config = config
         self.full = full
         self.budget_bytes = budget_bytes
         self.progress = progress
@@ -424,24 +423,27 @@ class _Verifier:
                     running.add(pool.submit(_read, store, entry.key, pair.rows.get(entry.key),
                                             expected, self.now))
 
-            submit_more()
-            while running:
-                done, _ = concurrent.futures.wait(
-                    running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in done:
-                    running.discard(future)
-                    read = future.result()
-                    if read.key == CONFIG and read.outcome == "ok":
-                        read = self.judge_config(pair, read)
-                    self.account(pair, read)
-                    pending.append(read)
-                if (len(pending) >= BATCH_OBJECTS
-                        or time.monotonic() - last_flush >= BATCH_SECONDS):
-                    self.flush(pair, pending)
-                    pending = []
-                    last_flush = time.monotonic()
+            try:
                 submit_more()
-        self.flush(pair, pending)
+                while running:
+                    done, _ = concurrent.futures.wait(
+                        running, return_when=concurrent.futures.FIRST_COMPLETED)
+                    for future in done:
+                        running.discard(future)
+                        read = future.result()
+                        if read.key == CONFIG and read.outcome == "ok":
+                            read = self.judge_config(pair, read)
+                        self.account(pair, read)
+                        pending.append(read)
+                    if (len(pending) >= BATCH_OBJECTS
+                            or time.monotonic() - last_flush >= BATCH_SECONDS):
+                        self.flush(pair, pending)
+                        pending = []
+                        last_flush = time.monotonic()
+                    submit_more()
+            finally:
+                # whatever stops the run, what was read stays recorded
+                self.flush(pair, pending)
 
     def judge_config(self, pair: _Pair, read: _Read) -> _Read:
         majority = self.config_majority(pair.repository)
@@ -753,7 +755,7 @@ def verify(catalog: Catalog, master_key: MasterKey, config: Config | None = None
                 repository.store(name)  # UserError: the system is not kept there
     workers = parallel or (config.replication_parallel if config is not None
                            else DEFAULT_PARALLEL)
-    verifier = _Verifier(catalog, config, full=full, budget_bytes=budget_bytes,
+    verifier = _Verifier(catalog, full=full, budget_bytes=budget_bytes,
                          progress=progress, should_stop=should_stop, now=now,
                          parallel=workers)
     report = VerificationReport(started_at=now())
