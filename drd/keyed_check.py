@@ -25,9 +25,14 @@ from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
 from drd.restic import Repository, Restic
+from drd.secrets import Secret
 from drd.services.alerts import raise_alert, resolve_alert
 from drd.services.escrow import unseal_password
-from drd.services.repositories import open_repositories
+from drd.services.repositories import (
+    RepositoryStore,
+    SystemRepository,
+    open_repositories,
+)
 
 log = logging.getLogger("drd.keyed_check")
 
@@ -77,11 +82,33 @@ def run_keyed_check(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
     if not repositories:
         raise UserError(f"system {system!r} is not kept in store {store!r} (see its policy)")
     (repository,) = repositories
-    target = repository.store(store)
+    report = check_store(catalog, keystore, config, repository, repository.store(store),
+                         actor=actor, read_data_subset=read_data_subset)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def check_store(catalog: Catalog, keystore: KeyStore, config: Config,
+                repository: SystemRepository, target: RepositoryStore, *,
+                actor: str = "scheduler", reason: str | None = None,
+                password: Secret | None = None, alerts: bool = True,
+                read_data_subset: str | None = None) -> KeyedCheckReport:
+    """``restic check`` of ``repository`` in ``target`` alone, both already open.
+
+    What :func:`run_keyed_check` does once it has opened them, for callers that have
+    (retention checks the store it pruned before the others follow). The password is
+    unsealed with ``reason`` (audited) unless the caller passes the one it unsealed.
+    With ``alerts`` false no ``check_failed`` alert is raised or resolved: the caller
+    acts on the outcome itself. Never raises for a failed check or one that could not
+    run: see the report's ``ok`` and ``ran``.
+    """
+    started = time.monotonic()
+    system, store = repository.system, target.name
     report = KeyedCheckReport(system=system, store=store, read_data_subset=read_data_subset)
     try:
-        password = unseal_password(catalog, keystore, system, actor=actor,
-                                   reason=f"restic check on {store}")
+        if password is None:
+            password = unseal_password(catalog, keystore, system, actor=actor,
+                                       reason=reason or f"restic check on {store}")
         url, env = target.store.restic_location()
         result = Restic(config.restic_binary).check(
             Repository(url=url, password=password, env=env, display=f"{store}/{system}"),
@@ -93,12 +120,14 @@ def run_keyed_check(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
         report.errors = [str(error)]
         log.error("restic check of %s on %s could not run: %s", system, store, error)
     report.seconds = time.monotonic() - started
+    if report.ok:
+        log.info("restic check of %s on %s passed (%.1f s)", system, store, report.seconds)
+    if not alerts:
+        return report
     with catalog.session() as session:
         if report.ok:
             resolve_alert(session, "check_failed", system_id=repository.system_id,
                           store_id=target.store_id)
-            log.info("restic check of %s on %s passed (%.1f s)", system, store,
-                     report.seconds)
         else:
             what = "found errors" if report.ran else "could not run"
             raise_alert(session, "check_failed",

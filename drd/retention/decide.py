@@ -177,3 +177,85 @@ def pick_store(stores: Sequence[StoreT], listings: Mapping[int, Iterable[str] | 
 
 def _iso(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the guard before pruned objects leave the other stores ------------------------------
+#
+# A backup that runs while (or after) one store is pruned may read the indexes of another
+# store, which still lists what prune removed, and dedup against it: the new snapshot then
+# needs objects that are tombstoned. Before due tombstones are deleted, the pruned store
+# must be shown self-sufficient (a keyed ``restic check`` there alone) whenever such a
+# snapshot may exist; what the check finds missing is brought back from the stores that
+# still hold it.
+
+# what restic 0.14 ``check`` prints when an object a snapshot needs is gone:
+#   "tree 5941..: file "f1" blob aed1.. not found in index"   (data blob not indexed)
+#   "id bee4.. not found in repository"                        (tree blob not indexed)
+#   "pack 7c78..: does not exist"                              (indexed pack missing)
+#   "tree ..: file "f" blob N size could not be found"        (blob size unknown)
+MISSING_MARKERS = ("not found in index", "not found in repository", ": does not exist",
+                   "size could not be found")
+
+# the objects brought back to a pruned store when a snapshot needs what prune removed:
+# packs and the indexes naming them. A forgotten snapshot's own file stays gone (it
+# would be a snapshot again); the next prune removes whatever no snapshot needs.
+RESURRECTED_PREFIXES = ("data/", "index/")
+
+SNAPSHOT_PREFIX = "snapshots/"
+
+
+def snapshot_ids(keys: Iterable[str]) -> set[str]:
+    """The restic ids of the ``snapshots/<id>`` keys among ``keys``."""
+    return {key[len(SNAPSHOT_PREFIX):] for key in keys if key.startswith(SNAPSHOT_PREFIX)}
+
+
+def snapshots_since(removed_at: dt.datetime, reported: Mapping[str, dt.datetime],
+                    held: Iterable[str]) -> list[str]:
+    """The snapshots that may use what a prune removed at ``removed_at``, sorted.
+
+    ``reported`` maps the restic id of every snapshot the catalog knows to when it was
+    reported; ``held`` are the ids of the snapshots some store holds. A snapshot counts
+    when it was reported after ``removed_at`` (a backup that ran during or after the
+    prune), or when a store holds it and no agent reported it yet (nothing says when it
+    was made). Empty: no snapshot can need a removed object, no check is needed.
+    """
+    since = {snapshot_id for snapshot_id, moment in reported.items() if moment > removed_at}
+    return sorted(since | (set(held) - set(reported)))
+
+
+def lacking(pruned: Iterable[str], others: Iterable[Iterable[str]],
+            tombstoned: Iterable[str]) -> set[str]:
+    """The keys some other store holds and the pruned store lacks, tombstoned keys aside.
+
+    Until it is empty the pruned store cannot be checked for the others: a new snapshot,
+    index or pack may not have reached it yet.
+    """
+    held: set[str] = set().union(*(set(keys) for keys in others))
+    return held - set(pruned) - set(tombstoned)
+
+
+def check_found_missing(errors: Iterable[str]) -> bool:
+    """Whether a failed ``restic check``'s error lines say that objects are missing (a
+    blob not in the index, an indexed pack gone), which bringing back pruned objects
+    may cure -- rather than, say, damaged data."""
+    return any(marker in line for line in errors for marker in MISSING_MARKERS)
+
+
+def resurrection(tombstoned: Mapping[str, int],
+                 listings: Mapping[str, Mapping[str, int] | None]) -> dict[str, list[str]]:
+    """What to copy back onto a pruned store, and from where.
+
+    ``tombstoned`` maps the pruned store's due tombstoned keys to their sizes;
+    ``listings`` what each other store holds (key to size; None: not listed). Every
+    tombstoned pack or index (:data:`RESURRECTED_PREFIXES`) that another store still
+    holds at the right size, mapped to those stores in the given order.
+    """
+    plan: dict[str, list[str]] = {}
+    for key, size in sorted(tombstoned.items()):
+        if not key.startswith(RESURRECTED_PREFIXES):
+            continue
+        sources = [name for name, listing in listings.items()
+                   if listing is not None and listing.get(key) == size]
+        if sources:
+            plan[key] = sources
+    return plan

@@ -65,9 +65,21 @@ from drd.config import Config
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
-from drd.ledger import is_tracked, sync_listing, tombstoned_keys
+from drd.keyed_check import KeyedCheckReport, check_store
+from drd.ledger import expected_sha256, is_tracked, sync_listing, tombstoned_keys
+from drd.replication.run import HashingReader, ObjectCorrupt
 from drd.restic import ProgressEvent, Repository, Restic
-from drd.retention.decide import RetentionDecision, SnapshotFacts, decide, pick_store
+from drd.retention.decide import (
+    RetentionDecision,
+    SnapshotFacts,
+    check_found_missing,
+    decide,
+    lacking,
+    pick_store,
+    resurrection,
+    snapshot_ids,
+    snapshots_since,
+)
 from drd.services.alerts import raise_alert, resolve_alert
 from drd.services.escrow import unseal_password
 from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
@@ -80,6 +92,7 @@ log = logging.getLogger("drd.retention")
 
 PRUNE_STARTED = "retention.prune"
 PRUNE_DONE = "retention.forget"
+RESURRECTED = "retention.resurrect"
 DEFAULT_DELETE_DELAY = dt.timedelta(days=1)
 
 Listing = dict[str, int]
@@ -95,7 +108,11 @@ class RetentionReport:
     ``deleted_elsewhere``: objects deleted from the other stores this run; ``pending``:
     (tombstone, store) deletions that are due but had to wait (store down, object
     locked, replication behind); ``dropped``: tombstones dropped because the content
-    came back. ``ok`` is false when ``errors`` is not empty.
+    came back. ``checked``: the pruned stores that a keyed check had to clear before
+    their tombstones' objects could leave the other stores (see :func:`_guard`);
+    ``resurrected``: pruned objects copied back onto their pruned store because a
+    snapshot needs them (their tombstones dropped). ``ok`` is false when ``errors`` is
+    not empty.
     """
 
     system: str
@@ -107,6 +124,8 @@ class RetentionReport:
     deleted_elsewhere: int = 0
     pending: int = 0
     dropped: int = 0
+    checked: list[str] = field(default_factory=list)
+    resurrected: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -119,7 +138,8 @@ class RetentionReport:
                 "forgotten": list(self.forgotten), "kept": dict(self.kept),
                 "pruned_objects": self.pruned_objects, "pruned_bytes": self.pruned_bytes,
                 "deleted_elsewhere": self.deleted_elsewhere, "pending": self.pending,
-                "dropped": self.dropped, "errors": list(self.errors),
+                "dropped": self.dropped, "checked": list(self.checked),
+                "resurrected": self.resurrected, "errors": list(self.errors),
                 "seconds": round(self.seconds, 3)}
 
 
@@ -217,7 +237,8 @@ def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, c
     report = RetentionReport(system=system)
     listings = {rs.store_id: _list(rs) for rs in repository.stores}
     try:
-        _process_tombstones(catalog, repository, listings, now, report, progress)
+        _process_tombstones(catalog, keystore, config, repository, listings, now, actor,
+                            report, progress)
     except OperationError as error:
         report.errors.append(str(error))
         log.error("retention of %s (removing pruned objects elsewhere): %s", system, error)
@@ -395,9 +416,225 @@ def _tombstone(session: Session, system_id: int, key: str, size: int,
     existing.done_at = None
 
 
-def _process_tombstones(catalog: Catalog, repository: SystemRepository,
-                        listings: dict[int, Listing | None], now: dt.datetime,
-                        report: RetentionReport,
+Due = tuple[int, str, int]  # a due tombstone: its id, key and pruned store's id
+
+
+def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
+           repository: SystemRepository, listings: dict[int, Listing | None],
+           due: list[Due], now: dt.datetime, actor: str, report: RetentionReport
+           ) -> list[Due]:
+    """The due tombstones whose keys may leave the other stores now.
+
+    A backup that ran during or after a prune may have read another store's indexes,
+    which still listed what prune removed, and deduplicated against it: its snapshot
+    then needs tombstoned packs. So, per pruned store, when any snapshot was reported
+    after the tombstones' ``removed_at`` (or a store holds one no agent reported;
+    :func:`~drd.retention.decide.snapshots_since`), the pruned store must first be
+    shown self-sufficient:
+
+    1. it holds every object another store holds, tombstoned keys aside (replication
+       has brought it the new snapshots, indexes and packs); else everything waits;
+    2. a keyed ``restic check`` (structure, no data) of the pruned store alone passes:
+       every blob of every snapshot there is indexed there, in packs that are there;
+    3. if instead the check finds objects missing, the tombstoned packs and indexes
+       that another store still holds are copied back onto the pruned store (streamed,
+       SHA-256 checked against the name), their tombstones dropped (audit
+       ``retention.resurrect``) and the check runs again; if it still fails, nothing
+       is deleted and the run reports an error (alert ``retention_failed``);
+    4. no store holds a snapshot that the pruned store did not hold when it was
+       listed at the start of the run (one that arrived while the check ran would not
+       have been checked); else everything waits for the next run.
+
+    Nothing is deleted before this has passed in the same run, so a crash anywhere
+    leaves only tombstones to be processed again (and copies that the next run finds
+    back on the pruned store, and drops the tombstones of). Without a snapshot newer
+    than the prune, nothing is checked.
+    """
+    by_id = {rs.store_id: rs for rs in repository.stores}
+    groups: dict[int, list[Due]] = {}
+    for entry in due:
+        groups.setdefault(entry[2], []).append(entry)
+    with catalog.session() as session:
+        reported = dict(session.execute(
+            sa.select(Snapshot.restic_id, Snapshot.reported_at)
+            .where(Snapshot.system_id == repository.system_id)).all())
+        removed_at = dict(session.execute(
+            sa.select(Tombstone.pruned_store_id, sa.func.min(Tombstone.removed_at))
+            .where(Tombstone.id.in_([entry[0] for entry in due]))
+            .group_by(Tombstone.pruned_store_id)).all())
+        tombstoned = tombstoned_keys(session, repository.system_id)
+    held = snapshot_ids(key for listing in listings.values() if listing is not None
+                        for key in listing) - snapshot_ids(tombstoned)
+    cleared: list[Due] = []
+    for pruned_id, entries in groups.items():
+        since = snapshots_since(removed_at[pruned_id], reported, held)
+        if not since:
+            cleared += entries
+            continue
+        pruned = by_id.get(pruned_id)
+        try:
+            cleared += _guard_store(catalog, keystore, config, repository, pruned,
+                                    listings, entries, since, tombstoned, now, actor,
+                                    report)
+        except (StoreError, OperationError) as error:
+            _wait(catalog, repository, entries, report)
+            report.errors.append(f"checking {pruned.name if pruned else '?'} before "
+                                 f"removing pruned objects elsewhere: {error}")
+            log.error("retention of %s: %s", repository.system, report.errors[-1])
+    return cleared
+
+
+def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
+                 repository: SystemRepository, pruned: RepositoryStore | None,
+                 listings: dict[int, Listing | None], entries: list[Due], since: list[str],
+                 tombstoned: set[str], now: dt.datetime, actor: str,
+                 report: RetentionReport) -> list[Due]:
+    """:func:`_guard` for the due tombstones ``entries`` of one pruned store."""
+    system = repository.system
+    shown = ", ".join(snapshot_id[:8] for snapshot_id in since[:5])
+    if pruned is None or any(listings.get(rs.store_id) is None for rs in repository.stores):
+        _wait(catalog, repository, entries, report)
+        log.warning("retention of %s: %d pruned objects stay everywhere: snapshots made "
+                    "since the prune (%s) need a check of the pruned store with every "
+                    "store listed", system, len(entries), shown)
+        return []
+    others = [listings[rs.store_id] for rs in repository.stores if rs is not pruned]
+    missing = lacking(listings[pruned.store_id], others, tombstoned)
+    if missing:
+        _wait(catalog, repository, entries, report)
+        log.warning("retention of %s: %s lacks %d objects another store holds; pruned "
+                    "objects stay everywhere until replication brings them (snapshots "
+                    "since the prune: %s)", system, pruned.name, len(missing), shown)
+        return []
+
+    checked_snapshots = snapshot_ids(listings[pruned.store_id])
+    password = unseal_password(catalog, keystore, system, actor=actor,
+                               reason=f"retention: restic check on {pruned.name} before "
+                                      "pruned objects leave the other stores")
+    report.checked.append(pruned.name)
+    log.info("retention of %s: snapshots made since the prune (%s): checking %s alone "
+             "before pruned objects leave the other stores", system, shown, pruned.name)
+    result = check_store(catalog, keystore, config, repository, pruned, actor=actor,
+                         password=password, alerts=False)
+    resurrected = 0
+    if not result.ok and result.ran and check_found_missing(result.errors):
+        log.warning("retention of %s: restic check on %s finds objects missing (%s); "
+                    "bringing pruned objects back", system, pruned.name,
+                    _detail(result.errors))
+        back = _resurrect(catalog, repository, pruned, listings, entries, since, now,
+                          actor)
+        report.resurrected += len(back)
+        resurrected = len(back)
+        entries = [entry for entry in entries if entry[1] not in back]
+        if back:
+            result = check_store(catalog, keystore, config, repository, pruned,
+                                 actor=actor, password=password, alerts=False)
+    if not result.ok:
+        _wait(catalog, repository, entries, report)
+        report.errors.append(_check_failure(result, pruned.name, resurrected))
+        return []
+
+    # a snapshot that reached a store after the pruned store was listed was not checked
+    arrived: set[str] = set()
+    for rs in repository.stores:
+        arrived |= snapshot_ids(info.key for info in rs.store.list("snapshots/"))
+    unchecked = arrived - checked_snapshots - snapshot_ids(tombstoned)
+    if unchecked:
+        _wait(catalog, repository, entries, report)
+        log.warning("retention of %s: %d snapshots arrived during the check of %s; pruned "
+                    "objects stay everywhere until the next run", system, len(unchecked),
+                    pruned.name)
+        return []
+    return entries
+
+
+def _detail(errors: list[str]) -> str:
+    """The most telling of restic check's error lines (not a bare "error for tree X:")."""
+    for line in errors:
+        if not line.rstrip().endswith(":"):
+            return line.strip()
+    return errors[0].strip() if errors else "no detail"
+
+
+def _check_failure(result: KeyedCheckReport, store: str, resurrected: int) -> str:
+    if not result.ran:
+        return (f"restic check on {store} could not run, pruned objects stay on the other "
+                f"stores: {_detail(result.errors)}")
+    after = f" after bringing back {resurrected} pruned objects" if resurrected else ""
+    return (f"restic check on {store} fails{after}; pruned objects stay on the other "
+            f"stores: {_detail(result.errors)}")
+
+
+def _wait(catalog: Catalog, repository: SystemRepository, entries: list[Due],
+          report: RetentionReport) -> None:
+    """Count the deletions of ``entries`` that are not done as pending."""
+    names = {rs.name for rs in repository.stores}
+    with catalog.session() as session:
+        for tombstone_id, _, _ in entries:
+            tombstone = session.get(Tombstone, tombstone_id)
+            if tombstone is not None:  # None: dropped, its key brought back
+                report.pending += len(names - set(tombstone.deleted_from))
+
+
+def _resurrect(catalog: Catalog, repository: SystemRepository, pruned: RepositoryStore,
+               listings: dict[int, Listing | None], entries: list[Due], since: list[str],
+               now: dt.datetime, actor: str) -> set[str]:
+    """Copy the tombstoned packs and indexes of ``entries`` that another store still
+    holds back onto ``pruned``; drop their tombstones. Returns the keys brought back.
+
+    Each copy is streamed and checked against its name on the way (a bad one is never
+    written; the next holder is tried). Under Object Lock a copy carries the policy's
+    retention. The copies are made before any tombstone is dropped: after a crash, the
+    next run finds the keys back on the pruned store and drops their tombstones then.
+    """
+    system = repository.system
+    target = listings[pruned.store_id]
+    others = {rs.name: listings[rs.store_id] for rs in repository.stores if rs is not pruned}
+    stores = {rs.name: rs for rs in repository.stores}
+    with catalog.session() as session:
+        sizes = {key: session.get(Tombstone, tombstone_id).size
+                 for tombstone_id, key, _ in entries}
+    lock_days = int(repository.policy.get("object_lock_days") or 0)
+    retain_until = (utcnow() + dt.timedelta(days=lock_days)
+                    if pruned.object_lock and lock_days > 0 else None)
+    back: dict[str, int] = {}
+    for key, sources in resurrection(sizes, others).items():
+        for source in sources:
+            reader = HashingReader(stores[source].store.get(key), source, key, sizes[key],
+                                   expected_sha256(key))
+            try:
+                pruned.store.put(key, reader, length=sizes[key], retain_until=retain_until)
+            except (ObjectCorrupt, StoreError, ValueError, OSError) as error:
+                log.warning("retention of %s: %s could not come back from %s: %s", system,
+                            key, source, error)
+                continue
+            finally:
+                reader.close()
+            back[key] = sizes[key]
+            target[key] = sizes[key]
+            break
+    with catalog.session() as session:
+        for key, size in back.items():
+            session.execute(sa.delete(StoreObject).where(
+                StoreObject.store_id == pruned.store_id,
+                StoreObject.system_id == repository.system_id, StoreObject.key == key))
+            session.add(StoreObject(store_id=pruned.store_id, system_id=repository.system_id,
+                                    key=key, size=size, state="present", first_seen_at=now))
+        if back:
+            session.execute(sa.delete(Tombstone).where(
+                Tombstone.system_id == repository.system_id, Tombstone.key.in_(list(back))))
+        audit.record(session, actor=actor, action=RESURRECTED, target=system,
+                     store=pruned.name, store_id=pruned.store_id, objects=len(back),
+                     bytes=sum(back.values()), wanted=len(sizes), snapshots=since[:20])
+    log.warning("retention of %s: %d pruned objects (%d bytes) brought back onto %s for "
+                "snapshots made since the prune", system, len(back), sum(back.values()),
+                pruned.name)
+    return set(back)
+
+
+def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
+                        repository: SystemRepository, listings: dict[int, Listing | None],
+                        now: dt.datetime, actor: str, report: RetentionReport,
                         progress: Callable[[ProgressEvent], None] | None = None) -> None:
     """Delete due tombstones' keys from the stores that still hold them."""
     system_id = repository.system_id
@@ -432,6 +669,8 @@ def _process_tombstones(catalog: Catalog, repository: SystemRepository,
                          repository.system, key, pruned.name)
                 continue
             alive.append((tombstone_id, key, pruned_id))
+    alive = _guard(catalog, keystore, config, repository, listings, alive, now, actor,
+                   report)
 
     total = sum(1 for rs in repository.stores for tombstone_id, key, _ in alive
                 if key in (listings.get(rs.store_id) or {}))

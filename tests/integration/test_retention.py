@@ -166,6 +166,7 @@ def test_other_store_loses_exactly_what_prune_removed_after_the_delay(
     late = retention(stage, now=utcnow() + dt.timedelta(days=2), progress=events.append)
     assert late.ok, late.errors
     assert late.deleted_elsewhere == len(removed) and late.pending == 0
+    assert late.checked == []  # no snapshot came after the prune: nothing to check
     assert [event.files_done for event in events] == list(range(1, len(removed) + 1))
     assert events[-1].percent_done == 1.0 and events[-1].total_files == len(removed)
     assert keys(stage, "far") == keys(stage, "dc-a")
@@ -273,3 +274,79 @@ def test_plan_then_a_prune_interrupted_before_its_tombstones_is_finished_by_the_
     with stage.catalog.session() as session:
         assert set(session.scalars(sa.select(Tombstone.key))) == removed - {back}
     check_ok(stage, "far")
+
+
+def source_files(root) -> dict[str, bytes]:
+    return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*.bin")}
+
+
+def test_a_backup_that_dedups_into_pruned_packs_keeps_them(tmp_path, restic_binary):
+    stage = make_stage(tmp_path, restic_binary=restic_binary, retention="{keep_within: 7d}",
+                       policy_extra="prune: {delete_delay: 1h}\n",
+                       stores=[StoreSetup("dc-a", "region-a", directory=tmp_path / "a"),
+                               StoreSetup("far", "region-b", directory=tmp_path / "b")])
+    stage.init("dc-a")
+    stage.write_files(3, seed="old-")
+    old_files = source_files(stage.source)
+    old = backup_everywhere(stage, time=utcnow() - dt.timedelta(days=30))
+    for path in stage.source.rglob("old-*.bin"):
+        path.unlink()
+    stage.write_files(3, seed="new-")
+    backup_everywhere(stage)
+
+    first = retention(stage)
+    assert first.ok and first.forgotten == [old] and first.checked == []
+    with stage.catalog.session() as session:
+        pruned = set(session.scalars(sa.select(Tombstone.key)))
+    pruned_data = {key for key in pruned if key.startswith("data/")}
+    assert pruned_data and pruned <= set(keys(stage, "far"))
+
+    # the racing backup: through "far", which still has the indexes prune replaced, of
+    # the same files the forgotten snapshot held: it dedups into the pruned packs
+    for relative, data in old_files.items():
+        (stage.source / relative).write_bytes(data)
+    racing = stage.backup("far")
+    stage.report(racing, {"dc-a": False, "far": True})
+    replicate(stage.catalog, stage.master_key, stage.config)
+    assert not pruned & set(keys(stage, "dc-a"))  # replication brought none of them back
+    assert not stage.restic.check(stage.repository("dc-a")).ok  # the hazard is real
+
+    later = retention(stage, now=utcnow() + dt.timedelta(hours=2))
+
+    assert later.ok, later.errors
+    assert later.checked == ["dc-a"] and later.forgotten == []
+    # every pruned pack and index is back on "dc-a" and still on "far"; the forgotten
+    # snapshot's own file alone has gone, and stays gone
+    assert later.resurrected == len(pruned) - 1 and later.deleted_elsewhere == 1
+    assert keys(stage, "far") == keys(stage, "dc-a")
+    assert pruned - {f"snapshots/{old}"} <= set(keys(stage, "dc-a"))
+    assert f"snapshots/{old}" not in keys(stage, "far")
+    dc_a = stage.store_row("dc-a").id
+    with stage.catalog.session() as session:
+        assert not set(session.scalars(sa.select(Tombstone.key).where(
+            Tombstone.done_at.is_(None))))
+        (entry,) = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "retention.resurrect"))
+        reasons = [entry.details.get("reason", "") for entry in session.scalars(
+            sa.select(AuditEntry).where(AuditEntry.action == "escrow.unseal"))]
+        ledger = set(session.scalars(sa.select(StoreObject.key).where(
+            StoreObject.store_id == dc_a)))
+    assert entry.details["objects"] == later.resurrected and entry.details["store"] == "dc-a"
+    assert entry.details["snapshots"] == [racing]
+    assert sum("restic check on dc-a" in reason for reason in reasons) == 1
+    assert pruned_data <= ledger
+    for name in stage.stores:
+        check_ok(stage, name)
+    restored = tmp_path / "restored"
+    stage.restic.restore(stage.repository("dc-a"), racing, restored)
+    (tree,) = [path for path in restored.rglob("source") if path.is_dir()]
+    assert source_files(tree) == source_files(stage.source)
+    assert set(old_files) < set(source_files(tree))
+
+
+def backup_everywhere(stage, *, time=None) -> str:
+    """A snapshot of the source as it is, copied to every store and reported."""
+    snapshot = stage.backup("dc-a", time=time)
+    copy_all(stage, "dc-a")
+    stage.report(snapshot)
+    return snapshot

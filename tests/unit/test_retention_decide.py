@@ -12,10 +12,15 @@ from drd.retention.decide import (
     NEWEST_GOOD_REASON,
     UNREPORTED_REASON,
     SnapshotFacts,
+    check_found_missing,
     decide,
+    lacking,
     lock_until,
     pick_store,
+    resurrection,
     rules_text,
+    snapshot_ids,
+    snapshots_since,
 )
 from policies.schema import Retention
 
@@ -168,3 +173,60 @@ def test_pick_store_refuses_a_store_whose_watermark_is_behind():
 def test_pick_store_with_no_store_qualifying():
     chosen, refusals = pick_store([A, B], {1: None, 2: None}, set(), {})
     assert chosen is None and len(refusals) == 2
+
+
+# -- the guard before pruned objects leave the other stores --------------------------------
+
+PRUNED_AT = NOW - dt.timedelta(hours=2)
+
+
+def test_no_snapshot_since_the_prune_needs_no_check():
+    reported = {"a" * 64: PRUNED_AT - dt.timedelta(days=1), "b" * 64: PRUNED_AT}
+    assert snapshots_since(PRUNED_AT, reported, ["a" * 64, "b" * 64]) == []
+
+
+def test_a_snapshot_reported_after_the_prune_needs_a_check():
+    reported = {"a" * 64: PRUNED_AT - dt.timedelta(days=1),
+                "c" * 64: PRUNED_AT + dt.timedelta(seconds=1)}
+    # reported but held nowhere yet (replication behind) counts too
+    assert snapshots_since(PRUNED_AT, reported, ["a" * 64]) == ["c" * 64]
+
+
+def test_a_stored_snapshot_no_agent_reported_needs_a_check():
+    reported = {"a" * 64: PRUNED_AT - dt.timedelta(days=1)}
+    assert snapshots_since(PRUNED_AT, reported, ["a" * 64, "d" * 64]) == ["d" * 64]
+
+
+def test_snapshot_ids_from_keys():
+    assert snapshot_ids(["snapshots/" + "a" * 64, "index/" + "b" * 64, "config"]) == {"a" * 64}
+
+
+def test_lacking_ignores_tombstoned_keys():
+    pruned = {"config", "index/n"}
+    others = [{"config", "index/n", "index/old", "snapshots/new"}, set()]
+    assert lacking(pruned, others, {"index/old"}) == {"snapshots/new"}
+    assert lacking(pruned | {"snapshots/new"}, others, {"index/old"}) == set()
+
+
+def test_check_found_missing_on_restic_0_14_lines():
+    assert check_found_missing([
+        "error for tree 14e8fa26:",
+        '  tree 14e8fa26..: file "old-0.bin" blob ae94.. not found in index'])
+    assert check_found_missing(["  id bee44695 not found in repository"])
+    assert check_found_missing(["pack 7c78b214: does not exist"])
+    assert not check_found_missing(["pack 7c78b214: Pack ID does not match, want 7c78"])
+    assert not check_found_missing(["Load(<data/9fc1fe65ff>, 0, 0) returned error"])
+    assert not check_found_missing([])
+
+
+def test_resurrection_brings_back_packs_and_indexes_still_held_at_their_size():
+    tombstoned = {"data/ab/ab1": 100, "index/i1": 10, "snapshots/s1": 5, "data/cd/cd2": 50,
+                  "data/ef/ef3": 70}
+    listings = {"far": {"data/ab/ab1": 100, "index/i1": 10, "snapshots/s1": 5,
+                        "data/ef/ef3": 69},
+                "down": None,
+                "third": {"data/ab/ab1": 100, "data/ef/ef3": 70}}
+    assert resurrection(tombstoned, listings) == {
+        "data/ab/ab1": ["far", "third"], "data/ef/ef3": ["third"], "index/i1": ["far"]}
+    # the forgotten snapshot's own file never comes back; a key nobody holds cannot
+    assert resurrection({"snapshots/s1": 5, "data/cd/cd2": 50}, listings) == {}
