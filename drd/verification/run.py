@@ -54,7 +54,7 @@ from drd.catalog import Catalog, audit
 from drd.catalog.models import Alert, Policy, Snapshot, SnapshotCopy, StoreObject, Tombstone
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.models import System as SystemRow
-from drd.catalog.types import utcnow
+from drd.catalog.types import UTCDateTime, utcnow
 from drd.config import Config
 from drd.crypto.masterkey import MasterKey
 from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
@@ -68,10 +68,11 @@ from drd.verification.select import (
     DEFAULT_PERIOD,
     DEFAULT_SCHEDULE,
     Coverage,
+    CoverageCounts,
     LedgerEntry,
     budget_for,
     config_majority,
-    coverage,
+    coverage_from_counts,
     select_for_verification,
 )
 from policies import parse_duration
@@ -780,28 +781,37 @@ def verify(catalog: Catalog, master_key: MasterKey, config: Config | None = None
 # --- coverage ---------------------------------------------------------------------------
 
 
-def _entries(session: Session, system_id: int, period: dt.timedelta,
-             store_id: int | None = None):
+def _counts(session: Session, system_id: int, period: dt.timedelta, now: dt.datetime,
+            store_id: int | None = None) -> dict[int, CoverageCounts]:
+    """One system's ledger summed up per store by the database, tombstoned keys left out
+    (what :func:`~drd.verification.select.coverage` counts, without loading the rows)."""
     tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
                                    Tombstone.key == StoreObject.key)
-    query = (sa.select(StoreObject.store_id, StoreObject.key, StoreObject.size,
-                       StoreObject.first_seen_at, StoreObject.verified_at, StoreObject.state)
-             .where(StoreObject.system_id == system_id, ~tombstoned))
+    covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
+                      StoreObject.verified_at >= now - period)
+    query = (sa.select(
+        StoreObject.store_id, sa.func.count(),
+        sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
+        sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
+                    type_=UTCDateTime()))
+        .where(StoreObject.system_id == system_id, ~tombstoned)
+        .group_by(StoreObject.store_id))
     if store_id is not None:
         query = query.where(StoreObject.store_id == store_id)
-    for row in session.execute(query):
-        yield row.store_id, LedgerEntry(key=row.key, size=row.size,
-                                        first_seen_at=row.first_seen_at,
-                                        verified_at=row.verified_at, period=period,
-                                        state=row.state)
+    return {row[0]: CoverageCounts(objects=int(row[1]), bytes=int(row[2]),
+                                   objects_verified=int(row[3]), bytes_verified=int(row[4]),
+                                   oldest_anchor=row[5])
+            for row in session.execute(query)}
 
 
 def pair_coverage(catalog: Catalog, system_id: int, store_id: int, period: dt.timedelta,
                   now: dt.datetime) -> Coverage:
     """The coverage of one system's repository on one store."""
     with catalog.session() as session:
-        return coverage((entry for _, entry in _entries(session, system_id, period, store_id)),
-                        now)
+        counts = _counts(session, system_id, period, now, store_id)
+    return coverage_from_counts(counts.values(), now)
 
 
 def coverage_report(catalog: Catalog, now: dt.datetime | None = None) -> dict[str, Coverage]:
@@ -809,12 +819,14 @@ def coverage_report(catalog: Catalog, now: dt.datetime | None = None) -> dict[st
     system's period, the age of the oldest unverified byte, and what is tracked.
 
     Every registered store is listed; one the ledger knows nothing of has a ratio of None.
+    The database sums the ledger up (per system, as periods differ), so this stays cheap
+    for large ledgers.
     """
     now = now or utcnow()
     with catalog.session() as session:
         names = {store_id: name for store_id, name in session.execute(
             sa.select(StoreRow.id, StoreRow.name))}
-        per_store: dict[int, list[LedgerEntry]] = {store_id: [] for store_id in names}
+        per_store: dict[int, list[CoverageCounts]] = {store_id: [] for store_id in names}
         systems = session.execute(
             sa.select(SystemRow.id, SystemRow.policy_id).where(
                 sa.exists().where(StoreObject.system_id == SystemRow.id))).all()
@@ -823,7 +835,7 @@ def coverage_report(catalog: Catalog, now: dt.datetime | None = None) -> dict[st
         for system_id, policy_id in systems:
             document = (documents.get(policy_id) or {}).get("verification") or {}
             period = _duration(document.get("period"), DEFAULT_PERIOD)
-            for store_id, entry in _entries(session, system_id, period):
-                per_store.setdefault(store_id, []).append(entry)
-    return {names[store_id]: coverage(entries, now)
-            for store_id, entries in per_store.items() if store_id in names}
+            for store_id, counts in _counts(session, system_id, period, now).items():
+                per_store.setdefault(store_id, []).append(counts)
+    return {names[store_id]: coverage_from_counts(parts, now)
+            for store_id, parts in per_store.items() if store_id in names}

@@ -185,6 +185,39 @@ def coverage(entries: Iterable[LedgerEntry], now: dt.datetime) -> Coverage:
                     objects_tracked=objects, bytes_verified=verified)
 
 
+@dataclass(frozen=True)
+class CoverageCounts:
+    """What :func:`coverage` needs of a group of entries, as a database can sum it up:
+    counts and bytes, those verified within their period, and the oldest
+    ``verified_at or first_seen_at`` (None for no entries)."""
+
+    objects: int = 0
+    bytes: int = 0
+    objects_verified: int = 0
+    bytes_verified: int = 0
+    oldest_anchor: dt.datetime | None = None
+
+
+def coverage_from_counts(parts: Iterable[CoverageCounts], now: dt.datetime) -> Coverage:
+    """:func:`coverage` of the union of groups already counted (per system, say)."""
+    objects = total = objects_verified = verified = 0
+    oldest: dt.datetime | None = None
+    for part in parts:
+        objects += part.objects
+        total += part.bytes
+        objects_verified += part.objects_verified
+        verified += part.bytes_verified
+        if part.oldest_anchor is not None:
+            oldest = part.oldest_anchor if oldest is None else min(oldest, part.oldest_anchor)
+    if not objects:
+        return Coverage(ratio=None, oldest_unverified=None, bytes_tracked=0,
+                        objects_tracked=0, bytes_verified=0)
+    ratio = verified / total if total else objects_verified / objects
+    age = max(now - oldest, dt.timedelta(0)) if oldest is not None else None
+    return Coverage(ratio=ratio, oldest_unverified=age, bytes_tracked=total,
+                    objects_tracked=objects, bytes_verified=verified)
+
+
 def share_of_budget(store_budget: int, system_bytes: int, store_bytes: int) -> int:
     """One system's part of a store's configured budget, in proportion to its bytes.
 

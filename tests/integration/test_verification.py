@@ -33,6 +33,7 @@ from drd.services.agents import AgentIdentity
 from drd.services.protocol import SnapshotReport, StoreCopyReport
 from drd.services.snapshots import record_report
 from drd.verification import coverage_report, verify
+from drd.verification.select import LedgerEntry, coverage
 from tests.integration.staging import StoreSetup, make_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -174,6 +175,15 @@ def test_corrupt_objects_are_found_and_healed(tmp_path, seaweed_session, restic_
     assert f"c:fs1/{index}" in heals
     assert all(row.state == "present" and row.verified_at is not None
                for row in rows(stage))
+    # the database's sums agree with the pure function over the rows
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    for name, summed in coverage_report(stage.catalog, now=later).items():
+        entries = [LedgerEntry(key=row.key, size=row.size, first_seen_at=row.first_seen_at,
+                               verified_at=row.verified_at, state=row.state)
+                   for row in rows(stage, store_id=stage.store_row(name).id)]
+        assert summed == coverage(entries, later)
+        assert summed.ratio == 1.0 and summed.oldest_unverified >= dt.timedelta(days=3)
+    assert coverage_report(stage.catalog, now=later + dt.timedelta(days=30))["a"].ratio == 0
     # each store alone is a sound restic repository again
     assert stage.restic.check(stage.repository("b")).ok
     assert stage.restic.check(stage.repository("c")).ok

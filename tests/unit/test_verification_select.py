@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 
 from drd.verification.select import (
     Coverage,
+    CoverageCounts,
     LedgerEntry,
     budget_for,
     config_majority,
     coverage,
+    coverage_from_counts,
     default_budget,
     parse_size,
     run_interval,
@@ -229,6 +231,23 @@ def test_coverage_is_a_share(entries, day):
         assert result.oldest_unverified >= dt.timedelta(0)
     else:
         assert result.ratio is None
+
+
+def counts_of(entries, now):
+    covered = [e for e in entries if e.state == "present" and e.verified_at is not None
+               and now - e.verified_at <= e.period]
+    return CoverageCounts(objects=len(entries), bytes=sum(e.size for e in entries),
+                          objects_verified=len(covered),
+                          bytes_verified=sum(e.size for e in covered),
+                          oldest_anchor=min((e.verified_at or e.first_seen_at
+                                             for e in entries), default=None))
+
+
+@given(entries_strategy, st.integers(0, 90), st.integers(0, 40))
+def test_counts_summed_by_a_database_give_the_same_coverage(entries, day, split):
+    now = T0 + day * DAY
+    parts = [counts_of(entries[:split], now), counts_of(entries[split:], now)]
+    assert coverage_from_counts(parts, now) == coverage(entries, now)
 
 
 # --- config and sizes -------------------------------------------------------------------
