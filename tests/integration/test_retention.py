@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from drd.catalog import audit
-from drd.catalog.models import AuditEntry, Snapshot, SnapshotCopy, StoreObject, Tombstone
+from drd.catalog.models import Alert, AuditEntry, Snapshot, SnapshotCopy, StoreObject, Tombstone
 from drd.catalog.types import utcnow
 from drd.cli.main import main
 from drd.ledger import sync_listing
@@ -311,13 +311,30 @@ def test_a_backup_that_dedups_into_pruned_packs_keeps_them(tmp_path, restic_bina
     assert not pruned & set(keys(stage, "dc-a"))  # replication brought none of them back
     assert not stage.restic.check(stage.repository("dc-a")).ok  # the hazard is real
 
+    # "far" has lost the pack of the old files' data meanwhile: what can come back does,
+    # the check still fails, nothing is deleted and an alert is raised
+    lost = max(pruned_data, key=lambda key: keys(stage, "far")[key])
+    lost_bytes = raw(stage, "far").read(lost)
+    raw(stage, "far").delete(lost)
+    before = keys(stage, "far")
+    stuck = retention(stage, now=utcnow() + dt.timedelta(hours=2))
+    assert not stuck.ok and stuck.checked == ["dc-a"] and stuck.deleted_elsewhere == 0
+    assert stuck.resurrected == len(pruned) - 2  # all but the lost pack and the snapshot
+    assert f"restic check on dc-a fails after bringing back {stuck.resurrected}" \
+        in stuck.errors[0] and lost[-64:] in stuck.errors[0]
+    assert keys(stage, "far") == before
+    with stage.catalog.session() as session:
+        (alert,) = session.scalars(sa.select(Alert).where(Alert.kind == "retention_failed"))
+        assert alert.resolved_at is None
+
+    raw(stage, "far").put(lost, lost_bytes)
     later = retention(stage, now=utcnow() + dt.timedelta(hours=2))
 
     assert later.ok, later.errors
     assert later.checked == ["dc-a"] and later.forgotten == []
     # every pruned pack and index is back on "dc-a" and still on "far"; the forgotten
     # snapshot's own file alone has gone, and stays gone
-    assert later.resurrected == len(pruned) - 1 and later.deleted_elsewhere == 1
+    assert later.resurrected == 1 and later.deleted_elsewhere == 1
     assert keys(stage, "far") == keys(stage, "dc-a")
     assert pruned - {f"snapshots/{old}"} <= set(keys(stage, "dc-a"))
     assert f"snapshots/{old}" not in keys(stage, "far")
@@ -325,15 +342,17 @@ def test_a_backup_that_dedups_into_pruned_packs_keeps_them(tmp_path, restic_bina
     with stage.catalog.session() as session:
         assert not set(session.scalars(sa.select(Tombstone.key).where(
             Tombstone.done_at.is_(None))))
-        (entry,) = session.scalars(sa.select(AuditEntry).where(
-            AuditEntry.action == "retention.resurrect"))
+        first_back, entry = session.scalars(sa.select(AuditEntry).where(
+            AuditEntry.action == "retention.resurrect").order_by(AuditEntry.id))
+        assert session.get(Alert, alert.id).resolved_at is not None
         reasons = [entry.details.get("reason", "") for entry in session.scalars(
             sa.select(AuditEntry).where(AuditEntry.action == "escrow.unseal"))]
         ledger = set(session.scalars(sa.select(StoreObject.key).where(
             StoreObject.store_id == dc_a)))
     assert entry.details["objects"] == later.resurrected and entry.details["store"] == "dc-a"
+    assert first_back.details["objects"] == stuck.resurrected
     assert entry.details["snapshots"] == [racing]
-    assert sum("restic check on dc-a" in reason for reason in reasons) == 1
+    assert sum("restic check on dc-a" in reason for reason in reasons) == 2  # one a run
     assert pruned_data <= ledger
     for name in stage.stores:
         check_ok(stage, name)
