@@ -69,7 +69,10 @@ def run_command(state: CliState, system: str, as_json: bool) -> None:
         output.say(f"{system}: pruned on {report.store or '-'}; forgot "
                    f"{len(report.forgotten)} snapshots, prune removed "
                    f"{report.pruned_objects} objects; {report.deleted_elsewhere} removed "
-                   f"from other stores, {report.pending} waiting")
+                   f"from other stores, {report.pending} waiting"
+                   + (f"; checked {', '.join(report.checked)} first, "
+                      f"{report.resurrected} pruned objects brought back"
+                      if report.checked else ""))
     if not report.ok:
         raise OperationError(f"retention of {system} did not finish: "
                              + "; ".join(report.errors))

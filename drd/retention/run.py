@@ -5,8 +5,13 @@ may call by hand). One run:
 
 1. **Lists every store** of the system (tracked keys only, :func:`drd.ledger.is_tracked`).
 2. **Processes due tombstones** (those of earlier runs whose delay has passed): a
-   tombstone whose pruned store holds its key again is dropped (the content came back);
-   otherwise the key is deleted from each other store (its ledger row too) once that
+   tombstone whose pruned store holds its key again is dropped (the content came back).
+   If a snapshot came after the prune (reported after it, or held unreported), a backup
+   may have deduplicated against what prune removed, reading another store's older
+   indexes: the pruned store must first hold everything the others hold and pass a
+   keyed ``restic check`` alone; what the check finds missing is brought back from the
+   other stores (see :func:`_guard`). Then the key is deleted from each other store
+   (its ledger row too) once that
    store holds every object the pruned store holds -- the new index files prune wrote,
    above all, which replication copies -- so that no store loses index entries it still
    needs. A store that is down, or an object it refuses to delete, stays pending for a
