@@ -259,3 +259,31 @@ def resurrection(tombstoned: Mapping[str, int],
         if sources:
             plan[key] = sources
     return plan
+
+
+# restic 0.14 refreshes the lock of a running command every 5 minutes and holds a lock
+# older than 30 minutes for stale; the fan-out writes an agent's locks to every store
+RESTIC_LOCK_STALE = dt.timedelta(minutes=30)
+
+LOCK_PREFIX = "locks/"
+
+
+def fresh_locks(locks: Iterable[tuple[str, dt.datetime]], now: dt.datetime,
+                stale_after: dt.timedelta = RESTIC_LOCK_STALE) -> list[str]:
+    """The keys of the restic locks (key, last modified) that are not stale at ``now``.
+
+    One means a restic command (an agent's backup, above all) may be running: it may
+    have read indexes that still list pruned packs, and write a snapshot that needs them
+    after the guard's check, so pruned objects stay where they are until it is done.
+    """
+    return sorted(key for key, modified in locks if now - modified < stale_after)
+
+
+def deletion_order(key: str) -> int:
+    """Indexes first, then snapshots, then packs: once the indexes that list pruned packs
+    are gone from a store, no backup starting there can deduplicate against those packs."""
+    if key.startswith("index/"):
+        return 0
+    if key.startswith(SNAPSHOT_PREFIX):
+        return 1
+    return 2

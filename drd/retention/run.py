@@ -75,10 +75,13 @@ from drd.ledger import expected_sha256, is_tracked, sync_listing, tombstoned_key
 from drd.replication.run import HashingReader, ObjectCorrupt
 from drd.restic import ProgressEvent, Repository, Restic
 from drd.retention.decide import (
+    LOCK_PREFIX,
     RetentionDecision,
     SnapshotFacts,
     check_found_missing,
     decide,
+    deletion_order,
+    fresh_locks,
     lacking,
     pick_store,
     resurrection,
@@ -450,6 +453,11 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
        listed at the start of the run (one that arrived while the check ran would not
        have been checked); else everything waits for the next run.
 
+    Before all this, and again on each store between deleting the indexes and deleting
+    the packs, a restic lock in any store that is not stale (a backup may be running,
+    having read an index that still lists pruned packs) makes everything wait for a
+    later run (:func:`~drd.retention.decide.fresh_locks`).
+
     Nothing is deleted before this has passed in the same run, so a crash anywhere
     leaves only tombstones to be processed again (and copies that the next run finds
     back on the pruned store, and drops the tombstones of). Without a snapshot newer
@@ -559,6 +567,25 @@ def _detail(errors: list[str]) -> str:
         if not line.rstrip().endswith(":"):
             return line.strip()
     return errors[0].strip() if errors else "no detail"
+
+
+def _running(repository: SystemRepository) -> list[str]:
+    """The stores holding a restic lock that is not stale (a backup may be running and
+    use pruned packs it found in an older index); logs when there are any."""
+    now = utcnow()
+    running = []
+    for rs in repository.stores:
+        try:
+            locks = [(info.key, info.modified) for info in rs.store.list(LOCK_PREFIX)]
+        except StoreError:
+            continue  # nothing is deleted from a store that cannot be listed anyway
+        if fresh_locks(locks, now):
+            running.append(rs.name)
+    if running:
+        log.info("retention of %s: restic holds a lock in %s (a backup may be running); "
+                 "pruned objects stay where they are until a later run", repository.system,
+                 ", ".join(running))
+    return running
 
 
 def _check_failure(result: KeyedCheckReport, store: str, resurrected: int) -> str:
@@ -674,6 +701,9 @@ def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
                          repository.system, key, pruned.name)
                 continue
             alive.append((tombstone_id, key, pruned_id))
+    if alive and _running(repository):
+        _wait(catalog, repository, alive, report)
+        return
     alive = _guard(catalog, keystore, config, repository, listings, alive, now, actor,
                    report)
 
@@ -696,10 +726,18 @@ def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
             for pruned_id in {t.pruned_store_id for t in todo}:
                 pruned_listing = listings.get(pruned_id) or {}
                 behind[pruned_id] = len(set(pruned_listing) - set(listing) - tombstoned)
-            for tombstone in todo:
+            todo.sort(key=lambda t: (deletion_order(t.key), t.key))
+            indexes_deleted = False
+            for position, tombstone in enumerate(todo):
                 if behind.get(tombstone.pruned_store_id):
                     report.pending += 1
                     continue
+                if indexes_deleted and deletion_order(tombstone.key) == 2:
+                    # a backup that started before those indexes went may use the packs
+                    indexes_deleted = False
+                    if _running(repository):
+                        report.pending += len(todo) - position
+                        break
                 if tombstone.key in listing:
                     try:
                         rs.store.delete(tombstone.key)
@@ -708,6 +746,7 @@ def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
                         log.warning("retention of %s: %s stays in %s for now: %s",
                                     repository.system, tombstone.key, rs.name, error)
                         continue
+                    indexes_deleted |= deletion_order(tombstone.key) == 0
                     done_bytes += listing.pop(tombstone.key, 0)
                     done_objects += 1
                     report.deleted_elsewhere += 1

@@ -162,6 +162,14 @@ def test_other_store_loses_exactly_what_prune_removed_after_the_delay(
     assert early.ok and early.deleted_elsewhere == 0 and early.forgotten == []
     assert removed <= set(keys(stage, "far"))
 
+    # a restic lock that is not stale (a backup may be running): everything waits
+    lock = "locks/" + "0" * 64
+    raw(stage, "far").put(lock, b"lock")
+    busy = retention(stage, now=utcnow() + dt.timedelta(days=2))
+    assert busy.ok and busy.deleted_elsewhere == 0 and busy.pending == len(removed)
+    assert removed <= set(keys(stage, "far"))
+    raw(stage, "far").delete(lock)
+
     events = []
     late = retention(stage, now=utcnow() + dt.timedelta(days=2), progress=events.append)
     assert late.ok, late.errors

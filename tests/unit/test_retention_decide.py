@@ -14,6 +14,8 @@ from drd.retention.decide import (
     SnapshotFacts,
     check_found_missing,
     decide,
+    deletion_order,
+    fresh_locks,
     lacking,
     lock_until,
     pick_store,
@@ -230,3 +232,19 @@ def test_resurrection_brings_back_packs_and_indexes_still_held_at_their_size():
         "data/ab/ab1": ["far", "third"], "data/ef/ef3": ["third"], "index/i1": ["far"]}
     # the forgotten snapshot's own file never comes back; a key nobody holds cannot
     assert resurrection({"snapshots/s1": 5, "data/cd/cd2": 50}, listings) == {}
+
+
+def test_fresh_locks_ignore_stale_ones():
+    locks = [("locks/a", NOW - dt.timedelta(minutes=4)),
+             ("locks/b", NOW - dt.timedelta(minutes=30)),
+             ("locks/c", NOW - dt.timedelta(days=2))]
+    assert fresh_locks(locks, NOW) == ["locks/a"]
+    assert fresh_locks(locks[1:], NOW) == []
+    assert fresh_locks(locks, NOW, stale_after=dt.timedelta(hours=1)) == ["locks/a",
+                                                                            "locks/b"]
+
+
+def test_indexes_go_before_snapshots_before_packs():
+    keys = ["data/ab/ab1", "snapshots/s1", "index/i1", "data/00/001", "index/i0"]
+    assert sorted(keys, key=lambda key: (deletion_order(key), key)) == [
+        "index/i0", "index/i1", "snapshots/s1", "data/00/001", "data/ab/ab1"]
