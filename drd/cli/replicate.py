@@ -9,6 +9,7 @@ from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar, human_bytes
+from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
 from drd.errors import OperationError
 
 
@@ -43,9 +44,11 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
     bar = None if as_json or not output.is_terminal() else ProgressBar(
         "replicate", unit="objects")
     try:
-        report = replicate(state.catalog(), state.master_key(), state.config(),
-                           systems=[system] if system else None,
-                           stores=list(stores) or None, progress=bar)
+        with systems_locked(state.catalog(), [system] if system else None, exclusive=False,
+                            wait=LOCK_WAIT_SECONDS):
+            report = replicate(state.catalog(), state.master_key(), state.config(),
+                               systems=[system] if system else None,
+                               stores=list(stores) or None, progress=bar)
     finally:
         if bar is not None:
             bar.finish()

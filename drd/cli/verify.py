@@ -8,6 +8,7 @@ from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar, human_bytes
+from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
 from drd.errors import EXIT_FAILED, UserError
 from drd.verification import StoreVerification, parse_size, verify
 from drd.verification.select import SIZE_HINT, Coverage
@@ -91,10 +92,12 @@ def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
     show_progress = not as_json and output.is_terminal()
     bar = ProgressBar("verify", unit="objects") if show_progress else None
     try:
-        report = verify(state.catalog(), state.master_key(), state.config(),
-                        systems=[system] if system else None,
-                        stores=list(stores) or None, full=full, budget_bytes=budget_bytes,
-                        progress=bar)
+        with systems_locked(state.catalog(), [system] if system else None, exclusive=False,
+                            wait=LOCK_WAIT_SECONDS):
+            report = verify(state.catalog(), state.master_key(), state.config(),
+                            systems=[system] if system else None,
+                            stores=list(stores) or None, full=full,
+                            budget_bytes=budget_bytes, progress=bar)
     finally:
         if bar is not None:
             bar.finish()

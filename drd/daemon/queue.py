@@ -324,9 +324,10 @@ def complete(catalog: Catalog, daemon_id: str, item_id: int, outcome: str,
 
 
 def release(catalog: Catalog, daemon_id: str, item_ids: Iterable[int],
-            now: dt.datetime | None = None) -> int:
-    """Hand back items ``daemon_id`` holds but did not finish (a clean stop): queued again
-    at once, same run, and the claim not counted. Returns how many were released."""
+            now: dt.datetime | None = None, not_before: dt.datetime | None = None) -> int:
+    """Hand back items ``daemon_id`` holds but did not finish (a clean stop, or a system
+    busy with a conflicting run): queued again (at once, or at ``not_before``), same run,
+    and the claim not counted. Returns how many were released."""
     now = now or utcnow()
     released = 0
     with catalog.session() as session:
@@ -337,7 +338,7 @@ def release(catalog: Catalog, daemon_id: str, item_ids: Iterable[int],
             item.state = "queued"
             item.claimed_by = None
             item.lease_until = None
-            item.not_before = now
+            item.not_before = not_before or now
             item.attempts = max(item.attempts - 1, 0)
             _restore_pending_key(session, item)
             released += 1

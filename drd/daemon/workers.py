@@ -14,6 +14,7 @@ replication, verification, retention, the keyed check; drills come with the dril
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import threading
@@ -23,14 +24,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from drd.catalog import Catalog
+from drd.catalog.types import utcnow
 from drd.config import Config
 from drd.daemon import queue
+from drd.daemon.locks import SystemBusy, system_lock
 from drd.daemon.queue import Claim, one_line_error
 from drd.errors import DrdError, OperationError
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+BUSY_RETRY = dt.timedelta(seconds=30)
+"""How long an item whose system is locked by a conflicting run waits before the next claim."""
+EXCLUSIVE_KINDS = frozenset({"retention"})
+"""Kinds that run alone on their system (see :mod:`drd.daemon.locks`)."""
 PROGRESS_SECONDS = 5.0
 
 
@@ -296,7 +303,13 @@ class Worker(threading.Thread):
             handler = self.handlers.get(claimed.kind)
             if handler is None:
                 raise OperationError(f"no handler for jobs of kind {claimed.kind!r}")
-            result = handler(context)
+            with self._system_lock(claimed):
+                result = handler(context)
+        except SystemBusy as busy:
+            queue.release(self.catalog, self.daemon_id, [claimed.item_id],
+                          not_before=utcnow() + BUSY_RETRY)
+            log.info("%s: job %s waits: %s", self.name, claimed.job_name, busy)
+            return
         except Exception as error:  # noqa: BLE001 - a job runner is an edge
             if not isinstance(error, DrdError):
                 log.error("%s: job %s raised %s", self.name, claimed.job_name,
@@ -319,6 +332,14 @@ class Worker(threading.Thread):
         log.info("%s: job %s %s (%s bytes)%s", self.name, claimed.job_name, result.outcome,
                  result.bytes_processed if result.bytes_processed is not None else "no",
                  "" if state in ("done", "failed") else f"; item {state}")
+
+
+    def _system_lock(self, claimed: Claim):
+        """The system's lock: exclusive for retention, shared for the other kinds."""
+        if claimed.system_id is None:
+            return contextlib.nullcontext()
+        return system_lock(self.catalog, claimed.system_id, claimed.system or "?",
+                           exclusive=claimed.kind in EXCLUSIVE_KINDS)
 
 
 def lease_of(config: Config) -> dt.timedelta:
