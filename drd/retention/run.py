@@ -10,13 +10,13 @@ may call by hand). One run:
    may have deduplicated against what prune removed, reading another store's older
    indexes: the pruned store must first hold everything the others hold and pass a
    keyed ``restic check`` alone; what the check finds missing is brought back from the
-   other stores (see :func:`_guard`). Then the key is deleted from each other store
-   (its ledger row too) once that
-   store holds every object the pruned store holds -- the new index files prune wrote,
-   above all, which replication copies -- so that no store loses index entries it still
-   needs. A store that is down, or an object it refuses to delete, stays pending for a
-   later run. This comes before this run's own prune, whose new index files the other
-   stores cannot hold yet.
+   other stores (see :func:`_guard`; tombstones not due yet go through this too, so a
+   pruned store is healed as soon as a snapshot needs it). Then the key is deleted from
+   each other store (its ledger row too) once that store holds every object the pruned
+   store holds -- the new index files prune wrote, above all, which replication copies
+   -- so that no store loses index entries it still needs. A store that is down, or an
+   object it refuses to delete, stays pending for a later run. This comes before this
+   run's own prune, whose new index files the other stores cannot hold yet.
 3. **Picks one store** to prune: the first of the policy's stores that is reachable,
    lacks no object that another reachable store holds (tombstoned objects aside), and
    whose replication watermark (:class:`~drd.catalog.models.Replica`), when the system
@@ -429,9 +429,10 @@ Due = tuple[int, str, int]  # a due tombstone: its id, key and pruned store's id
 
 def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
            repository: SystemRepository, listings: dict[int, Listing | None],
-           due: list[Due], now: dt.datetime, actor: str, report: RetentionReport
-           ) -> list[Due]:
-    """The due tombstones whose keys may leave the other stores now.
+           live: list[Due], due_ids: set[int], now: dt.datetime, actor: str,
+           report: RetentionReport) -> list[Due]:
+    """Those of the ``live`` tombstones (not done; ``due_ids`` the due ones) whose keys
+    may leave the other stores now, as far as the pruned store is concerned.
 
     A backup that ran during or after a prune may have read another store's indexes,
     which still listed what prune removed, and deduplicated against it: its snapshot
@@ -458,6 +459,10 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
     having read an index that still lists pruned packs) makes everything wait for a
     later run (:func:`~drd.retention.decide.fresh_locks`).
 
+    Tombstones not due yet go through it too: a pruned store that a new snapshot needs
+    pruned objects on is healed at once, rather than when they are due (until then a
+    restore from it alone, and its next prune, would stop at the missing blobs).
+
     Nothing is deleted before this has passed in the same run, so a crash anywhere
     leaves only tombstones to be processed again (and copies that the next run finds
     back on the pruned store, and drops the tombstones of). Without a snapshot newer
@@ -465,7 +470,7 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
     """
     by_id = {rs.store_id: rs for rs in repository.stores}
     groups: dict[int, list[Due]] = {}
-    for entry in due:
+    for entry in live:
         groups.setdefault(entry[2], []).append(entry)
     with catalog.session() as session:
         reported = dict(session.execute(
@@ -473,7 +478,7 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
             .where(Snapshot.system_id == repository.system_id)).all())
         removed_at = dict(session.execute(
             sa.select(Tombstone.pruned_store_id, sa.func.min(Tombstone.removed_at))
-            .where(Tombstone.id.in_([entry[0] for entry in due]))
+            .where(Tombstone.id.in_([entry[0] for entry in live]))
             .group_by(Tombstone.pruned_store_id)).all())
         tombstoned = tombstoned_keys(session, repository.system_id)
     held = snapshot_ids(key for listing in listings.values() if listing is not None
@@ -487,10 +492,10 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
         pruned = by_id.get(pruned_id)
         try:
             cleared += _guard_store(catalog, keystore, config, repository, pruned,
-                                    listings, entries, since, tombstoned, now, actor,
-                                    report)
+                                    listings, entries, due_ids, since, tombstoned, now,
+                                    actor, report)
         except (StoreError, OperationError) as error:
-            _wait(catalog, repository, entries, report)
+            _wait(catalog, repository, entries, due_ids, report)
             report.errors.append(f"checking {pruned.name if pruned else '?'} before "
                                  f"removing pruned objects elsewhere: {error}")
             log.error("retention of %s: %s", repository.system, report.errors[-1])
@@ -499,14 +504,14 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
 
 def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
                  repository: SystemRepository, pruned: RepositoryStore | None,
-                 listings: dict[int, Listing | None], entries: list[Due], since: list[str],
-                 tombstoned: set[str], now: dt.datetime, actor: str,
-                 report: RetentionReport) -> list[Due]:
+                 listings: dict[int, Listing | None], entries: list[Due],
+                 due_ids: set[int], since: list[str], tombstoned: set[str],
+                 now: dt.datetime, actor: str, report: RetentionReport) -> list[Due]:
     """:func:`_guard` for the due tombstones ``entries`` of one pruned store."""
     system = repository.system
     shown = ", ".join(snapshot_id[:8] for snapshot_id in since[:5])
     if pruned is None or any(listings.get(rs.store_id) is None for rs in repository.stores):
-        _wait(catalog, repository, entries, report)
+        _wait(catalog, repository, entries, due_ids, report)
         log.warning("retention of %s: %d pruned objects stay everywhere: snapshots made "
                     "since the prune (%s) need a check of the pruned store with every "
                     "store listed", system, len(entries), shown)
@@ -514,7 +519,7 @@ def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
     others = [listings[rs.store_id] for rs in repository.stores if rs is not pruned]
     missing = lacking(listings[pruned.store_id], others, tombstoned)
     if missing:
-        _wait(catalog, repository, entries, report)
+        _wait(catalog, repository, entries, due_ids, report)
         log.warning("retention of %s: %s lacks %d objects another store holds; pruned "
                     "objects stay everywhere until replication brings them (snapshots "
                     "since the prune: %s)", system, pruned.name, len(missing), shown)
@@ -543,7 +548,7 @@ def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
             result = check_store(catalog, keystore, config, repository, pruned,
                                  actor=actor, password=password, alerts=False)
     if not result.ok:
-        _wait(catalog, repository, entries, report)
+        _wait(catalog, repository, entries, due_ids, report)
         report.errors.append(_check_failure(result, pruned.name, resurrected))
         return []
 
@@ -553,7 +558,7 @@ def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
         arrived |= snapshot_ids(info.key for info in rs.store.list("snapshots/"))
     unchecked = arrived - checked_snapshots - snapshot_ids(tombstoned)
     if unchecked:
-        _wait(catalog, repository, entries, report)
+        _wait(catalog, repository, entries, due_ids, report)
         log.warning("retention of %s: %d snapshots arrived during the check of %s; pruned "
                     "objects stay everywhere until the next run", system, len(unchecked),
                     pruned.name)
@@ -598,11 +603,13 @@ def _check_failure(result: KeyedCheckReport, store: str, resurrected: int) -> st
 
 
 def _wait(catalog: Catalog, repository: SystemRepository, entries: list[Due],
-          report: RetentionReport) -> None:
-    """Count the deletions of ``entries`` that are not done as pending."""
+          due_ids: set[int], report: RetentionReport) -> None:
+    """Count the deletions of the due ones of ``entries`` that are not done as pending."""
     names = {rs.name for rs in repository.stores}
     with catalog.session() as session:
         for tombstone_id, _, _ in entries:
+            if tombstone_id not in due_ids:
+                continue
             tombstone = session.get(Tombstone, tombstone_id)
             if tombstone is not None:  # None: dropped, its key brought back
                 report.pending += len(names - set(tombstone.deleted_from))
@@ -652,12 +659,15 @@ def _resurrect(catalog: Catalog, repository: SystemRepository, pruned: Repositor
                 StoreObject.system_id == repository.system_id, StoreObject.key == key))
             session.add(StoreObject(store_id=pruned.store_id, system_id=repository.system_id,
                                     key=key, size=size, state="present", first_seen_at=now))
-        if back:
-            session.execute(sa.delete(Tombstone).where(
-                Tombstone.system_id == repository.system_id, Tombstone.key.in_(list(back))))
+        if not back:
+            log.warning("retention of %s: no store holds the pruned objects %s lacks",
+                        system, pruned.name)
+            return set()
+        session.execute(sa.delete(Tombstone).where(
+            Tombstone.system_id == repository.system_id, Tombstone.key.in_(list(back))))
         audit.record(session, actor=actor, action=RESURRECTED, target=system,
                      store=pruned.name, store_id=pruned.store_id, objects=len(back),
-                     bytes=sum(back.values()), wanted=len(sizes), snapshots=since[:20])
+                     bytes=sum(back.values()), snapshots=since[:20])
     log.warning("retention of %s: %d pruned objects (%d bytes) brought back onto %s for "
                 "snapshots made since the prune", system, len(back), sum(back.values()),
                 pruned.name)
@@ -673,24 +683,28 @@ def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
     by_id = {rs.store_id: rs for rs in repository.stores}
     names = {rs.name for rs in repository.stores}
     with catalog.session() as session:
-        due = [(t.id, t.key, t.pruned_store_id) for t in session.scalars(
-            sa.select(Tombstone).where(Tombstone.system_id == system_id,
-                                       Tombstone.done_at.is_(None),
-                                       Tombstone.delete_after <= now)
-            .order_by(Tombstone.id))]
+        live = list(session.execute(
+            sa.select(Tombstone.id, Tombstone.key, Tombstone.pruned_store_id,
+                      Tombstone.delete_after <= now)
+            .where(Tombstone.system_id == system_id, Tombstone.done_at.is_(None))
+            .order_by(Tombstone.id)))
         tombstoned = tombstoned_keys(session, system_id)
-    if not due:
+    if not live:
         return
+    # the guard runs for tombstones not due yet too: a store that a snapshot made since
+    # its prune needs pruned objects for is healed at once (restores from it alone
+    # work, and its next prune, which would stop at the missing blobs, can run)
+    due_ids = {tombstone_id for tombstone_id, _, _, is_due in live if is_due}
 
     # the content came back: the pruned store holds the key again (a later backup wrote
     # the same object), so the other stores keep theirs
     alive = []
     with catalog.session() as session:
-        for tombstone_id, key, pruned_id in due:
+        for tombstone_id, key, pruned_id, is_due in live:
             pruned = by_id.get(pruned_id)
             listing = listings.get(pruned_id) if pruned is not None else {}
             if listing is None:
-                report.pending += 1
+                report.pending += int(is_due)
                 log.warning("retention of %s: %s waits: its pruned store %s cannot be "
                             "listed", repository.system, key, pruned.name)
                 continue
@@ -702,10 +716,11 @@ def _process_tombstones(catalog: Catalog, keystore: KeyStore, config: Config,
                 continue
             alive.append((tombstone_id, key, pruned_id))
     if alive and _running(repository):
-        _wait(catalog, repository, alive, report)
+        _wait(catalog, repository, alive, due_ids, report)
         return
-    alive = _guard(catalog, keystore, config, repository, listings, alive, now, actor,
-                   report)
+    alive = [entry for entry in _guard(catalog, keystore, config, repository, listings,
+                                       alive, due_ids, now, actor, report)
+             if entry[0] in due_ids]
 
     total = sum(1 for rs in repository.stores for tombstone_id, key, _ in alive
                 if key in (listings.get(rs.store_id) or {}))

@@ -319,17 +319,22 @@ def test_a_backup_that_dedups_into_pruned_packs_keeps_them(tmp_path, restic_bina
     assert not pruned & set(keys(stage, "dc-a"))  # replication brought none of them back
     assert not stage.restic.check(stage.repository("dc-a")).ok  # the hazard is real
 
-    # "far" has lost the pack of the old files' data meanwhile: what can come back does,
-    # the check still fails, nothing is deleted and an alert is raised
+    # "far" has lost the pack of the old files' data meanwhile. Before the delay, the
+    # check runs all the same (a new snapshot needs pruned objects now): what can come
+    # back does, the check still fails, and an alert is raised
     lost = max(pruned_data, key=lambda key: keys(stage, "far")[key])
     lost_bytes = raw(stage, "far").read(lost)
     raw(stage, "far").delete(lost)
     before = keys(stage, "far")
+    early = retention(stage, now=utcnow() + dt.timedelta(minutes=30))
+    assert not early.ok and early.checked == ["dc-a"] and early.deleted_elsewhere == 0
+    assert early.resurrected == len(pruned) - 2  # all but the lost pack and the snapshot
+    assert f"restic check on dc-a fails after bringing back {early.resurrected}" \
+        in early.errors[0] and lost[-64:] in early.errors[0]
+    # once due, nothing leaves "far" while the check fails
     stuck = retention(stage, now=utcnow() + dt.timedelta(hours=2))
-    assert not stuck.ok and stuck.checked == ["dc-a"] and stuck.deleted_elsewhere == 0
-    assert stuck.resurrected == len(pruned) - 2  # all but the lost pack and the snapshot
-    assert f"restic check on dc-a fails after bringing back {stuck.resurrected}" \
-        in stuck.errors[0] and lost[-64:] in stuck.errors[0]
+    assert not stuck.ok and stuck.checked == ["dc-a"] and stuck.resurrected == 0
+    assert stuck.deleted_elsewhere == 0 and stuck.pending == 2
     assert keys(stage, "far") == before
     with stage.catalog.session() as session:
         (alert,) = session.scalars(sa.select(Alert).where(Alert.kind == "retention_failed"))
@@ -358,9 +363,9 @@ def test_a_backup_that_dedups_into_pruned_packs_keeps_them(tmp_path, restic_bina
         ledger = set(session.scalars(sa.select(StoreObject.key).where(
             StoreObject.store_id == dc_a)))
     assert entry.details["objects"] == later.resurrected and entry.details["store"] == "dc-a"
-    assert first_back.details["objects"] == stuck.resurrected
+    assert first_back.details["objects"] == early.resurrected
     assert entry.details["snapshots"] == [racing]
-    assert sum("restic check on dc-a" in reason for reason in reasons) == 2  # one a run
+    assert sum("restic check on dc-a" in reason for reason in reasons) == 3  # one a run
     assert pruned_data <= ledger
     for name in stage.stores:
         check_ok(stage, name)
