@@ -424,7 +424,7 @@ def _tombstone(session: Session, system_id: int, key: str, size: int,
     existing.done_at = None
 
 
-Due = tuple[int, str, int]  # a due tombstone: its id, key and pruned store's id
+Due = tuple[int, str, int]  # a live tombstone: its id, key and pruned store's id
 
 
 def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
@@ -473,9 +473,11 @@ def _guard(catalog: Catalog, keystore: KeyStore, config: Config,
     for entry in live:
         groups.setdefault(entry[2], []).append(entry)
     with catalog.session() as session:
+        # a forgotten snapshot needs nothing any more
         reported = dict(session.execute(
             sa.select(Snapshot.restic_id, Snapshot.reported_at)
-            .where(Snapshot.system_id == repository.system_id)).all())
+            .where(Snapshot.system_id == repository.system_id,
+                   Snapshot.status != "forgotten")).all())
         removed_at = dict(session.execute(
             sa.select(Tombstone.pruned_store_id, sa.func.min(Tombstone.removed_at))
             .where(Tombstone.id.in_([entry[0] for entry in live]))
@@ -507,7 +509,7 @@ def _guard_store(catalog: Catalog, keystore: KeyStore, config: Config,
                  listings: dict[int, Listing | None], entries: list[Due],
                  due_ids: set[int], since: list[str], tombstoned: set[str],
                  now: dt.datetime, actor: str, report: RetentionReport) -> list[Due]:
-    """:func:`_guard` for the due tombstones ``entries`` of one pruned store."""
+    """:func:`_guard` for the live tombstones ``entries`` of one pruned store."""
     system = repository.system
     shown = ", ".join(snapshot_id[:8] for snapshot_id in since[:5])
     if pruned is None or any(listings.get(rs.store_id) is None for rs in repository.stores):
