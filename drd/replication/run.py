@@ -361,8 +361,11 @@ class _SystemCopier:
         retain_until = self.retain_until(target)
         group = self.groups[copy.target]
         # A retention goes with a streamed put only: SeaweedFS ignores the Object Lock
-        # headers of a server-side copy and leaves the copy unlocked.
-        if group is not None and self.groups[source_name] == group and retain_until is None:
+        # headers of a server-side copy and leaves the copy unlocked. A copy that replaces
+        # one the target holds is streamed too: its source is checked against the name
+        # on the way, so a wrong vote on sizes can never overwrite the good copy.
+        if group is not None and self.groups[source_name] == group and retain_until is None \
+                and not copy.replaces:
             target.store.copy_from(source.store, copy.key)
             return
         sha256 = expected_sha256(copy.key)
@@ -554,18 +557,15 @@ def _ledger_present(catalog: Catalog, system_id: int, store_id: int) -> dict[str
         return {key: size for key, size in rows}
 
 
-def _mark_conflicts(catalog: Catalog, repository: SystemRepository, plan: ReplicationPlan,
-                    at: dt.datetime) -> None:
-    ids = {store.name: store.store_id for store in repository.stores}
-    entries = [_LedgerEntry(ids[name], conflict.key, conflict.sizes[name], "corrupt")
-               for conflict in plan.conflicts for name in conflict.corrupt]
+def _log_conflicts(repository: SystemRepository, plan: ReplicationPlan) -> None:
+    # A size vote is no proof: the ledger learns a copy is corrupt only when its bytes
+    # were read and did not hash to the name (a replacement is streamed and checked).
     for conflict in plan.conflicts:
         log.warning("replicate %s: %s has different sizes in different stores (%s); the "
-                    "copies of size other than %d are corrupt and will be replaced",
+                    "copy of size %d is tried first, checked against its name",
                     repository.system, conflict.key,
                     ", ".join(f"{name}: {size}" for name, size in conflict.sizes.items()),
                     conflict.size)
-    _commit_ledger(catalog, repository.system_id, entries, at)
 
 
 def _update_replica(session, system_id: int, store_id: int, **values) -> Replica:
@@ -653,7 +653,7 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
     for conflict in plan.conflicts:
         for name in conflict.corrupt:
             results[name].conflicts.append(conflict.key)
-    _mark_conflicts(catalog, repository, plan, listed_at)
+    _log_conflicts(repository, plan)
 
     tracker = _Progress(progress, len(plan.copies), plan.total_bytes)
     tracker.emit()

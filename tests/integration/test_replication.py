@@ -170,6 +170,31 @@ def test_a_corrupt_source_is_refused_and_the_next_pass_replaces_it(tmp_path, res
     assert stage.restic.check(stage.repository("one"), read_data=True).ok
 
 
+def test_a_wrong_vote_on_sizes_never_overwrites_the_good_copy(tmp_path, restic_binary,
+                                                              seaweed):
+    # two buckets of one server: a server-side copy would be possible, and with two
+    # stores a size conflict is a tie that the policy's first store wins
+    (server,) = seaweed(1)
+    stage = make_stage(tmp_path, restic_binary=restic_binary,
+                       stores=[StoreSetup("one", "region-a", server, "bucket-one"),
+                               StoreSetup("two", "region-b", server, "bucket-two")])
+    stage.init("one")
+    stage.write_files(4)
+    stage.backup("one")
+    stage.copy_all("one")
+    victim = next(key for key in stage.keys("one") if key.startswith("data/"))
+    good = stage.raw_store("two").read(victim)
+    stage.raw_store("one").put(victim, good[: len(good) // 2])  # rot in the first store
+
+    report = replicate(stage.catalog, stage.master_key, stage.config)
+    assert not report.ok
+    assert stage.raw_store("two").read(victim) == good  # the good copy is untouched
+    assert by_store(report)["one"].corrupt_sources == 1  # found out on the way
+    # known corrupt now, the rotten copy no longer votes: the next pass replaces it
+    assert replicate(stage.catalog, stage.master_key, stage.config).ok
+    assert stage.raw_store("one").read(victim) == stage.raw_store("two").read(victim) == good
+
+
 def test_a_stopped_pass_keeps_what_it_copied_and_the_rerun_finishes(tmp_path, restic_binary,
                                                                    database_url):
     stage = make_stage(tmp_path, restic_binary=restic_binary, database_url=database_url,
