@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from drd.catalog import Catalog
 from drd.catalog.models import Daemon, Job, JobRun, System, WorkItem
@@ -167,7 +167,9 @@ def claim(catalog: Catalog, daemon_id: str, lease: dt.timedelta,
           now: dt.datetime | None = None, max_attempts: int = MAX_ATTEMPTS) -> Claim | None:
     """Claim the oldest due item for ``daemon_id`` for ``lease``; None when none is due.
 
-    Due: queued with ``not_before`` passed, or running with its lease lapsed. The claim
+    Due: queued with ``not_before`` passed, or running with its lease lapsed; and no other
+    item of the same job running under a live lease (one run of a job at a time: two
+    replication passes of one system would copy everything twice). The claim
     sets the item running, creates its :class:`JobRun` on the first claim and resumes the
     same run on a later one. An item claimed ``max_attempts`` times already is failed
     for good instead (its run kept killing daemons, or they kept dying).
@@ -176,7 +178,7 @@ def claim(catalog: Catalog, daemon_id: str, lease: dt.timedelta,
         when = now or utcnow()
         with catalog.session() as session:
             item = session.scalar(
-                sa.select(WorkItem).where(_due(when))
+                sa.select(WorkItem).where(_due(when), ~_job_running(when))
                 .order_by(WorkItem.not_before, WorkItem.id)
                 .limit(1).with_for_update(skip_locked=True))
             if item is None:
@@ -209,6 +211,13 @@ def claim(catalog: Catalog, daemon_id: str, lease: dt.timedelta,
                          reason=item.reason, attempts=item.attempts, resumed=resumed,
                          params=dict(item.params or {}),
                          checkpoint=dict(item.checkpoint) if item.checkpoint else None)
+
+
+def _job_running(when: dt.datetime):
+    """Another item of the same job runs under a live lease."""
+    other = aliased(WorkItem)
+    return sa.exists().where(other.job_id == WorkItem.job_id, other.id != WorkItem.id,
+                             other.state == "running", other.lease_until >= when)
 
 
 def heartbeat(catalog: Catalog, daemon_id: str, item_ids: Iterable[int],

@@ -113,6 +113,8 @@ def test_racing_claimers_never_share_an_item(stage) -> None:
             barrier.wait()
             while (claimed := queue.claim(stage.catalog, name, LEASE)) is not None:
                 claims.setdefault(name, []).append(claimed.item_id)
+                # one run of a job at a time: its next slot waits for this one
+                queue.complete(stage.catalog, name, claimed.item_id, "succeeded")
         except BaseException as error:  # noqa: BLE001 - reported below
             errors.append(error)
 
@@ -127,7 +129,7 @@ def test_racing_claimers_never_share_an_item(stage) -> None:
     assert len(set(claimed_ids)) == total
     with stage.catalog.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(JobRun)) == total
-    assert all(item.claimed_by and item.run_id for item in _items(stage))
+    assert all(item.state == "done" and item.run_id for item in _items(stage))
 
 
 def test_a_lapsed_lease_resumes_the_same_run(stage) -> None:
@@ -312,3 +314,18 @@ def test_a_dead_daemon_of_this_host_is_resumed_without_waiting_for_its_lease(sta
     resumed = queue.claim(stage.catalog, "next", LEASE, now=now + dt.timedelta(seconds=1))
     assert (resumed.item_id, resumed.run_id, resumed.attempts) == \
         (first.item_id, first.run_id, 2)
+
+
+def test_one_run_of_a_job_at_a_time(stage) -> None:
+    now = utcnow()
+    with stage.catalog.session() as session:
+        sync_jobs(session, now)
+        system_id = session.scalar(sa.select(System.id))
+        queue.request(session, "replicate", system_id, "snapshot")
+    first = queue.claim(stage.catalog, "daemon-a", LEASE)
+    with stage.catalog.session() as session:  # a new snapshot while the first pass runs
+        queue.request(session, "replicate", system_id, "snapshot")
+    assert queue.claim(stage.catalog, "daemon-b", LEASE) is None
+    queue.complete(stage.catalog, "daemon-a", first.item_id, "succeeded", 0, None)
+    second = queue.claim(stage.catalog, "daemon-b", LEASE)
+    assert second is not None and second.item_id != first.item_id
