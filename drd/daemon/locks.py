@@ -21,7 +21,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -55,16 +55,26 @@ def system_lock(catalog: Catalog, system_id: int, system: str, *, exclusive: boo
     Waits up to ``wait`` seconds for a conflicting holder, then raises
     :class:`SystemBusy` naming the system.
     """
+    with _locks(catalog, [(system_id, system)], exclusive, wait):
+        yield
+
+
+@contextmanager
+def _locks(catalog: Catalog, systems: list[tuple[int, str]], exclusive: bool,
+           wait: float) -> Iterator[None]:
     url = catalog.engine.url
     if url.get_backend_name() == "postgresql":
-        with _postgres_lock(catalog.engine, system_id, system, exclusive, wait):
+        with _postgres_locks(catalog.engine, systems, exclusive, wait):
             yield
         return
     database = url.database
     if not database or database == ":memory:" or database.startswith("file:"):
         yield  # a catalog without a file has one process
         return
-    with _file_lock(Path(f"{database}.system-{system_id}.lock"), system, exclusive, wait):
+    with ExitStack() as stack:
+        for system_id, system in systems:
+            stack.enter_context(_file_lock(Path(f"{database}.system-{system_id}.lock"),
+                                           system, exclusive, wait))
         yield
 
 
@@ -77,26 +87,32 @@ def _busy(system: str, exclusive: bool) -> SystemBusy:
 
 
 @contextmanager
-def _postgres_lock(engine: sa.Engine, system_id: int, system: str, exclusive: bool,
-                   wait: float) -> Iterator[None]:
+def _postgres_locks(engine: sa.Engine, systems: list[tuple[int, str]], exclusive: bool,
+                    wait: float) -> Iterator[None]:
+    # one connection holds every lock of the block: one per system would drain the pool
     suffix = "" if exclusive else "_shared"
     connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    held: list[tuple[int, int]] = []
     try:
-        keys = advisory_keys(connection.scalar(sa.text("SELECT current_schema()")),
-                             system_id)
-        deadline = time.monotonic() + wait
-        while not connection.scalar(sa.text(f"SELECT pg_try_advisory_lock{suffix}(:a, :b)"),
-                                    {"a": keys[0], "b": keys[1]}):
-            if time.monotonic() >= deadline:
-                raise _busy(system, exclusive)
-            time.sleep(POLL_SECONDS)
-        try:
-            yield
-        finally:
-            connection.execute(sa.text(f"SELECT pg_advisory_unlock{suffix}(:a, :b)"),
-                               {"a": keys[0], "b": keys[1]})
+        schema = connection.scalar(sa.text("SELECT current_schema()"))
+        for system_id, system in systems:
+            keys = advisory_keys(schema, system_id)
+            deadline = time.monotonic() + wait
+            while not connection.scalar(
+                    sa.text(f"SELECT pg_try_advisory_lock{suffix}(:a, :b)"),
+                    {"a": keys[0], "b": keys[1]}):
+                if time.monotonic() >= deadline:
+                    raise _busy(system, exclusive)
+                time.sleep(POLL_SECONDS)
+            held.append(keys)
+        yield
     finally:
-        connection.close()
+        try:
+            for keys in reversed(held):
+                connection.execute(sa.text(f"SELECT pg_advisory_unlock{suffix}(:a, :b)"),
+                                   {"a": keys[0], "b": keys[1]})
+        finally:
+            connection.close()  # the server frees whatever is still held
 
 
 @contextmanager
@@ -137,10 +153,5 @@ def enrolled_systems(catalog: Catalog, names: list[str] | None = None
 def systems_locked(catalog: Catalog, names: list[str] | None, *, exclusive: bool,
                    wait: float) -> Iterator[None]:
     """Hold the lock of every system named (None: all) for the block, in id order."""
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        for system_id, name in enrolled_systems(catalog, names):
-            stack.enter_context(system_lock(catalog, system_id, name, exclusive=exclusive,
-                                            wait=wait))
+    with _locks(catalog, enrolled_systems(catalog, names), exclusive, wait):
         yield
