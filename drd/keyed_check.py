@@ -110,9 +110,11 @@ def check_store(catalog: Catalog, keystore: KeyStore, config: Config,
             password = unseal_password(catalog, keystore, system, actor=actor,
                                        reason=reason or f"restic check on {store}")
         url, env = target.store.restic_location()
-        result = Restic(config.restic_binary).check(
-            Repository(url=url, password=password, env=env, display=f"{store}/{system}"),
-            read_data_subset=read_data_subset)
+        restic = Restic(config.restic_binary)
+        restic_repository = Repository(url=url, password=password, env=env,
+                                       display=f"{store}/{system}")
+        restic.unlock(restic_repository)  # a killed run's lock would fail the check
+        result = restic.check(restic_repository, read_data_subset=read_data_subset)
         report.ran = True
         report.ok = result.ok
         report.errors = list(result.errors[:KEPT_ERRORS])

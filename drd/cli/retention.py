@@ -9,6 +9,7 @@ from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar
 from drd.crypto.keystore import KeyStore
+from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
 from drd.errors import OperationError
 from drd.retention.run import plan_retention, run_retention
 
@@ -57,9 +58,11 @@ def run_command(state: CliState, system: str, as_json: bool) -> None:
     bar = None if as_json or not output.is_terminal() else ProgressBar(
         "retention", unit="objects")
     try:
-        report = run_retention(state.catalog(), master_key,
-                               KeyStore(config.keys_dir, master_key), config, system,
-                               actor="cli", progress=bar)
+        with systems_locked(state.catalog(), [system], exclusive=True,
+                            wait=LOCK_WAIT_SECONDS):
+            report = run_retention(state.catalog(), master_key,
+                                   KeyStore(config.keys_dir, master_key), config, system,
+                                   actor="cli", progress=bar)
     finally:
         if bar is not None:
             bar.finish()

@@ -244,6 +244,12 @@ def forget_command(
     return tuple(argv)
 
 
+def unlock_command() -> tuple[str, ...]:
+    """``restic unlock``: remove stale locks only (of a dead process on this host, or
+    older than 30 minutes); a live run's lock stays."""
+    return ("unlock",)
+
+
 def prune_command(max_unused: str | None = None) -> tuple[str, ...]:
     """``restic prune``: remove the data no snapshot uses any more (text output in 0.14).
 

@@ -296,6 +296,14 @@ class Restic:
         ]
         return self._parsed(completed, parse.parse_forget, completed.stdout_text, ids, ignored)
 
+    def unlock(self, repository: Repository) -> None:
+        """Remove stale locks (left by a restic that was killed, e.g. with its daemon).
+
+        Run it before an exclusive operation (check, prune): restic itself treats a
+        stale lock as live for 30 minutes. A lock of a restic still running stays.
+        """
+        self._run(repository, commands.unlock_command())
+
     def prune(self, repository: Repository, *, max_unused: str | None = None) -> PruneResult:
         """Remove the data that no snapshot uses any more (after :meth:`forget`).
 

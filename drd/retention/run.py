@@ -343,8 +343,13 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
         if unfinished is None:
             # the ledger of the pruned store is what prune starts from: after prune,
             # whatever it had and the store lacks is what prune removed -- except what
-            # the store lacked already (missing, waiting to be healed: never tombstoned)
-            listing = listings[chosen.store_id]
+            # the store lacked already (missing, waiting to be healed: never tombstoned).
+            # Listed again now: objects a backup wrote since the run's first listing are
+            # in prune's reach, and must be in the ledger to be tombstoned if it removes them
+            listing = _list(chosen)
+            if listing is None:
+                raise OperationError(f"{chosen.name} cannot be listed before the prune of "
+                                     f"{system}: nothing was forgotten")
             sync_listing(session, repository.system_id, chosen.store_id, listing.items(),
                          now)
             absent = sorted(set(session.scalars(sa.select(StoreObject.key).where(
@@ -356,6 +361,7 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
                      store=chosen.name, store_id=chosen.store_id, snapshots=candidates,
                      absent=absent)
 
+    restic.unlock(restic_repository)  # a killed run's lock would refuse the prune
     if to_forget:
         restic.forget(restic_repository, to_forget)
     result = restic.prune(restic_repository)
