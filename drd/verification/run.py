@@ -51,7 +51,15 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog, audit
-from drd.catalog.models import Alert, Policy, Snapshot, SnapshotCopy, StoreObject, Tombstone
+from drd.catalog.models import (
+    Alert,
+    Policy,
+    Replica,
+    Snapshot,
+    SnapshotCopy,
+    StoreObject,
+    Tombstone,
+)
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.models import System as SystemRow
 from drd.catalog.types import UTCDateTime, utcnow
@@ -696,9 +704,35 @@ class _Verifier:
                                           "snapshot(s) marked damaged"))
 
     def finish(self, pair: _Pair) -> None:
+        undamage(self.catalog, pair.repository.system_id)
         pair.result.coverage = pair_coverage(self.catalog, pair.repository.system_id,
                                              pair.target.store_id, pair.period,
                                              self.now())
+
+
+def undamage(catalog: Catalog, system_id: int) -> int:
+    """Once no object of the system is lost any more, its ``damaged`` snapshot copies
+    are sound again: ``present`` where the store's replication watermark covers the
+    snapshot, else ``missing`` (replication's next pass promotes them). Returns how many
+    copies changed."""
+    with catalog.session() as session:
+        lost = session.scalar(sa.select(sa.func.count()).select_from(StoreObject).where(
+            StoreObject.system_id == system_id, StoreObject.state == "lost"))
+        if lost:
+            return 0
+        copies = list(session.execute(
+            sa.select(SnapshotCopy, Snapshot.reported_at, Replica.watermark_at)
+            .join(Snapshot, SnapshotCopy.snapshot_id == Snapshot.id)
+            .outerjoin(Replica, (Replica.system_id == Snapshot.system_id)
+                       & (Replica.store_id == SnapshotCopy.store_id))
+            .where(Snapshot.system_id == system_id, SnapshotCopy.state == "damaged")))
+        for copy, reported_at, watermark_at in copies:
+            covered = watermark_at is not None and reported_at <= watermark_at
+            copy.state = "present" if covered else "missing"
+        if copies:
+            log.info("system %d: nothing is lost any more; %d damaged snapshot copies "
+                     "restored", system_id, len(copies))
+        return len(copies)
 
 
 def _duration(text: str | None, default: dt.timedelta) -> dt.timedelta:

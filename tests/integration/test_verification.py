@@ -283,6 +283,9 @@ def test_an_object_corrupt_everywhere_is_lost_then_recovered(tmp_path, seaweed_s
     assert {f.source for f in healed.healed} <= {"a", "c"}
     assert read(stage, "a", pack) == read(stage, "b", pack) == good
     assert open_alerts(stage) == []
+    with stage.catalog.session() as session:  # nothing lost any more: not damaged either
+        states = set(session.scalars(sa.select(SnapshotCopy.state)))
+    assert "damaged" not in states and states <= {"present", "missing"}
 
 
 # -- interrupted runs, a store that cannot be read ----------------------------------------
