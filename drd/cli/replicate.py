@@ -10,6 +10,7 @@ from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar, human_bytes
 from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
+from drd.daemon.runs import ForegroundRun, record_runs
 from drd.errors import OperationError
 
 
@@ -52,6 +53,14 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
     finally:
         if bar is not None:
             bar.finish()
+    by_system: dict[str, list] = {}
+    for result in report.stores:
+        by_system.setdefault(result.system, []).append(result)
+    record_runs(state.catalog(), "replicate", [
+        ForegroundRun(system=name, store=None, ok=all(r.ok for r in results),
+                      bytes_processed=sum(r.bytes_copied for r in results),
+                      error=next((e for r in results for e in r.errors), None))
+        for name, results in by_system.items()], started_at=report.started_at)
     if as_json:
         output.emit_json(report.as_dict())
     else:

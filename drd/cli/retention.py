@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from drd.catalog.types import utcnow
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar
 from drd.crypto.keystore import KeyStore
 from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
+from drd.daemon.runs import ForegroundRun, record_runs
 from drd.errors import OperationError
 from drd.retention.run import plan_retention, run_retention
 
@@ -57,6 +59,7 @@ def run_command(state: CliState, system: str, as_json: bool) -> None:
     master_key = state.master_key()
     bar = None if as_json or not output.is_terminal() else ProgressBar(
         "retention", unit="objects")
+    started_at = utcnow()
     try:
         with systems_locked(state.catalog(), [system], exclusive=True,
                             wait=LOCK_WAIT_SECONDS):
@@ -66,6 +69,9 @@ def run_command(state: CliState, system: str, as_json: bool) -> None:
     finally:
         if bar is not None:
             bar.finish()
+    record_runs(state.catalog(), "retention", [ForegroundRun(
+        system=system, store=None, ok=report.ok,
+        error=report.errors[0] if report.errors else None)], started_at=started_at)
     if as_json:
         output.emit_json(report.as_dict())
     else:

@@ -9,6 +9,7 @@ from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar, human_bytes
 from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
+from drd.daemon.runs import ForegroundRun, record_runs
 from drd.errors import EXIT_FAILED, UserError
 from drd.verification import StoreVerification, parse_size, verify
 from drd.verification.select import SIZE_HINT, Coverage
@@ -101,6 +102,13 @@ def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
     finally:
         if bar is not None:
             bar.finish()
+    record_runs(state.catalog(), "verify", [
+        ForegroundRun(system=run.system, store=run.store, ok=run.ok,
+                      bytes_processed=run.bytes_read,
+                      error=next(iter(run.errors + [f"{f.key} {f.reason}: {f.detail}"
+                                                    for f in run.lost + run.unhealed]),
+                                 None))
+        for run in report.runs], started_at=report.started_at)
     if as_json:
         output.emit_json(report.as_dict())
     else:
