@@ -190,24 +190,31 @@ def test_a_store_down_before_the_backup_is_reported_with_what_it_lacks(
 
 
 class KillingStore(Store):
-    """``inner``, whose server is killed once ``after`` data objects are stored in it, as
-    the next one is put: a store dying in the middle of a backup."""
+    """``inner``, whose server is killed as the data object after the first ``after`` is
+    put, once those are stored: a store dying in the middle of a backup. (Puts are
+    counted as they start: the fan-out puts several at once, and counting only finished
+    ones could let every put start before the moment came.)"""
 
     def __init__(self, inner: Store, server, after: int) -> None:
         self.inner, self.server, self.after = inner, server, after
         self.name = inner.name
+        self.data_started = 0
         self.data_stored = 0
-        self._lock = threading.Lock()
+        self._changed = threading.Condition()
 
     def put(self, key, data, *, length=None, retain_until=None) -> None:
         if key.startswith("data/"):
-            with self._lock:
-                if self.data_stored >= self.after and self.server.is_running():
-                    self.server.kill()
+            with self._changed:
+                self.data_started += 1
+                if self.data_started > self.after:
+                    self._changed.wait_for(lambda: self.data_stored >= self.after, 60)
+                    if self.server.is_running():
+                        self.server.kill()
         self.inner.put(key, data, length=length, retain_until=retain_until)
         if key.startswith("data/"):
-            with self._lock:
+            with self._changed:
                 self.data_stored += 1
+                self._changed.notify_all()
 
     def get(self, key, *, offset=0, length=None):
         return self.inner.get(key, offset=offset, length=length)
