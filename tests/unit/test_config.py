@@ -40,6 +40,21 @@ def test_unknown_or_mistyped_settings_are_refused_all_at_once(tmp_path: Path) ->
     assert "listen: must be text" in message
 
 
+def test_the_daemon_settings_are_whole_numbers_in_range(tmp_path: Path) -> None:
+    (tmp_path / "drd.yaml").write_text("workers: 4\nreplication_parallel: 16\n"
+                                       "lease_seconds: 60\n")
+    loaded = load_config(tmp_path)
+    assert (loaded.workers, loaded.replication_parallel, loaded.lease_seconds) == (4, 16, 60)
+    (tmp_path / "drd.yaml").write_text("workers: '2'\nreplication_parallel: 0\n"
+                                       "lease_seconds: true\n")
+    with pytest.raises(UserError) as refused:
+        load_config(tmp_path)
+    message = str(refused.value)
+    assert "workers: must be a whole number from 1 to 64" in message
+    assert "replication_parallel: must be a whole number from 1 to 256" in message
+    assert "lease_seconds: must be a whole number from 5 to 3600" in message
+
+
 def test_a_config_repr_masks_a_database_password(tmp_path: Path) -> None:
     config = Config(home=tmp_path, database_url="postgresql+psycopg://drd:pa55word@db/drd")
     assert "pa55word" not in repr(config)
