@@ -295,12 +295,14 @@ def _finish(session: Session, item: WorkItem, job: Job, outcome: str,
 
 def complete(catalog: Catalog, daemon_id: str, item_id: int, outcome: str,
              bytes_processed: int | None = None, error: str | None = None,
-             now: dt.datetime | None = None, max_attempts: int = MAX_ATTEMPTS) -> str:
+             now: dt.datetime | None = None, max_attempts: int = MAX_ATTEMPTS,
+             retry: bool = True) -> str:
     """Record how a claimed item's run ended; return the item's new state.
 
     ``outcome`` is one of :data:`OUTCOMES`; ``error`` must already be masked (see
     :func:`one_line_error`). A run that did not succeed is queued again after
-    :func:`retry_delay` while it has attempts left (same run; the state returned is
+    :func:`retry_delay` while it has attempts left, unless ``retry`` is false (what it
+    found will not change by trying again) (same run; the state returned is
     ``queued``); otherwise the item is ``done`` or ``failed`` and its run finished. Returns
     ``lost`` (and changes nothing) when ``daemon_id`` no longer holds the item. Raises
     ``ValueError`` for an unknown outcome.
@@ -313,7 +315,7 @@ def complete(catalog: Catalog, daemon_id: str, item_id: int, outcome: str,
         if item is None:
             return "lost"
         job = session.get(Job, item.job_id)
-        if should_retry(outcome, item.attempts, max_attempts):
+        if retry and should_retry(outcome, item.attempts, max_attempts):
             delay = retry_delay(item.attempts)
             item.state = "queued"
             item.claimed_by = None

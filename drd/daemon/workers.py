@@ -15,6 +15,7 @@ replication, verification, retention, the keyed check; drills come with the dril
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -98,6 +99,7 @@ class JobResult:
     outcome: str
     bytes_processed: int | None = None
     error: str | None = None
+    retry: bool = True
 
 
 Handler = Callable[[JobContext], JobResult]
@@ -172,7 +174,20 @@ def run_verify(context: JobContext) -> JobResult:
                     systems=[context.claim.system], stores=[context.claim.store], full=False,
                     budget_bytes=None, progress=context.progress,
                     should_stop=context.should_stop)
-    return result_of(report, "bytes_read")
+    result = result_of(report, "bytes_read")
+    if result.outcome != "succeeded" and not report.stopped and only_losses(report):
+        # a lost object stays lost however often the budget is read again: the damage
+        # alert is the news, and the next scheduled run looks again
+        return dataclasses.replace(result, retry=False)
+    return result
+
+
+def only_losses(report: Any) -> bool:
+    """True when all a verification report found wrong is lost objects (no read errors,
+    nothing that waits for healing)."""
+    runs = getattr(report, "runs", [])
+    return bool(runs) and all(not run.errors and not run.unhealed for run in runs) \
+        and any(run.lost for run in runs)
 
 
 def run_retention_job(context: JobContext) -> JobResult:
@@ -328,7 +343,7 @@ class Worker(threading.Thread):
                      self.name, claimed.job_name)
             return
         state = queue.complete(self.catalog, self.daemon_id, claimed.item_id, result.outcome,
-                               result.bytes_processed, result.error)
+                               result.bytes_processed, result.error, retry=result.retry)
         log.info("%s: job %s %s (%s bytes)%s", self.name, claimed.job_name, result.outcome,
                  result.bytes_processed if result.bytes_processed is not None else "no",
                  "" if state in ("done", "failed") else f"; item {state}")

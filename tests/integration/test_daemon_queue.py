@@ -329,3 +329,18 @@ def test_one_run_of_a_job_at_a_time(stage) -> None:
     queue.complete(stage.catalog, "daemon-a", first.item_id, "succeeded", 0, None)
     second = queue.claim(stage.catalog, "daemon-b", LEASE)
     assert second is not None and second.item_id != first.item_id
+
+
+def test_a_run_not_worth_retrying_ends_at_once(stage) -> None:
+    with stage.catalog.session() as session:
+        sync_jobs(session, utcnow())
+        system_id = session.scalar(sa.select(System.id))
+        queue.request(session, "replicate", system_id, "manual")
+    claimed = queue.claim(stage.catalog, "d", LEASE)
+    state = queue.complete(stage.catalog, "d", claimed.item_id, "partial", 5, "lost",
+                           retry=False)
+    (item,) = _items(stage)
+    assert state == item.state != "queued" and item.finished_at is not None
+    with stage.catalog.session() as session:
+        run = session.get(JobRun, item.run_id)
+        assert (run.outcome, run.error) == ("partial", "lost")

@@ -44,3 +44,25 @@ def test_a_report_that_stopped_early_is_not_done_even_when_ok() -> None:
     report.stopped = True  # verification reports ok for what it read before a stop
     result = result_of(report, "bytes_copied")
     assert result.outcome == "partial" and "stopped" in result.error
+
+
+@dataclass
+class Run:
+    lost: list = field(default_factory=list)
+    unhealed: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+@dataclass
+class Verification:
+    runs: list
+
+
+def test_only_losses_are_not_worth_a_retry_but_errors_and_unhealed_ones_are() -> None:
+    from drd.daemon.workers import only_losses
+
+    assert only_losses(Verification([Run(lost=["k"]), Run()]))
+    assert not only_losses(Verification([Run(lost=["k"], unhealed=["j"])]))
+    assert not only_losses(Verification([Run(lost=["k"]), Run(errors=["store down"])]))
+    assert not only_losses(Verification([Run()]))
+    assert not only_losses(Verification([]))
