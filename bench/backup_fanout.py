@@ -27,7 +27,6 @@ import contextlib
 import os
 import platform
 import random
-import resource
 import shutil
 import socket
 import statistics
@@ -41,10 +40,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.fanout import FanoutEndpoint  # noqa: E402
+from bench.common import MIB, find_tool, own_and_children_cpu, process_cpu_seconds  # noqa: E402
 from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
 from drd.stores import StoreSpec, open_store  # noqa: E402
 
-MIB = 1024 * 1024
 PASSWORD = "bench-password-not-secret"
 BUCKET = "bench"
 PREFIX = "backups/dept/system"
@@ -57,29 +56,6 @@ VARIANTS = {
 
 
 # --- tools ----------------------------------------------------------------------------------
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` and its reaped children (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_and_children_cpu() -> tuple[float, float]:
-    """CPU seconds so far of this process (all threads) and of its reaped children."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return (own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime)
-
-
-def find_tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found: see the module docstring")
-    return found
 
 
 RESTIC = find_tool("restic")

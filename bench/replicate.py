@@ -26,8 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import random
-import resource
 import shutil
 import statistics
 import subprocess
@@ -41,61 +39,29 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa  # noqa: E402
 
+from bench.common import (  # noqa: E402
+    MIB,
+    find_tool,
+    own_and_children_cpu,
+    process_cpu_seconds,
+    random_tree,
+    tool_version,
+)
 from drd.catalog.models import Replica, StoreObject  # noqa: E402
 from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
 from drd.replication.run import replicate  # noqa: E402
 from tests.integration.staging import StoreSetup, make_stage  # noqa: E402
 
-MIB = 1024 * 1024
 REPOSITORY = "parks/fs1"
 BUCKETS = ("bench-source", "bench-one", "bench-two")
-
-
-def find_tool(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.is_file():
-        return str(beside)
-    found = shutil.which(name)
-    if not found:
-        sys.exit(f"{name} not found: see the module docstring")
-    return found
 
 
 RESTIC = find_tool("restic")
 RCLONE = find_tool("rclone")
 
 
-def tool_version(binary: str) -> str:
-    output = subprocess.run([binary, "version"], capture_output=True, text=True).stdout
-    return output.splitlines()[0] if output else "?"
-
-
 def generate(root: Path, size: int, seed: int = 11) -> tuple[int, int]:
-    """About ``size`` bytes of random (incompressible) data in many files: mostly small,
-    some medium, a few large. Made once per size and seed. Returns (files, bytes)."""
-    marker = root / f".generated-{size}-{seed}"
-    if marker.exists():
-        files, total = marker.read_text().split()
-        return int(files), int(total)
-    shutil.rmtree(root, ignore_errors=True)
-    rng = random.Random(seed)
-    total = files = 0
-    while total < size:
-        roll = rng.random()
-        if roll < 0.9:
-            length = rng.randint(1024, 64 * 1024)
-        elif roll < 0.99:
-            length = rng.randint(64 * 1024, 4 * MIB)
-        else:
-            length = rng.randint(8 * MIB, 32 * MIB)
-        length = min(length, size - total) or 1
-        directory = root / f"d{files % 29:02d}"
-        directory.mkdir(parents=True, exist_ok=True)
-        (directory / f"f{files:06d}.bin").write_bytes(rng.randbytes(length))
-        files += 1
-        total += length
-    marker.write_text(f"{files} {total}")
-    return files, total
+    return random_tree(root, size, seed)
 
 
 def rclone_env(servers: list[SeaweedServer]) -> dict[str, str]:
@@ -114,18 +80,11 @@ def rclone_env(servers: list[SeaweedServer]) -> dict[str, str]:
 
 
 def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    return own_and_children_cpu()[1]
 
 
 def own_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-def process_cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(value) for value in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    return own_and_children_cpu()[0]
 
 
 class Bench:
