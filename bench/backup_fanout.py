@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from agents.fanout import FanoutEndpoint  # noqa: E402
 from bench.common import MIB, find_tool, own_and_children_cpu, process_cpu_seconds  # noqa: E402
+from bench.common import rclone_env as s3_remotes  # noqa: E402
 from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
 from drd.stores import StoreSpec, open_store  # noqa: E402
 
@@ -85,17 +86,7 @@ def restic(args: list[str], env: dict[str, str]) -> None:
 
 
 def rclone_env(servers: list[SeaweedServer]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("RESTIC_", "AWS_", "RCLONE_"))}
-    env["RCLONE_CONFIG"] = "/dev/null"
-    for index, server in enumerate(servers):
-        remote = f"RCLONE_CONFIG_S{index}_"
-        env.update({
-            remote + "TYPE": "s3", remote + "PROVIDER": "Other",
-            remote + "ENDPOINT": server.endpoint, remote + "REGION": "us-east-1",
-            remote + "ACCESS_KEY_ID": server.access_key,
-            remote + "SECRET_ACCESS_KEY": server.secret_key,
-        })
+    env = s3_remotes(servers)
     env.update({
         "RCLONE_CONFIG_U_TYPE": "union",
         "RCLONE_CONFIG_U_UPSTREAMS": " ".join(

@@ -70,3 +70,20 @@ def own_and_children_cpu() -> tuple[float, float]:
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
+
+
+def rclone_env(servers: list) -> dict[str, str]:
+    """rclone's environment for remotes ``S0:``, ``S1:``, ... on SeaweedFS ``servers``
+    (no config file; restic's, AWS's and the caller's own rclone settings left out)."""
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith(("RESTIC_", "AWS_", "RCLONE_"))}
+    env["RCLONE_CONFIG"] = "/dev/null"
+    for index, server in enumerate(servers):
+        remote = f"RCLONE_CONFIG_S{index}_"
+        env.update({
+            remote + "TYPE": "s3", remote + "PROVIDER": "Other",
+            remote + "ENDPOINT": server.endpoint, remote + "REGION": "us-east-1",
+            remote + "ACCESS_KEY_ID": server.access_key,
+            remote + "SECRET_ACCESS_KEY": server.secret_key,
+        })
+    return env

@@ -45,10 +45,11 @@ from bench.common import (  # noqa: E402
     own_and_children_cpu,
     process_cpu_seconds,
     random_tree,
+    rclone_env,
     tool_version,
 )
 from drd.catalog.models import Replica, StoreObject  # noqa: E402
-from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
+from drd.devstores import start_many_in  # noqa: E402
 from drd.replication.run import replicate  # noqa: E402
 from tests.integration.staging import StoreSetup, make_stage  # noqa: E402
 
@@ -62,21 +63,6 @@ RCLONE = find_tool("rclone")
 
 def generate(root: Path, size: int, seed: int = 11) -> tuple[int, int]:
     return random_tree(root, size, seed)
-
-
-def rclone_env(servers: list[SeaweedServer]) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("RESTIC_", "AWS_", "RCLONE_"))}
-    env["RCLONE_CONFIG"] = "/dev/null"
-    for index, server in enumerate(servers):
-        remote = f"RCLONE_CONFIG_S{index}_"
-        env.update({
-            remote + "TYPE": "s3", remote + "PROVIDER": "Other",
-            remote + "ENDPOINT": server.endpoint, remote + "REGION": "us-east-1",
-            remote + "ACCESS_KEY_ID": server.access_key,
-            remote + "SECRET_ACCESS_KEY": server.secret_key,
-        })
-    return env
 
 
 def children_cpu() -> float:

@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     random_tree,
     tool_version,
 )
+from bench.common import rclone_env as common_rclone_env  # noqa: E402
 from drd.devstores import SeaweedServer, start_many_in  # noqa: E402
 from drd.ledger import expected_sha256, is_tracked  # noqa: E402
 from drd.verification import verify  # noqa: E402
@@ -72,15 +73,8 @@ def generate(root: Path, size: int, seed: int = 13) -> tuple[int, int]:
 
 
 def rclone_env(server: SeaweedServer) -> dict[str, str]:
-    env = {key: value for key, value in os.environ.items()
-           if not key.startswith(("RESTIC_", "AWS_", "RCLONE_"))}
-    env.update({"RCLONE_CONFIG": "/dev/null", "RCLONE_CONFIG_S0_TYPE": "s3",
-                "RCLONE_CONFIG_S0_PROVIDER": "Other",
-                "RCLONE_CONFIG_S0_ENDPOINT": server.endpoint,
-                "RCLONE_CONFIG_S0_REGION": "us-east-1",
-                "RCLONE_CONFIG_S0_ACCESS_KEY_ID": server.access_key,
-                "RCLONE_CONFIG_S0_SECRET_ACCESS_KEY": server.secret_key})
-    return env
+    """rclone's environment with remote ``S0:`` on ``server``."""
+    return common_rclone_env([server])
 
 
 cpu_seconds = own_and_children_cpu
