@@ -134,3 +134,34 @@ def longest_gap(expression: str, runs: int = 512) -> timedelta:
         longest = max(longest, following - previous)
         previous = following
     return longest
+
+
+def fewest_runs_after_a_run(expression: str, window: timedelta, enough: int,
+                            months: int = 12) -> int:
+    """The fewest runs within ``window`` after a run (that run excluded), up to ``enough``.
+
+    The windows measured start at the first run on or after each of the first
+    ``months`` month starts from :data:`REFERENCE_START`, so that months of different
+    lengths (and February of a leap year) count. Counting stops at ``enough``: the
+    answer is exact below it, and ``enough`` means "at least that many". A rotation
+    through ``n`` things on this schedule comes back to each within ``window`` when
+    the answer is ``n``. Raises ``ValueError`` like :func:`cron_trigger`.
+    """
+    trigger = cron_trigger(expression)
+    fewest = enough
+    for month in range(months):
+        year, index = divmod(REFERENCE_START.month - 1 + month, 12)
+        month_start = REFERENCE_START.replace(year=REFERENCE_START.year + year, month=index + 1)
+        start = trigger.get_next_fire_time(None, month_start)
+        if start is None:
+            return 0
+        count, previous = 0, start
+        while count < fewest:
+            following = trigger.get_next_fire_time(previous, previous + timedelta(seconds=1))
+            if following is None or following - start > window:
+                break
+            count, previous = count + 1, following
+        fewest = min(fewest, count)
+        if fewest == 0:
+            break
+    return fewest

@@ -21,7 +21,7 @@ from policies.introspect import nested_models
 from policies.loader import MAX_FILE_BYTES
 from policies.sample import example_policy_yaml
 from policies.schema import MAX_COUNT, MAX_OBJECT_LOCK_DAYS, CommandSource, PathSource, Policy
-from policies.types import MAX_DURATION
+from policies.types import MAX_DURATION, Size
 
 # Models reached through a union (sources) are documented under their own heading.
 _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
@@ -32,6 +32,8 @@ _SECTIONS: tuple[tuple[str, type[BaseModel]], ...] = (
 
 
 def _type_name(annotation: Any) -> str:
+    if annotation == Size:
+        return "size"
     origin = typing.get_origin(annotation)
     if origin is typing.Annotated:
         return _type_name(typing.get_args(annotation)[0])

@@ -6,7 +6,11 @@
   catalog) every store must exist and their regions are counted;
 - the RPO is not shorter than the longest gap between scheduled backups (the system
   would be late before every backup);
-- ``object_lock_days`` does not outlive the retention (``policies.object_lock``).
+- ``object_lock_days`` does not outlive the retention (``policies.object_lock``);
+- the drill schedule fires often enough that rotating through the stores drills each
+  of them within ``drill.period``: after any drill, at least as many drills as there
+  are stores follow within the period (so the store drilled comes round again in
+  time). Reported at ``drill.period`` when it is written, else at ``drill.schedule``.
 
 Pure: the stores' regions are passed in.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import timedelta
 
-from policies.cron import longest_gap
+from policies.cron import fewest_runs_after_a_run, longest_gap
 from policies.durations import format_duration
 from policies.object_lock import object_lock_problem
 from policies.problems import PathTuple
@@ -63,6 +67,22 @@ def _rpo_problems(policy: Policy, gap: timedelta) -> list[RuleProblem]:
              "the system would be late before every backup")]
 
 
+def _drill_problems(policy: Policy) -> list[RuleProblem]:
+    drill = policy.drill
+    if drill is None:
+        return []
+    stores = len(policy.stores)
+    runs = fewest_runs_after_a_run(drill.schedule, drill.period, enough=stores)
+    if runs >= stores:
+        return []
+    field = "period" if "period" in drill.model_fields_set else "schedule"
+    times = {0: "does not fire", 1: "fires only once"}.get(runs, f"fires only {runs} times")
+    return [(("drill", field), f"the schedule {drill.schedule!r} {times} in the "
+             f"{format_duration(drill.period)} after a drill, but {stores} store(s) must "
+             f"each be drilled within {format_duration(drill.period)}; drill more often "
+             "or lengthen drill.period")]
+
+
 def check_policy(policy: Policy, store_regions: Mapping[str, str] | None = None
                  ) -> list[RuleProblem]:
     """Every cross-field rule ``policy`` breaks, as ``(field path, message)``; ``[]`` if none.
@@ -76,4 +96,5 @@ def check_policy(policy: Policy, store_regions: Mapping[str, str] | None = None
     lock = object_lock_problem(policy.object_lock_days, policy.retention, gap)
     if lock:
         problems.append((("object_lock_days",), lock))
+    problems += _drill_problems(policy)
     return problems

@@ -4,7 +4,8 @@ Every field has a type, a description and at least one example; unknown keys are
 refused at every level; values are taken as written (strict mode: ``"7"`` is not a
 number, ``7`` is not a duration). Rules that relate several fields (enough stores for
 ``min_copies``, two regions, Object Lock against retention) live in
-``policies.rules``, and run only once a file has passed this schema.
+``policies.rules``, and run only once a file has passed this schema (among them: a
+drill schedule that fires often enough to drill every store within ``drill.period``).
 
 ``Policy.model_validate(data)`` raises ``pydantic.ValidationError``; the loader
 (``policies.loader``) turns its errors into ``file:line: field: message`` problems.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -25,6 +26,7 @@ from pydantic import (
     PrivateAttr,
     Tag,
     field_validator,
+    model_validator,
 )
 
 from policies.types import (
@@ -36,6 +38,7 @@ from policies.types import (
     FileName,
     NonBlank,
     PositiveDuration,
+    Size,
     Slug,
 )
 
@@ -261,12 +264,91 @@ class DrillCheck(_Model):
     )
 
 
+class DrillRestore(_Model):
+    """What a drill restores of the restore point: everything, a share of the files, or paths.
+
+    With neither a percentage below 100 nor paths, every file is restored.
+    """
+
+    percent: float = Field(
+        100,
+        gt=0,
+        le=100,
+        description="Share of the files, in percent, that a drill restores, chosen "
+        "deterministically by the SHA-256 of each file's path (the rule the agent's "
+        "manifest sample uses, `agents.manifest.in_sample`), so that every drill of a "
+        "snapshot restores the same files. 100 restores every file.",
+        examples=[100],
+    )
+    paths: list[AbsolutePath] = Field(
+        default_factory=list,
+        description="Absolute paths, as backed up: only these and what lies beneath them "
+        "are restored. Empty restores everything (or the `percent` share); cannot be "
+        "combined with a `percent` below 100.",
+        examples=[["/srv/share/finance"]],
+    )
+
+    @model_validator(mode="after")
+    def _paths_or_percent(self) -> DrillRestore:
+        if self.paths and self.percent < 100:
+            raise ValueError("restore either `paths` or a `percent` below 100 of the files, "
+                             "not both")
+        return self
+
+
+class DrillSandbox(_Model):
+    """Where a drill restores to, and how much room it may take there."""
+
+    path: AbsolutePath | None = Field(
+        None,
+        description="The directory drills restore into (each drill in a fresh 0700 "
+        "directory beneath it, removed afterwards); empty means `<drd home>/drills`.",
+        examples=["/var/lib/drd/drills"],
+    )
+    max_size: Size | None = Field(
+        None,
+        description="The most a drill may restore, as a size such as 500M, 10G or 1T "
+        "(powers of 1024); a drill whose restore needs more fails without restoring. "
+        "Empty means no limit.",
+        examples=["10G"],
+    )
+
+
 class Drill(_Model):
-    """When and how restore drills prove that the backups can be restored."""
+    """When and how restore drills prove that the backups can be restored.
+
+    Each run of the schedule drills one store of the system, rotating through the stores
+    so that every store is drilled within ``period``; the policy is refused when the
+    schedule fires too rarely for that. ``Policy.drill_targets()`` gives the RTO and RPO
+    a drill is judged against.
+    """
 
     schedule: Cron = Field(
-        description="When drills run: five-field cron, UTC (0 and 7 are Sunday).",
+        description="When drills run: five-field cron, UTC (0 and 7 are Sunday). Each run "
+        "drills one store; the schedule must fire at least once per store within `period`.",
         examples=["0 3 * * 0"],
+    )
+    period: PositiveDuration = Field(
+        timedelta(days=30),
+        description="Every store of the system is drilled within this period.",
+        examples=["30d"],
+    )
+    snapshot: Literal["latest", "oldest"] = Field(
+        "latest",
+        description="Which restore point a drill restores: `latest`, the newest good one, "
+        "or `oldest`, the oldest one the retention still keeps.",
+        examples=["latest"],
+    )
+    restore: DrillRestore = Field(
+        default_factory=DrillRestore,
+        description="What a drill restores: every file, a deterministic share of them, or "
+        "listed paths.",
+        examples=[{"percent": 100, "paths": ["/srv/share/finance"]}],
+    )
+    sandbox: DrillSandbox = Field(
+        default_factory=DrillSandbox,
+        description="Where a drill restores to and how much room it may take.",
+        examples=[{"path": "/var/lib/drd/drills", "max_size": "10G"}],
     )
     sample_percent: float = Field(
         100,
@@ -284,6 +366,19 @@ class Drill(_Model):
                     "expect_stdout": "ok",
                     "expect_exit": 0,
                     "timeout": "5m"}]],
+    )
+    rto: PositiveDuration | None = Field(
+        None,
+        description="The recovery time objective a drill is judged against: it fails when "
+        "its restore takes longer. Empty means the policy's `rto`.",
+        examples=["4h"],
+    )
+    rpo: PositiveDuration | None = Field(
+        None,
+        description="The recovery point objective a drill is judged against: it fails when "
+        "the restored snapshot is older than this at the drill. Empty means the "
+        "policy's `rpo`.",
+        examples=["1h"],
     )
 
     @field_validator("checks")
@@ -401,7 +496,11 @@ class Policy(_Model):
     drill: Drill | None = Field(
         None,
         description="The restore drill plan; without it no drills are scheduled.",
-        examples=[{"schedule": "0 3 * * 0", "sample_percent": 100,
+        examples=[{"schedule": "0 3 * * 0", "period": "30d", "snapshot": "latest",
+                   "restore": {"percent": 100, "paths": []},
+                   "sandbox": {"path": "/var/lib/drd/drills", "max_size": "10G"},
+                   "sample_percent": 100,
+                   "rto": "4h", "rpo": "1h",
                    "checks": [{"name": "app-db",
                                "command": ["sqlite3", "{restored}/srv/app/app.db",
                                            "PRAGMA integrity_check"],
@@ -448,6 +547,16 @@ class Policy(_Model):
         if self._source_text is None:
             return None
         return hashlib.sha256(self._source_text.encode()).hexdigest()
+
+    def drill_targets(self) -> tuple[timedelta, timedelta]:
+        """The ``(rto, rpo)`` a drill of this policy is judged against.
+
+        The drill plan's own ``rto`` / ``rpo`` where set, else the policy's top-level
+        ``rto`` / ``rpo`` (also when the policy has no drill plan).
+        """
+        rto = self.drill.rto if self.drill and self.drill.rto is not None else self.rto
+        rpo = self.drill.rpo if self.drill and self.drill.rpo is not None else self.rpo
+        return rto, rpo
 
     def attach_source(self, path: str, text: str) -> None:
         """Record the file and text this policy was loaded from (the loader calls this)."""

@@ -22,6 +22,7 @@ from pydantic import (
 from drd.names import NAME_PATTERN, name_problem
 from policies.cron import validate_cron
 from policies.durations import DURATION_HINT, DURATION_PATTERN, format_duration, parse_duration
+from policies.sizes import SIZE_HINT, SIZE_PATTERN, format_size, parse_size
 
 FILENAME_PATTERN = r"^[A-Za-z0-9._-]{1,255}$"
 MAX_DURATION = timedelta(days=36500)
@@ -84,6 +85,18 @@ def _duration(value: Any) -> timedelta:
     return value
 
 
+def _size(value: Any) -> int:
+    if isinstance(value, bool):
+        raise ValueError(f"must be {SIZE_HINT}, not {value}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ValueError("must be at least 1 byte")
+        return value
+    if isinstance(value, str):
+        return parse_size(value)
+    raise ValueError(f"must be {SIZE_HINT}")
+
+
 def _positive(value: timedelta) -> timedelta:
     if value <= timedelta(0):
         raise ValueError("must be longer than 0s")
@@ -119,6 +132,16 @@ at most :data:`MAX_DURATION`."""
 
 PositiveDuration = Annotated[Duration, AfterValidator(_positive)]
 """A :data:`Duration` longer than zero."""
+
+Size = Annotated[
+    int,
+    PlainValidator(_size),
+    PlainSerializer(format_size, return_type=str, when_used="json"),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": SIZE_PATTERN},
+                              {"type": "integer", "minimum": 1}]}),
+]
+"""A number of bytes written ``500M``, ``10G``, ``20GiB`` or as plain digits (see
+policies.sizes); K, M, G, T, P are powers of 1024."""
 
 Cron = Annotated[str, AfterValidator(validate_cron)]
 """A five-field cron expression, UTC, with cron(8) meaning (see policies.cron)."""

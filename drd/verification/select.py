@@ -19,20 +19,19 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from policies.cron import longest_gap
 
+# Re-exported: sizes are defined once, in policies (which must not import drd.verification).
+from policies.sizes import SIZE_HINT as SIZE_HINT
+from policies.sizes import parse_size as parse_size
+
 DEFAULT_PERIOD = dt.timedelta(days=30)
 DEFAULT_SCHEDULE = "0 2 * * *"
 SAFETY_MARGIN = 1.25
-
-_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
-_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
-SIZE_HINT = "a size such as 500M, 20GiB or 1T (bytes; K, M, G, T are powers of 1024)"
 
 
 @dataclass(frozen=True)
@@ -227,19 +226,6 @@ def share_of_budget(store_budget: int, system_bytes: int, store_bytes: int) -> i
     if store_bytes <= 0 or system_bytes >= store_bytes:
         return max(1, store_budget)
     return max(1, math.ceil(store_budget * system_bytes / store_bytes))
-
-
-def parse_size(text: str) -> int:
-    """``"500M"`` -> 524288000; plain digits are bytes; K, M, G, T, P are powers of 1024
-    (``MiB``, ``MB`` and ``M`` alike). Raises ``ValueError`` with a message for a user."""
-    match = _SIZE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None:
-        raise ValueError(f"{text!r} is not {SIZE_HINT}")
-    number, unit, _suffix = match.groups()
-    value = float(number) * _UNITS[unit.lower()]
-    if value < 1:
-        raise ValueError(f"{text!r} is too small: a budget must be at least 1 byte")
-    return int(value)
 
 
 def budget_for(total_bytes: int, *, configured: int | None = None,

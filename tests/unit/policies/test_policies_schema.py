@@ -22,7 +22,7 @@ FIELDS = [(model, name) for model in MODELS for name in model.model_fields]
 def test_every_model_is_seen():
     assert {model.__name__ for model in MODELS} == {
         "PathSource", "CommandSource", "Retention", "Manifest", "Verification",
-        "DrillCheck", "Drill", "Replication", "Prune", "Policy"}
+        "DrillCheck", "DrillRestore", "DrillSandbox", "Drill", "Replication", "Prune", "Policy"}
 
 
 @pytest.mark.parametrize(("model", "name"), FIELDS, ids=lambda v: getattr(v, "__name__", v))
