@@ -6,9 +6,12 @@ For every enrolled system with a policy the daemon keeps these jobs (``Job`` row
     retention:<system>            prune.schedule            forget, prune, remove elsewhere
     verify:<system>:<store>       verification.schedule     keyless re-read of one store
     check:<system>:<store>        verification.check_schedule   ``restic check`` of one store
+    drill:<system>                drill.schedule            a restore drill of one store
 
-Drills (kind ``drill``) come with the drill runner: :data:`DERIVED_KINDS` does not list
-them yet, so :func:`sync_jobs` neither creates nor deactivates them.
+Drills are one job per system (only when its policy has a ``drill`` section), not one
+per store: each run drills one store, chosen by rotation
+(:func:`restore_drills.rotation.choose_store`), so that every store is drilled within
+the plan's period (the policy schema refuses a schedule too rare for that).
 
 The decisions (:func:`derive_jobs`, :func:`next_fire`, :func:`last_fire`,
 :func:`catch_up`) are pure; :func:`sync_jobs` applies them to the catalog. Every time is
@@ -34,8 +37,8 @@ from policies.schema import Prune, Replication, Verification
 
 log = logging.getLogger(__name__)
 
-DERIVED_KINDS = ("replicate", "retention", "verify", "check")
-"""The kinds :func:`sync_jobs` manages; ``drill`` joins them with the drill runner."""
+DERIVED_KINDS = ("replicate", "retention", "verify", "check", "drill")
+"""The kinds :func:`sync_jobs` manages."""
 
 # how far back :func:`last_fire` looks for the first fire time before iterating forward:
 # a minutely schedule missed for a year costs a few windows, not half a million steps
@@ -81,22 +84,30 @@ def _section(document: Mapping[str, Any], name: str) -> Mapping[str, Any]:
 
 def policy_schedules(document: Mapping[str, Any]) -> dict[str, str]:
     """The cron expression of each derived kind in a policy document, with the policy
-    schema's defaults for sections a document applied by an older drd lacks."""
+    schema's defaults for sections a document applied by an older drd lacks.
+
+    ``drill`` is there only when the document has a drill plan (its schedule is required).
+    """
     verification = _section(document, "verification")
-    return {
+    schedules = {
         "replicate": _section(document, "replication").get("schedule")
         or Replication().schedule,
         "retention": _section(document, "prune").get("schedule") or Prune().schedule,
         "verify": verification.get("schedule") or Verification().schedule,
         "check": verification.get("check_schedule") or Verification().check_schedule,
     }
+    drill_schedule = _section(document, "drill").get("schedule")
+    if drill_schedule:
+        schedules["drill"] = drill_schedule
+    return schedules
 
 
 def derive_jobs(systems: Iterable[PolicedSystem]) -> list[JobSpec]:
     """Every job the systems' policies imply, sorted by name.
 
     Stores a policy names that are not registered (``store_ids`` lacks them) get no
-    verify or check job.
+    verify or check job. A system whose policy has a drill plan gets one ``drill`` job
+    (no store: each run chooses one).
     """
     specs: list[JobSpec] = []
     for system in systems:
@@ -105,6 +116,9 @@ def derive_jobs(systems: Iterable[PolicedSystem]) -> list[JobSpec]:
                              system.system_id, None, schedules["replicate"]))
         specs.append(JobSpec(job_name("retention", system.name), "retention",
                              system.system_id, None, schedules["retention"]))
+        if "drill" in schedules:
+            specs.append(JobSpec(job_name("drill", system.name), "drill",
+                                 system.system_id, None, schedules["drill"]))
         for store in system.document.get("stores") or []:
             store_id = system.store_ids.get(store)
             if store_id is None:

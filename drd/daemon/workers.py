@@ -9,7 +9,7 @@ before finishing is handed back (:func:`drd.daemon.queue.release`) and resumed b
 next claim, not lost and not counted twice.
 
 The handlers call the services lazily (imported when a job of their kind runs):
-replication, verification, retention, the keyed check; drills come with the drill runner.
+replication, verification, retention, the keyed check, restore drills.
 """
 
 from __future__ import annotations

@@ -5,7 +5,11 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
+from drd.catalog.models import Base, Department, Job, Policy, System
+from drd.catalog.models import Store as StoreRow
 from drd.daemon.jobs import (
     PolicedSystem,
     catch_up,
@@ -14,7 +18,9 @@ from drd.daemon.jobs import (
     last_fire,
     next_fire,
     policy_schedules,
+    sync_jobs,
 )
+from policies.schema import Drill
 
 UTC = dt.UTC
 
@@ -49,6 +55,51 @@ def test_unregistered_stores_get_no_store_jobs_and_old_documents_get_defaults() 
                                        "check:db:dc-a"}
     assert policy_schedules({}) == {"replicate": "20 * * * *", "retention": "0 1 * * *",
                                     "verify": "0 2 * * *", "check": "0 4 * * 0"}
+
+
+# the drill section as an applied policy stores it
+DRILL = Drill(schedule="0 3 * * 0").model_dump(mode="json")
+
+
+def test_a_drill_plan_gives_one_drill_job_per_system_without_a_store() -> None:
+    document = {**DOCUMENT, "drill": DRILL}
+    specs = derive_jobs([PolicedSystem(7, "fs1", document, {"dc-a": 1, "region-b": 2})])
+    drills = [(s.name, s.kind, s.system_id, s.store_id, s.schedule)
+              for s in specs if s.kind == "drill"]
+    assert drills == [("drill:fs1", "drill", 7, None, "0 3 * * 0")]
+    assert policy_schedules(document)["drill"] == "0 3 * * 0"
+    # without a drill section (also one left empty by hand): no drill job
+    assert "drill" not in policy_schedules(DOCUMENT)
+    assert "drill" not in policy_schedules({**DOCUMENT, "drill": None})
+
+
+def test_sync_jobs_creates_and_deactivates_the_drill_job() -> None:
+    # the pure derivation applied to an in-memory catalog, as the daemon does
+    engine = sa.create_engine("sqlite://")
+    Base.metadata.create_all(engine)
+    now = at("2026-11-02 10:00:00")
+    with Session(engine) as session:
+        policy = Policy(name="fileserver", document={**DOCUMENT, "drill": DRILL},
+                        source_text="", sha256="0" * 64)
+        department = Department(name="finance")
+        session.add_all([policy, department,
+                         StoreRow(name="dc-a", kind="file", url="/a", region="eu-1"),
+                         StoreRow(name="region-b", kind="file", url="/b", region="eu-2")])
+        session.flush()
+        session.add(System(name="fs1", department_id=department.id, policy_id=policy.id,
+                           status="enrolled"))
+        session.flush()
+        assert "drill:fs1" in sync_jobs(session, now).created
+        job = session.scalar(sa.select(Job).where(Job.name == "drill:fs1"))
+        assert (job.kind, job.store_id, job.schedule, job.active) == ("drill", None,
+                                                                       "0 3 * * 0", True)
+        assert job.next_run_at == at("2026-11-08 03:00:00")
+        # the drill section removed from the applied policy: the job is deactivated
+        policy.document = dict(DOCUMENT)
+        session.flush()
+        assert sync_jobs(session, now).deactivated == ["drill:fs1"]
+        assert (job.active, job.next_run_at) == (False, None)
+    engine.dispose()
 
 
 def test_job_names() -> None:
