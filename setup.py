@@ -42,6 +42,7 @@ setup(
     package_data={
         "drd.catalog": ["migrations/*.py", "migrations/versions/*.py", "migrations/*.mako"],
         "policies": ["examples/*.yaml"],
+        "restore_drills": ["templates/*.j2"],
     },
     include_package_data=True,
     install_requires=RUNTIME,
