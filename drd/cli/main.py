@@ -37,6 +37,7 @@ def _register() -> None:
         alerts,
         backup_now,
         devstores,
+        drill,
         init,
         policy,
         retention,
@@ -58,6 +59,7 @@ def _register() -> None:
     cli.add_command(status.status_command)
     cli.add_command(backup_now.backup_now_command)
     cli.add_command(alerts.alerts_command)
+    cli.add_command(drill.drill_group)
     cli.add_command(retention.retention_group)
     cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command

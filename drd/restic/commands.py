@@ -191,6 +191,11 @@ def restore_command(
     return tuple(argv)
 
 
+def ls_command(snapshot_id: str) -> tuple[str, ...]:
+    """``restic ls --json SNAPSHOT``: every node of the snapshot's tree."""
+    return ("ls", "--json", "--", _checked_snapshot_id(snapshot_id, allow_latest=True))
+
+
 def check_command(read_data: bool = False, read_data_subset: str | None = None) -> tuple[str, ...]:
     """``restic check``: structure only, or also every pack (``read_data``) or a subset
     (``read_data_subset`` such as ``"1/5"``, ``"10%"`` or ``"500M"``).

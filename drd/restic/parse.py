@@ -25,6 +25,7 @@ from drd.restic.types import (
     BackupSummary,
     ForgetResult,
     ItemError,
+    Node,
     ProgressEvent,
     PruneResult,
     RepositoryConfig,
@@ -45,6 +46,9 @@ _TIME = re.compile(
 _MISSING_SOURCE = re.compile(r"^(?P<path>.+) does not exist, skipping$")
 _IGNORED_ID = re.compile(r'^Ignoring "(?P<id>[^"]+)"')
 _FILES_VERIFIED = re.compile(r"^finished verifying (?P<count>\d+) files")
+_VERIFYING = re.compile(r"^verifying files in ")
+_RESTORE_FILE_ERROR = re.compile(r"^ignoring error for (?P<path>.+?): (?P<reason>.+)$")
+_ERROR_COUNT = re.compile(r"^(?:Fatal: )?There were (?P<count>\d+) errors")
 _INIT_TEXT = re.compile(r"^created restic repository (?P<id>[0-9a-f]+) at ")
 _PRUNE_DELETE = re.compile(r"^to delete:\s+(?P<blobs>\d+) blobs / (?P<bytes>.+?)\s*$")
 _PRUNE_REPACK = re.compile(r"^to repack:\s+(?P<blobs>\d+) blobs / ")
@@ -58,10 +62,13 @@ class Message:
     type: str | None
     data: Mapping[str, Any]
     text: str
+    at: float = 0.0
+    """When the line was read (``time.monotonic()``), for timing a run's stages."""
 
 
-def parse_line(line: str) -> Message:
-    """Classify one output line. A line that is not a JSON object is text (``type=None``)."""
+def parse_line(line: str, at: float = 0.0) -> Message:
+    """Classify one output line. A line that is not a JSON object is text (``type=None``).
+    ``at`` is when it was read."""
     stripped = line.strip()
     if stripped.startswith("{"):
         try:
@@ -69,8 +76,8 @@ def parse_line(line: str) -> Message:
         except json.JSONDecodeError:
             data = None
         if isinstance(data, dict):
-            return Message(str(data.get("message_type") or "") or None, data, stripped)
-    return Message(None, {}, stripped)
+            return Message(str(data.get("message_type") or "") or None, data, stripped, at)
+    return Message(None, {}, stripped, at)
 
 
 def parse_version(text: str) -> ResticVersion:
@@ -293,15 +300,38 @@ def parse_prune_output(lines: Iterable[str]) -> PruneResult:
 
 
 def parse_restore_output(
-    snapshot_id: str, target: Path, verified: bool, messages: Iterable[Message]
+    snapshot_id: str, target: Path, verified: bool, messages: Iterable[Message],
+    stderr: Iterable[str] = (), started_at: float | None = None,
+    finished_at: float | None = None,
 ) -> RestoreSummary:
     """A restore's output -> :class:`RestoreSummary`.
 
     restic 0.14 prints text only (``finished verifying N files`` with ``--verify``);
-    later releases print a JSON ``summary`` with counts. Both are understood.
+    later releases print a JSON ``summary`` with counts. Both are understood. ``stderr``
+    gives the per-file errors; ``started_at``/``finished_at`` (monotonic) with the
+    messages' read times split the run into restore and verification.
     """
     counts: dict[str, Any] = {}
     files_verified = None
+    verify_started = None
+    messages = list(messages)
+    for message in messages:
+        if message.type is None and _VERIFYING.match(message.text):
+            verify_started = message.at
+    file_errors: list[tuple[str, str]] = []
+    error_count = 0
+    for line in stderr:
+        text = line.strip()
+        if match := _RESTORE_FILE_ERROR.match(text):
+            file_errors.append((match["path"], match["reason"]))
+        elif match := _ERROR_COUNT.match(text):
+            error_count = int(match["count"])
+    timing: dict[str, float | None] = {}
+    if started_at is not None and finished_at is not None:
+        split = verify_started if verify_started is not None else finished_at
+        timing["restore_seconds"] = max(0.0, split - started_at)
+        timing["verify_seconds"] = (max(0.0, finished_at - verify_started)
+                                    if verify_started is not None else None)
     for message in messages:
         if message.type == "summary":
             counts = {
@@ -316,7 +346,34 @@ def parse_restore_output(
             if match:
                 files_verified = int(match["count"])
     return RestoreSummary(snapshot_id=snapshot_id, target=target, verified=verified,
-                          files_verified=files_verified, **counts)
+                          files_verified=files_verified, file_errors=tuple(file_errors),
+                          error_count=max(error_count, len(file_errors)), **timing, **counts)
+
+
+def restore_file_error(line: str) -> tuple[str, str] | None:
+    """``(path, reason)`` of a restore's "ignoring error for PATH: REASON" line, else None."""
+    match = _RESTORE_FILE_ERROR.match(line.strip())
+    return (match["path"], match["reason"]) if match else None
+
+
+def parse_ls(messages: Iterable[Message]) -> list[Node]:
+    """``restic ls --json`` output -> the snapshot's nodes (the leading snapshot line and
+    anything that is not a node are skipped).
+
+    Raises:
+        ValueError: a node without a path or type.
+    """
+    nodes = []
+    for message in messages:
+        data = message.data
+        if not data or data.get("struct_type") != "node":
+            continue
+        path, kind = data.get("path"), data.get("type")
+        if not isinstance(path, str) or not isinstance(kind, str):
+            raise ValueError(f"a node without path or type: {message.text[:200]}")
+        size = data.get("size") or 0
+        nodes.append(Node(path=path, type=kind, size=int(size) if kind == "file" else 0))
+    return nodes
 
 
 def parse_init_output(messages: Iterable[Message]) -> str | None:

@@ -18,6 +18,7 @@ import logging
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -60,6 +61,9 @@ class Completed:
     stderr_tail: list[str] = field(default_factory=list)
     stderr_messages: list[Message] = field(default_factory=list)
     stdin_error: BaseException | None = None
+    started_at: float = 0.0
+    finished_at: float = 0.0
+    """``time.monotonic()`` when the process was started and when it had exited."""
 
     @property
     def stdout_text(self) -> str:
@@ -176,6 +180,7 @@ def run_process(
         BaseException: whatever ``on_status`` raised, after restic was stopped.
     """
     command = tuple(argv)
+    started_at = time.monotonic()
     process = subprocess.Popen(
         command,
         stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
@@ -193,7 +198,7 @@ def run_process(
     messages: list[Message] = []
     try:
         for raw in process.stdout:
-            message = parse_line(raw.decode("utf-8", "replace"))
+            message = parse_line(raw.decode("utf-8", "replace"), time.monotonic())
             if message.type == "status":
                 if on_status is not None:
                     on_status(message)
@@ -202,6 +207,7 @@ def run_process(
             elif message.text:
                 messages.append(message)
         exit_code = process.wait()
+        finished_at = time.monotonic()
     except BaseException:
         _stop(process)
         raise
@@ -228,4 +234,6 @@ def run_process(
         stderr_tail=list(stderr_reader.tail),
         stderr_messages=stderr_reader.messages,
         stdin_error=feeder.error if feeder is not None else None,
+        started_at=started_at,
+        finished_at=finished_at,
     )

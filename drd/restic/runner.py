@@ -26,6 +26,7 @@ from pathlib import Path
 from drd.errors import OperationError, UserError
 from drd.restic import commands, parse
 from drd.restic.errors import (
+    EXIT_FATAL,
     EXIT_PARTIAL,
     EXIT_SUCCESS,
     ResticError,
@@ -40,6 +41,7 @@ from drd.restic.types import (
     CheckResult,
     ForgetResult,
     KeepRules,
+    Node,
     ProgressEvent,
     PruneResult,
     Repository,
@@ -226,6 +228,7 @@ class Restic:
         includes: Iterable[str] = (),
         verify: bool = False,
         progress: Progress | None = None,
+        keep_going: bool = False,
     ) -> RestoreSummary:
         """Restore a snapshot (full id, unique prefix or ``latest``) into ``target``.
 
@@ -234,13 +237,39 @@ class Restic:
         ``progress`` gets restic's restore ``status`` messages; restic 0.14 prints none,
         so it is simply never called there.
 
+        With ``keep_going``, a restore whose only failures are per-file errors (a
+        damaged pack: "ignoring error for PATH") returns them in ``file_errors`` instead
+        of raising, so that a drill can name the files affected. restic skips the
+        verification after such errors (``verify_seconds`` is then None).
+
         Raises:
             ResticSnapshotMissing: no such snapshot.
-            ResticError: restic failed (including a failed verification).
+            ResticError: restic failed (including a failed verification, unless it
+                was per-file errors and ``keep_going``).
         """
         command = commands.restore_command(snapshot_id, target, tuple(includes), verify)
-        completed = self._run(repository, command, progress=progress)
-        return parse.parse_restore_output(snapshot_id, Path(target), verify, completed.messages)
+
+        def accept(completed: Completed) -> bool:
+            if completed.exit_code == EXIT_SUCCESS:
+                return True
+            return keep_going and completed.exit_code == EXIT_FATAL and any(
+                parse.restore_file_error(line) for line in completed.stderr)
+
+        completed = self._run(repository, command, progress=progress, accept=accept)
+        return parse.parse_restore_output(snapshot_id, Path(target), verify, completed.messages,
+                                          completed.stderr, completed.started_at,
+                                          completed.finished_at)
+
+    def ls(self, repository: Repository, snapshot_id: str) -> list[Node]:
+        """The files, directories and links of a snapshot (``restic ls --json``), in
+        restic's order (depth first, by name).
+
+        Raises:
+            ResticSnapshotMissing: no such snapshot.
+            ResticError: restic failed.
+        """
+        completed = self._run(repository, commands.ls_command(snapshot_id))
+        return self._parsed(completed, parse.parse_ls, completed.messages)
 
     def check(
         self,

@@ -155,10 +155,28 @@ class Snapshot:
 
 
 @dataclass(frozen=True)
+class Node:
+    """One entry of a snapshot's tree as ``restic ls --json`` lists it.
+
+    ``type`` is restic's: ``file``, ``dir``, ``symlink``, ``dev``, ``chardev``, ``fifo``
+    or ``socket``; ``size`` is set for files.
+    """
+
+    path: str
+    type: str
+    size: int = 0
+
+
+@dataclass(frozen=True)
 class RestoreSummary:
     """What a restore did. restic 0.14 reports no counts (``None``); newer releases do.
 
     ``files_verified`` is the count from ``--verify`` ("finished verifying N files").
+    ``file_errors`` are restic's per-file errors (``(path, reason)``, from "ignoring
+    error for PATH: REASON"), kept only by a restore asked to ``keep_going``;
+    ``error_count`` is restic's own count ("There were N errors"), which may exceed the
+    kept lines. ``restore_seconds`` and ``verify_seconds`` split restic's run at its
+    "verifying files" line (``verify_seconds`` is None when verification did not run).
     """
 
     snapshot_id: str
@@ -170,6 +188,10 @@ class RestoreSummary:
     total_bytes: int | None = None
     bytes_restored: int | None = None
     seconds_elapsed: float | None = None
+    file_errors: tuple[tuple[str, str], ...] = ()
+    error_count: int = 0
+    restore_seconds: float | None = None
+    verify_seconds: float | None = None
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,7 @@ class Stage:
     source: Path
     system: str = SYSTEM
     department: str = DEPARTMENT
+    agent_key: object = field(default=None, repr=False)
     _opened: dict = field(default_factory=dict, repr=False)
 
     def store_row(self, name: str):
@@ -113,8 +114,10 @@ class Stage:
         return summary.snapshot_id
 
     def report(self, snapshot_id: str, complete: dict[str, bool] | None = None, *,
-               now: dt.datetime | None = None) -> None:
-        """Record ``snapshot_id`` as the agent reports it (default: complete everywhere)."""
+               now: dt.datetime | None = None, files: int = 0, size: int = 0,
+               tags: tuple[str, ...] = ()) -> None:
+        """Record ``snapshot_id`` as the agent reports it (default: complete everywhere;
+        ``files`` and ``size`` are the agent's counts of what restic saved)."""
         complete = complete if complete is not None else {name: True for name in self.stores}
         first = next(name for name, done in complete.items() if done)
         (snapshot,) = [s for s in self.restic.snapshots(self.repository(first))
@@ -125,10 +128,38 @@ class Stage:
                                  department=self.department, token_id=0)
         record_report(self.catalog, identity, SnapshotReport(
             report_id=str(uuid.uuid4()), snapshot_id=snapshot.id, time=snapshot.time,
-            hostname=snapshot.hostname, paths=list(snapshot.paths), tags=[],
-            tree=snapshot.tree, files=0, bytes=0, duration_seconds=1.0,
+            hostname=snapshot.hostname, paths=list(snapshot.paths), tags=list(tags),
+            tree=snapshot.tree, files=files, bytes=size, duration_seconds=1.0,
             stores={name: StoreCopyReport(complete=done, missing_objects=0 if done else 1)
                     for name, done in complete.items()}), now=now)
+
+    def sign_manifest(self, snapshot_id: str, sample_percent: float = 100) -> dict:
+        """Hash the source tree, sign the manifest with an agent key (made and enrolled
+        on first use) and record it for ``snapshot_id``, as the agent does after a
+        backup. Returns the manifest."""
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        from agents.manifest import build_manifest, sign_manifest, walk_sources
+        from drd.crypto.pem import public_key_pem
+        from drd.services.snapshots import store_manifest
+
+        if self.agent_key is None:
+            self.agent_key = Ed25519PrivateKey.generate()
+            with self.catalog.session() as session:
+                row = session.scalar(sa.select(System).where(System.name == self.system))
+                row.agent_public_key = public_key_pem(self.agent_key.public_key()).decode()
+        digests = walk_sources([str(self.source)], [], sample_percent)
+        manifest = build_manifest(system=self.system, snapshot_id=snapshot_id,
+                                  run_id=str(uuid.uuid4()), created=dt.datetime.now(dt.UTC),
+                                  kind="paths", sources=[str(self.source)], excludes=[],
+                                  sample_percent=sample_percent, digests=digests)
+        signed = sign_manifest(self.agent_key, manifest)
+        with self.catalog.session() as session:
+            system_id = session.scalar(sa.select(System.id).where(System.name == self.system))
+        identity = AgentIdentity(system_id=system_id, system=self.system,
+                                 department=self.department, token_id=0)
+        store_manifest(self.catalog, identity, snapshot_id, manifest, signed.signature_b64)
+        return manifest
 
     def copy_all(self, source: str) -> int:
         """Copy every object of store ``source``'s repository that another store lacks."""
