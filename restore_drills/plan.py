@@ -4,7 +4,8 @@ A drill restores a *restore point*: the snapshots one backup run made (the ``pat
 snapshot and one per command source), which share the tag ``drd-run:<run id>``; a snapshot
 without that tag is a restore point of its own. ``latest`` is the newest good snapshot's
 run (good: active and not partial), ``oldest`` the oldest that retention still keeps, and
-``--snapshot ID`` the run of that snapshot.
+``--snapshot ID`` the run of that snapshot. The run's first snapshot (the agent saves the
+paths before the commands' output) is the drill's ``snapshot``, unless one was asked for.
 
 What is restored (``drill.restore``): everything, a share of the files chosen by the
 SHA-256 of their path (:func:`agents.manifest.in_sample`, the rule the agent samples its
@@ -178,6 +179,12 @@ def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "lates
                 if primary.run is not None and snapshot.run == primary.run
                 and snapshot.id != primary.id]
     siblings.sort(key=lambda snapshot: (snapshot.time, snapshot.id))
+    if snapshot_id is None and siblings and siblings[0].time <= primary.time:
+        # the run's first snapshot leads (the agent saves the paths before the commands'
+        # output), whichever of the run's snapshots was the newest
+        siblings.append(primary)
+        primary = siblings.pop(0)
+        siblings.sort(key=lambda snapshot: (snapshot.time, snapshot.id))
     return RestorePoint(primary=primary, snapshots=(primary, *siblings))
 
 

@@ -3,6 +3,7 @@ directory) into a sandbox, checked against a manifest signed with a real agent k
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import secrets
 import sqlite3
@@ -185,3 +186,62 @@ def test_a_store_that_cannot_be_read_is_a_failed_drill(tmp_path, restic_binary):
     assert outcome.report["checks"]["restic_verify"]["passed"] is False
     with stage.catalog.session() as session:
         assert session.get(Drill, outcome.id).passed is False
+
+
+def test_the_daemon_drills_each_store_in_turn_and_alerts_on_a_failure(tmp_path, database_url,
+                                                                      restic_binary):
+    import threading
+
+    from drd.catalog.models import Job, JobRun, System, WorkItem
+    from drd.catalog.types import utcnow
+    from drd.daemon import queue
+    from drd.daemon.jobs import sync_jobs
+    from drd.daemon.workers import RunningItems, Worker
+
+    source = tmp_path / "source"
+    stage = make_stage(tmp_path, database_url=database_url, restic_binary=restic_binary,
+                       stores=[StoreSetup("near", "region-a", directory=tmp_path / "near"),
+                               StoreSetup("away", "region-b", directory=tmp_path / "away")],
+                       policy_extra=DRILL_PLAN % {"source": source})
+    stage.init("near")
+    stage.write_files(4)
+    write_database(stage)
+    backed_up(stage, "near")
+    worker = Worker("w1", catalog=stage.catalog, daemon_id="d1", config=stage.config,
+                    master_key=stage.master_key, keystore=stage.keystore,
+                    stopping=threading.Event(), running=RunningItems())
+
+    def scheduled_drill():
+        with stage.catalog.session() as session:
+            queue.request(session, "drill", session.scalar(sa.select(System.id)), "schedule")
+        # what is queued runs (the snapshot's report queued a replication too)
+        while (claimed := queue.claim(stage.catalog, "d1", dt.timedelta(seconds=60))):
+            worker.run_item(claimed)
+        with stage.catalog.session() as session:
+            item = session.scalars(sa.select(WorkItem).join(Job).where(Job.kind == "drill")
+                                   .order_by(WorkItem.id.desc())).first()
+            return item.state, session.get(JobRun, item.run_id)
+
+    with stage.catalog.session() as session:
+        sync_jobs(session, utcnow())
+        job = session.scalar(sa.select(Job).where(Job.kind == "drill"))
+        assert (job.name, job.schedule, job.store_id) == ("drill:fs1", "0 3 * * *", None)
+
+    state, run = scheduled_drill()
+    assert (state, run.outcome) == ("done", "succeeded"), run.error
+    for pack in (tmp_path / "away").rglob("data/*/*"):
+        pack.chmod(0o600)
+        pack.write_bytes(b"rot" + pack.read_bytes()[3:])
+    state, run = scheduled_drill()
+    assert run.outcome == "failed" and state == "failed"  # not retried: the alert is the news
+    assert "away" in run.error
+    assert [drill.store for drill in list_drills_of(stage)] == ["away", "near"]
+    (alert,) = [alert for alert in list_alerts(stage.catalog) if alert.kind == "drill_failed"]
+    assert alert.store == "away"
+    stage.catalog.dispose()
+
+
+def list_drills_of(stage):
+    from restore_drills.records import list_drills
+
+    return list_drills(stage.catalog, stage.system)
