@@ -47,23 +47,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents.excludes import ExcludeMatcher
 from drd.crypto.signing import public_key_fingerprint, sign
+from policies.sampling import in_sample
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 MANIFEST_PREFIX = "drd/manifests/"
 _READ_CHUNK = 1 << 20
-_HASH_SPACE = 1 << 64
-
-
-def in_sample(path: str, sample_percent: float) -> bool:
-    """Whether ``path`` is in the deterministic ``sample_percent`` sample (pure)."""
-    if sample_percent >= 100:
-        return True
-    if sample_percent <= 0:
-        return False
-    digest = hashlib.sha256(os.fsencode(path)).digest()
-    return int.from_bytes(digest[:8], "big") < sample_percent / 100 * _HASH_SPACE
 
 
 def canonical_bytes(manifest: dict[str, Any]) -> bytes:

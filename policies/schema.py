@@ -276,7 +276,7 @@ class DrillRestore(_Model):
         le=100,
         description="Share of the files, in percent, that a drill restores, chosen "
         "deterministically by the SHA-256 of each file's path (the rule the agent's "
-        "manifest sample uses, `agents.manifest.in_sample`), so that every drill of a "
+        "manifest sample uses, `policies.sampling.in_sample`), so that every drill of a "
         "snapshot restores the same files. 100 restores every file.",
         examples=[100],
     )

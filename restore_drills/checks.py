@@ -10,8 +10,10 @@ Paths are the snapshot's: ``/srv/share/a.txt`` lives at ``<restored>/srv/share/a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import signal
 import stat
 import subprocess
 import time
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.manifest import in_sample
+from policies.durations import parse_duration
+from policies.sampling import in_sample
 
 _READ_CHUNK = 1 << 20
 SHOWN_PATHS = 5
@@ -74,6 +77,15 @@ def file_sha256(root: Path, path: str) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def whole_error_path(path: str, reason: str, known: Iterable[str]) -> str:
+    """The file a restic restore error is about (pure). restic prints ``PATH: REASON``
+    and either may hold ``": "``; the longest known path that the text starts with
+    wins, else restic's text up to the first ``": "`` (``path``)."""
+    text = f"{path}: {reason}"
+    matches = [candidate for candidate in known if text.startswith(candidate + ": ")]
+    return max(matches, key=len) if matches else path
 
 
 def _named(paths: Sequence[str]) -> str:
@@ -211,13 +223,20 @@ def negative_control(root: Path, matched: Sequence[Mapping[str, Any]],
     try:
         os.chmod(target, stat.S_IMODE(info.st_mode) | stat.S_IWUSR)
         _flip_byte(target, offset)
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        caught = compare_manifest([entry], restored, digest)
-        _flip_byte(target, offset)
-        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-        os.chmod(target, stat.S_IMODE(info.st_mode))
     except OSError as error:
         return CheckOutcome(False, f"could not change a byte of {path}: {error.strerror}")
+    try:
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+        caught = compare_manifest([entry], restored, digest)
+    finally:
+        # the application checks run on this tree next: it must be as restored
+        try:
+            _flip_byte(target, offset)
+            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+            os.chmod(target, stat.S_IMODE(info.st_mode))
+        except OSError as error:
+            return CheckOutcome(False, f"could not change the byte of {path} back: "
+                                       f"{error.strerror}")
     restored_again = compare_manifest([entry], restored, digest)
     if caught.differ != [path]:
         return CheckOutcome(False, f"a byte changed in {path} was NOT caught by the "
@@ -248,8 +267,6 @@ def check_argv(command: Sequence[str], restored: Path) -> list[str]:
 def _seconds(value: Any) -> float:
     if isinstance(value, (int, float)):
         return float(value)
-    from policies.durations import parse_duration
-
     return parse_duration(str(value)).total_seconds()
 
 
@@ -268,19 +285,25 @@ def run_application_check(check: Mapping[str, Any], restored: Path) -> CheckOutc
     environment.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
     started = time.monotonic()
     try:
-        completed = subprocess.run(argv, cwd=restored, env=environment,
-                                   stdin=subprocess.DEVNULL, capture_output=True,
-                                   timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        return CheckOutcome(False, f"timed out after {timeout:g} s")
+        # a session of its own: a timeout stops the command and everything it started
+        process = subprocess.Popen(argv, cwd=restored, env=environment,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, start_new_session=True)
     except OSError as error:
         return CheckOutcome(False, f"could not run {argv[0]}: {error.strerror or error}")
+    try:
+        out, err = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        return CheckOutcome(False, f"timed out after {timeout:g} s")
     seconds = time.monotonic() - started
-    stdout = completed.stdout[:OUTPUT_LIMIT].decode("utf-8", "replace").strip()
-    stderr = completed.stderr[:OUTPUT_LIMIT].decode("utf-8", "replace").strip()
+    stdout = out[:OUTPUT_LIMIT].decode("utf-8", "replace").strip()
+    stderr = err[:OUTPUT_LIMIT].decode("utf-8", "replace").strip()
     problems = []
-    if completed.returncode != expect_exit:
-        problems.append(f"exit {completed.returncode} (expected {expect_exit})")
+    if process.returncode != expect_exit:
+        problems.append(f"exit {process.returncode} (expected {expect_exit})")
     if expect_stdout is not None and stdout != expect_stdout:
         problems.append(f"stdout {_short(stdout)!r} (expected {_short(expect_stdout)!r})")
     if problems:
@@ -288,7 +311,7 @@ def run_application_check(check: Mapping[str, Any], restored: Path) -> CheckOutc
         return CheckOutcome(False, "; ".join(problems) + (f"; stderr: {_short(tail)}"
                                                           if tail else ""))
     shown = f", stdout {_short(stdout)!r}" if expect_stdout is not None else ""
-    return CheckOutcome(True, f"exit {completed.returncode}{shown} in {seconds:.2f} s")
+    return CheckOutcome(True, f"exit {process.returncode}{shown} in {seconds:.2f} s")
 
 
 def _short(text: str, limit: int = 120) -> str:

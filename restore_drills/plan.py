@@ -8,7 +8,7 @@ run (good: active and not partial), ``oldest`` the oldest that retention still k
 paths before the commands' output) is the drill's ``snapshot``, unless one was asked for.
 
 What is restored (``drill.restore``): everything, a share of the files chosen by the
-SHA-256 of their path (:func:`agents.manifest.in_sample`, the rule the agent samples its
+SHA-256 of their path (:func:`policies.sampling.in_sample`, the rule the agent samples its
 manifest by, so that the same files are chosen every time), or listed paths and what
 lies beneath them.
 """
@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.manifest import in_sample
 from drd.errors import OperationError, UserError
 from drd.restic import Node
 from policies.durations import parse_duration
+from policies.sampling import in_sample
 from policies.sizes import parse_size
 
 RUN_TAG_PREFIX = "drd-run:"
@@ -168,18 +168,19 @@ def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "lates
             raise UserError(f"snapshot {primary.restic_id[:12]} is {why}: not a restore "
                             "point to drill")
     else:
+        if which not in ("latest", "oldest"):
+            raise UserError(f"drill.snapshot: {which!r} is neither 'latest' nor 'oldest'")
         if not good:
             raise OperationError("the system has no good snapshot to drill yet (see drd "
                                  "snapshots)")
         order = sorted(good, key=lambda snapshot: (snapshot.time, snapshot.id))
         primary = order[-1] if which == "latest" else order[0]
-        if which not in ("latest", "oldest"):
-            raise UserError(f"drill.snapshot: {which!r} is neither 'latest' nor 'oldest'")
     siblings = [snapshot for snapshot in good
                 if primary.run is not None and snapshot.run == primary.run
                 and snapshot.id != primary.id]
     siblings.sort(key=lambda snapshot: (snapshot.time, snapshot.id))
-    if snapshot_id is None and siblings and siblings[0].time <= primary.time:
+    if snapshot_id is None and siblings and \
+            (siblings[0].time, siblings[0].id) < (primary.time, primary.id):
         # the run's first snapshot leads (the agent saves the paths before the commands'
         # output), whichever of the run's snapshots was the newest
         siblings.append(primary)
@@ -195,12 +196,14 @@ def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "lates
 class Selection:
     """The files of one snapshot a drill restores and expects back.
 
-    ``includes`` are restic ``--include`` patterns (empty: restore everything);
-    ``files`` maps each expected regular file's path to its size.
+    ``everything``: restore the whole snapshot; else only what ``includes`` (restic
+    ``--include`` patterns) match -- nothing at all when there are none, which restic
+    would read as everything. ``files`` maps each expected regular file to its size.
     """
 
     includes: tuple[str, ...]
     files: Mapping[str, int]
+    everything: bool = False
 
     @property
     def bytes(self) -> int:
@@ -226,7 +229,7 @@ def select_files(nodes: Iterable[Node], settings: DrillSettings) -> Selection:
     files = {node.path: node.size for node in nodes if node.type == "file"}
     mode = settings.mode
     if mode == ALL:
-        return Selection(includes=(), files=files)
+        return Selection(includes=(), files=files, everything=True)
     if mode == PATHS:
         roots = [path.rstrip("/") or "/" for path in settings.paths]
         chosen = {path: size for path, size in files.items() if _beneath(path, roots)}

@@ -32,6 +32,7 @@ from drd.catalog.types import utcnow
 from drd.errors import UserError
 from drd.services.alerts import raise_alert, resolve_alert
 from restore_drills.plan import PointSnapshot
+from restore_drills.rotation import overdue
 
 
 @dataclass(frozen=True)
@@ -60,6 +61,7 @@ class Subject:
     last_passed: dict[str, dt.datetime | None] = field(default_factory=dict)
     copies: dict[int, set[str]] = field(default_factory=dict)
     damaged_objects: int = 0
+    enrolled_at: dt.datetime | None = None
 
     def store(self, name: str) -> StoreInfo:
         for store in self.stores:
@@ -102,7 +104,7 @@ def load_subject(catalog: Catalog, system: str) -> Subject:
         subject = Subject(system_id=row.id, system=row.name, department=row.department.name,
                           policy=row.policy.name, document=document,
                           agent_public_key=row.agent_public_key, stores=stores,
-                          snapshots=snapshots, copies=copies)
+                          snapshots=snapshots, copies=copies, enrolled_at=row.enrolled_at)
         for store in stores:
             subject.last_attempt[store.name] = session.scalar(
                 sa.select(sa.func.max(Drill.started_at)).where(
@@ -160,6 +162,30 @@ def finish_drill(catalog: Catalog, drill_id: int, report: Mapping[str, Any],
                         f"failed: {reasons[0]}",
                         system_id=subject.system_id, store_id=store.id,
                         details={"drill": drill_id, "reasons": list(reasons[:10])})
+
+
+def flag_overdue(catalog: Catalog, subject: Subject, period: dt.timedelta,
+                 now: dt.datetime) -> list[str]:
+    """Open (or resolve) the system's ``drill_overdue`` alert: the stores without a
+    passing drill within the plan's ``period``. A system enrolled less than a period ago
+    is not overdue yet. Returns the overdue stores."""
+    with catalog.session() as session:
+        last_passed = {store.name: session.scalar(
+            sa.select(sa.func.max(Drill.started_at)).where(
+                Drill.system_id == subject.system_id, Drill.store_id == store.id,
+                Drill.passed.is_(True))) for store in subject.stores}
+        late = overdue([store.name for store in subject.stores], last_passed, period, now)
+        if subject.enrolled_at is not None and now - subject.enrolled_at < period:
+            late = []
+        if late:
+            raise_alert(session, "drill_overdue",
+                        f"{subject.system}: no passing restore drill within the plan's "
+                        f"period from {', '.join(late)}",
+                        system_id=subject.system_id, severity="warning",
+                        details={"stores": late, "period_seconds": period.total_seconds()})
+        else:
+            resolve_alert(session, "drill_overdue", system_id=subject.system_id)
+    return late
 
 
 def abandon_drill(catalog: Catalog, drill_id: int, reason: str) -> None:

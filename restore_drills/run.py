@@ -55,6 +55,8 @@ from drd.services.repositories import RepositoryStore, open_repositories
 from restore_drills import records
 from restore_drills.checks import (
     CheckOutcome,
+    ManifestComparison,
+    RestoredFile,
     compare_manifest,
     count_check,
     file_sha256,
@@ -62,6 +64,7 @@ from restore_drills.checks import (
     negative_control,
     restored_files,
     run_application_check,
+    whole_error_path,
 )
 from restore_drills.plan import (
     ALL,
@@ -76,16 +79,13 @@ from restore_drills.plan import (
 from restore_drills.posture import StoreCopy, assess
 from restore_drills.report import REPORT_SCHEMA, sign_report
 from restore_drills.rotation import choose_store
-from restore_drills.verdict import Targets, decide, rto_of
+from restore_drills.verdict import Targets, Verdict, decide, rto_of
 
 log = logging.getLogger("restore_drills")
 
 MANIFEST_PREFIX = "drd/manifests/"
 SPACE_MARGIN = 1.05
 """Free space a restore needs, as a multiple of the bytes it restores."""
-
-Phase = Callable[[str, "DrillProgress"], None]
-
 
 @dataclass
 class DrillProgress:
@@ -119,7 +119,13 @@ class DrillOutcome:
 
 
 class _Stopped(Exception):
-    """The drill cannot go on (a store that cannot be read, a sandbox too small)."""
+    """The drill cannot go on (a store that cannot be read, a sandbox too small): the
+    check that says so, failed, with its detail."""
+
+    def __init__(self, check: str, detail: str) -> None:
+        super().__init__(f"{check}: {detail}")
+        self.check = check
+        self.detail = detail
 
 
 def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, config: Config,
@@ -153,11 +159,18 @@ def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, confi
                            settings, actor, on_phase or (lambda progress: None))
         report = runner.run(drill_id, started_at, trigger,
                             judge_rpo=snapshot is None and settings.snapshot == "latest")
+        signature = sign_report(keystore.signing_private_key(), report)
+        records.finish_drill(catalog, drill_id, report, signature, subject=subject,
+                             store=chosen)
     except BaseException as error:
-        records.abandon_drill(catalog, drill_id, f"the drill stopped: {type(error).__name__}")
+        # never leave it "running": that would hold its snapshots back from retention
+        try:
+            records.abandon_drill(catalog, drill_id,
+                                  f"the drill stopped: {type(error).__name__}")
+        except Exception as recording:  # noqa: BLE001 - the first error is the news
+            log.error("drill %d could not be marked as stopped: %s", drill_id, recording)
         raise
-    signature = sign_report(keystore.signing_private_key(), report)
-    records.finish_drill(catalog, drill_id, report, signature, subject=subject, store=chosen)
+    records.flag_overdue(catalog, subject, settings.period, utcnow())
     verdict = "passed" if report["passed"] else "FAILED"
     log.log(logging.INFO if report["passed"] else logging.ERROR,
             "drill %d of %s from %s %s (RTO %.1f s)", drill_id, system, chosen.name, verdict,
@@ -193,12 +206,14 @@ class _DrillRun:
         try:
             sandbox = self._make_sandbox(drill_id)
             self._drill(sandbox)
-        except _Stopped as why:
-            stopped = str(why)
+        except _Stopped as stop:
+            self.checks[stop.check] = CheckOutcome(False, stop.detail)
+            stopped = str(stop)
         finally:
             if sandbox is not None:
                 remove_sandbox(sandbox)
-        rto = rto_of(self.phases)
+        # a drill that stopped before its restore measured no recovery time
+        rto = rto_of(self.phases) if stopped is None else None
         rpo = max(0.0, (started_at - self.point.time).total_seconds())
         targets = Targets(self.settings.rto, self.settings.rpo, judge_rpo=judge_rpo)
         verdict = decide(self.checks, rto, rpo, targets, stopped_early=stopped)
@@ -209,19 +224,19 @@ class _DrillRun:
         restored.mkdir(mode=0o700)
         password = self._timed("unseal", self._unseal)
         repository, target = self._open_repository(password)
-        selections = self._timed("list", lambda: self._selections(repository))
+        selections = self._timed("list", lambda: self._selections(repository, sandbox))
         expected = {path: size for selection in selections.values()
                     for path, size in selection.files.items()}
         self._check_space(sandbox, sum(expected.values()))
         self.on_phase(DrillProgress("restore", restored, sum(expected.values())))
         self._restore(repository, target, sandbox, restored, selections)
         found = restored_files(restored)
-        file_count, size, wrong = count_check(found, expected)
-        self.checks["file_count"], self.checks["bytes"] = file_count, size
+        count, size, unlike = count_check(found, expected)
+        self.checks["file_count"], self.checks["bytes"] = count, size
         disagreement = self._reported_totals(selections)
         if disagreement is not None:
             self.checks["file_count"] = disagreement
-        self.affected.update(wrong)
+        self.affected.update(unlike)
         self.restore_info.update(files=len(found), bytes=sum(f.size for f in found.values()),
                                  expected_files=len(expected),
                                  expected_bytes=sum(expected.values()))
@@ -250,8 +265,8 @@ class _DrillRun:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             sandbox = Path(tempfile.mkdtemp(prefix=f"drill-{drill_id}-", dir=root))
         except OSError as error:
-            raise _Stopped(f"sandbox: cannot create a directory under {root}: "
-                           f"{error.strerror or error}") from None
+            raise _Stopped("sandbox", f"cannot create a directory under {root}: "
+                                      f"{error.strerror or error}") from None
         os.chmod(sandbox, 0o700)
         return sandbox
 
@@ -262,7 +277,7 @@ class _DrillRun:
                                    actor=self.actor,
                                    reason=f"restore drill from {self.store.name}")
         except OperationError as error:
-            raise _Stopped(f"unseal: {error}") from None
+            raise _Stopped("unseal", str(error)) from None
 
     def _open_repository(self, password: Secret) -> tuple[Repository, RepositoryStore]:
         try:
@@ -271,7 +286,8 @@ class _DrillRun:
             target = opened.store(self.store.name)
             url, env = target.store.restic_location()
         except (DrdError, ValueError) as error:
-            raise _Stopped(f"store {self.store.name} cannot be opened: {error}") from None
+            raise _Stopped("restic_verify", f"store {self.store.name} cannot be opened: "
+                                            f"{error}") from None
         return (Repository(url=url, password=password, env=env,
                            display=f"{self.store.name}/{self.subject.system}"), target)
 
@@ -279,16 +295,16 @@ class _DrillRun:
         # a cache of its own: every byte of this drill comes from this store, now
         return Restic(self.config.restic_binary, cache_dir=sandbox / "cache")
 
-    def _selections(self, repository: Repository) -> dict[str, Selection]:
+    def _selections(self, repository: Repository, sandbox: Path) -> dict[str, Selection]:
         """What to restore and expect back, per snapshot id, from this store's listing."""
-        restic = Restic(self.config.restic_binary)
+        restic = self._restic(sandbox)
         selections = {}
         for snapshot in self.point.snapshots:
             try:
                 nodes = restic.ls(repository, snapshot.restic_id)
             except ResticError as error:
-                self.checks["restic_verify"] = CheckOutcome(False, f"listing failed: {error}")
-                raise _Stopped(f"store {self.store.name} could not be read: {error}") from None
+                raise _Stopped("restic_verify", f"store {self.store.name} could not be "
+                                                f"listed: {error}") from None
             selections[snapshot.restic_id] = select_files(nodes, self.settings)
         return selections
 
@@ -314,15 +330,12 @@ class _DrillRun:
     def _check_space(self, sandbox: Path, needed: int) -> None:
         limit = self.settings.max_sandbox_bytes
         if limit is not None and needed > limit:
-            self.checks["sandbox"] = CheckOutcome(False, f"the restore needs {needed} bytes, "
-                                                         f"over the sandbox limit {limit}")
-            raise _Stopped(f"sandbox: the restore needs {needed} bytes, over the limit "
-                           f"{limit} (drill.sandbox.max_size)")
+            raise _Stopped("sandbox", f"the restore needs {needed} bytes, over the limit "
+                                      f"{limit} (drill.sandbox.max_size)")
         free = shutil.disk_usage(sandbox).free
         if needed * SPACE_MARGIN > free:
-            self.checks["sandbox"] = CheckOutcome(False, f"needs {needed} bytes, {free} free")
-            raise _Stopped(f"sandbox: the restore needs {needed} bytes and {sandbox.parent} "
-                           f"has {free} free")
+            raise _Stopped("sandbox", f"the restore needs {needed} bytes and "
+                                      f"{sandbox.parent} has {free} free")
 
     def _restore(self, repository: Repository, target: RepositoryStore, sandbox: Path,
                  restored: Path, selections: Mapping[str, Selection]) -> None:
@@ -331,15 +344,15 @@ class _DrillRun:
         verify_ran = True
         for snapshot in self.point.snapshots:
             selection = selections[snapshot.restic_id]
+            if not selection.everything and not selection.includes:
+                continue  # the sample holds no file of this snapshot
             for includes in include_batches(selection.includes):
                 try:
                     summary = restic.restore(repository, snapshot.restic_id, restored,
                                              includes=includes, verify=True, keep_going=True)
                 except ResticError as error:
-                    self.checks["restic_verify"] = CheckOutcome(
-                        False, f"the restore from {self.store.name} failed: {error}")
-                    raise _Stopped(f"store {self.store.name} could not be restored from: "
-                                   f"{error}") from None
+                    raise _Stopped("restic_verify", f"the restore from {self.store.name} "
+                                                    f"failed: {error}") from None
                 self.phases["restore"] = self.phases.get("restore", 0.0) + \
                     (summary.restore_seconds or 0.0)
                 self.phases["verify"] = self.phases.get("verify", 0.0) + \
@@ -347,7 +360,8 @@ class _DrillRun:
                 if summary.verify_seconds is None:
                     verify_ran = False
                 verified += summary.files_verified or 0
-                errors.extend(summary.file_errors)
+                errors.extend((whole_error_path(path, reason, selection.files), reason)
+                              for path, reason in summary.file_errors)
                 if summary.error_count > len(summary.file_errors):
                     errors.append(("", f"{summary.error_count - len(summary.file_errors)} "
                                        "more errors not listed by restic"))
@@ -367,7 +381,9 @@ class _DrillRun:
                 True, f"restic restore --verify: {verified} files re-read against their "
                       "blob hashes")
 
-    def _manifest(self, target: RepositoryStore, restored: Path, found, expected):
+    def _manifest(self, target: RepositoryStore, restored: Path,
+                  found: Mapping[str, RestoredFile], expected: Mapping[str, int]
+                  ) -> ManifestComparison | None:
         manifests = []
         problems = []
         fingerprints = set()
@@ -419,8 +435,8 @@ class _DrillRun:
 
     # -- the report -------------------------------------------------------------------------
 
-    def _report(self, drill_id: int, started_at: dt.datetime, trigger: str, verdict,
-                rto: float, rpo: float) -> dict[str, Any]:
+    def _report(self, drill_id: int, started_at: dt.datetime, trigger: str, verdict: Verdict,
+                rto: float | None, rpo: float) -> dict[str, Any]:
         primary = self.point.primary
         drill_errors = 0 if verdict.passed else 1
         copies = [StoreCopy(name=store.name, region=store.region,
@@ -450,7 +466,7 @@ class _DrillRun:
             "trigger": trigger,
             "passed": verdict.passed,
             "reasons": list(verdict.reasons),
-            "rto_seconds": round(rto, 3),
+            "rto_seconds": round(rto, 3) if rto is not None else None,
             "rpo_seconds": round(rpo, 3),
             "targets": {"rto_seconds": self.settings.rto.total_seconds(),
                         "rpo_seconds": self.settings.rpo.total_seconds(),

@@ -68,7 +68,9 @@ def decide(checks: Mapping[str, CheckOutcome], rto_seconds: float, rpo_seconds: 
 
     ``checks`` in the order they ran; ``stopped_early`` names why the drill stopped
     before running every check (a store that could not be read, a sandbox too small):
-    then it fails with that reason, and the missing required checks are not listed again.
+    then it fails, the RTO is not judged (no restore happened), the missing required
+    checks are not listed, and ``stopped_early`` is the reason only when no failed check
+    already says it.
     """
     judged: dict[str, CheckOutcome] = dict(checks)
     rto_target = targets.rto.total_seconds()
@@ -86,11 +88,11 @@ def decide(checks: Mapping[str, CheckOutcome], rto_seconds: float, rpo_seconds: 
             f"{'within' if rpo_seconds <= rpo_target else 'over'} the target "
             f"{format_seconds(rpo_target)}")
     reasons = []
-    if stopped_early is not None:
-        reasons.append(stopped_early)
-    else:
+    if stopped_early is None:
         reasons.extend(f"{name}: did not run" for name in REQUIRED_CHECKS
                        if name not in judged)
     reasons.extend(f"{name}: {outcome.detail}" for name, outcome in judged.items()
                    if not outcome.passed)
+    if stopped_early is not None and not reasons:
+        reasons.append(stopped_early)
     return Verdict(passed=not reasons, reasons=tuple(reasons), checks=judged)

@@ -16,6 +16,7 @@ from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.console.progress import ProgressBar, human_bytes
 from drd.crypto.keystore import KeyStore
+from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
 from drd.daemon.runs import ForegroundRun, record_runs
 from drd.errors import EXIT_FAILED
 from drd.restic import ProgressEvent
@@ -101,9 +102,13 @@ def run_command(state: CliState, system: str, store: str | None, snapshot_id: st
         watcher = _SandboxWatcher(ProgressBar("restore", unit="bytes"))
     started_at = utcnow()
     try:
-        outcome = run_drill(state.catalog(), master_key, KeyStore(config.keys_dir, master_key),
-                            config, state.home, system, store=store, snapshot=snapshot_id,
-                            actor=f"cli:{_user()}", trigger="cli", on_phase=watcher)
+        # shared: drills, replication and verification go together; retention waits
+        with systems_locked(state.catalog(), [system], exclusive=False,
+                            wait=LOCK_WAIT_SECONDS):
+            outcome = run_drill(state.catalog(), master_key,
+                                KeyStore(config.keys_dir, master_key), config, state.home,
+                                system, store=store, snapshot=snapshot_id,
+                                actor=f"cli:{_user()}", trigger="cli", on_phase=watcher)
     finally:
         if watcher is not None:
             watcher.stop()
@@ -134,7 +139,8 @@ def _print_outcome(report: dict) -> None:
     output.echo(f"drill {report['id']}: {report['system']} from {report['store']}, snapshot "
                 f"{report['snapshot'][:12]}: {verdict}")
     targets = report.get("targets") or {}
-    output.echo(f"RTO {format_seconds(report['rto_seconds'] or 0)} (target "
+    rto = report["rto_seconds"]
+    output.echo(f"RTO {format_seconds(rto) if rto is not None else '- (no restore)'} (target "
                 f"{format_seconds(targets.get('rto_seconds') or 0)}), RPO "
                 f"{format_seconds(report['rpo_seconds'] or 0)} (target "
                 f"{format_seconds(targets.get('rpo_seconds') or 0)})")

@@ -23,7 +23,7 @@ from drd.catalog.types import utcnow
 log = logging.getLogger("drd.alerts")
 
 KINDS = ("damage", "check_failed", "replication_failed", "retention_failed", "drill_failed",
-         "job_failed")
+         "drill_overdue", "job_failed")
 
 
 def open_key(kind: str, system_id: int | None, store_id: int | None, subject: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from drd.catalog.models import AuditEntry, Drill, SnapshotManifest
+from drd.catalog.models import AuditEntry, Drill, SnapshotManifest, System
 from drd.cli.main import cli
 from drd.crypto.signing import verify
 from drd.errors import UserError
@@ -76,6 +76,9 @@ def drill_stage(tmp_path, seaweed, restic_binary):
 def test_a_drill_passes_rotates_and_signs_its_report(drill_stage, tmp_path):
     stage = drill_stage
     snapshot = backed_up(stage, "dc-a")
+    with stage.catalog.session() as session:  # enrolled long enough to be overdue
+        session.scalar(sa.select(System)).enrolled_at = dt.datetime.now(dt.UTC) - \
+            dt.timedelta(days=60)
 
     first = drill(stage)
     report = first.report
@@ -95,8 +98,11 @@ def test_a_drill_passes_rotates_and_signs_its_report(drill_stage, tmp_path):
     assert report["posture"]["copies"] == 2 and report["posture"]["regions"] == 2
     assert not list((stage.home / "drills").iterdir()), "the sandbox was left behind"
 
+    (late,) = [alert for alert in list_alerts(stage.catalog) if alert.kind == "drill_overdue"]
+    assert late.details["stores"] == ["far"]
     second = drill(stage)
     assert second.passed and second.report["store"] == "far"  # rotation
+    assert not [alert for alert in list_alerts(stage.catalog) if alert.kind == "drill_overdue"]
     third = drill(stage)
     assert third.report["store"] == "dc-a"
 
@@ -184,6 +190,8 @@ def test_a_store_that_cannot_be_read_is_a_failed_drill(tmp_path, restic_binary):
     assert not outcome.passed
     assert "away" in outcome.report["reasons"][0]
     assert outcome.report["checks"]["restic_verify"]["passed"] is False
+    assert len(outcome.report["reasons"]) == 1  # said once, by the check that stopped it
+    assert outcome.report["rto_seconds"] is None  # no restore, no recovery time
     with stage.catalog.session() as session:
         assert session.get(Drill, outcome.id).passed is False
 

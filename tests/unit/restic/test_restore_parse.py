@@ -10,6 +10,7 @@ import pytest
 from drd.errors import UserError
 from drd.restic import Node, parse
 from drd.restic.commands import ls_command
+from restore_drills.checks import whole_error_path
 
 FULL_ID = "5abc66d2" + "0" * 56
 TARGET = Path("/tmp/rx/t1")
@@ -104,13 +105,13 @@ def test_restore_file_error(line, expected):
     assert parse.restore_file_error(line) == expected
 
 
-@pytest.mark.xfail(strict=True, reason="the path ends at the first ': ', so a file whose name "
-                   "holds ': ' (common on file shares: 'Minutes: May.docx') is reported "
-                   "under a truncated, wrong path in affected_files")
-def test_a_path_with_a_colon_and_space_is_named_whole():
+def test_a_path_with_a_colon_and_space_is_split_at_the_first_and_resolved_by_the_drill():
     line = "ignoring error for /srv/share/Minutes: May.docx: ciphertext verification failed"
-    assert parse.restore_file_error(line) == ("/srv/share/Minutes: May.docx",
-                                              "ciphertext verification failed")
+    path, reason = parse.restore_file_error(line)
+    assert (path, reason) == ("/srv/share/Minutes", "May.docx: ciphertext verification failed")
+    known = ["/srv/share/Minutes", "/srv/share/Minutes: May.docx", "/srv/other"]
+    assert whole_error_path(path, reason, known) == "/srv/share/Minutes: May.docx"
+    assert whole_error_path(path, reason, ["/srv/other"]) == "/srv/share/Minutes"
 
 
 def test_parse_ls_skips_the_snapshot_line_and_sizes_only_files():
