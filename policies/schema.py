@@ -352,10 +352,12 @@ class Drill(_Model):
     )
     sample_percent: float = Field(
         100,
-        ge=0,
+        gt=0,
         le=100,
-        description="Share of the restored files, in percent, whose content is compared "
-        "against the manifest.",
+        description="Share of the files, in percent, whose restored content is compared "
+        "against the agent's manifest: chosen by the SHA-256 of their path, like "
+        "`restore.percent`, so with both below 100 the compared files are those in both "
+        "samples. Above 0: a drill that compares nothing proves nothing.",
         examples=[100],
     )
     checks: list[DrillCheck] = Field(

@@ -130,9 +130,22 @@ def load_manifests(catalog: Catalog, snapshot_ids: Sequence[int]
 
 
 def start_drill(catalog: Catalog, subject: Subject, store: StoreInfo,
-                primary: PointSnapshot, started_at: dt.datetime) -> int:
-    """Record a running drill; return its id."""
+                primary: PointSnapshot, started_at: dt.datetime,
+                stale_after: dt.timedelta = dt.timedelta(days=1)) -> int:
+    """Record a running drill; return its id.
+
+    Drills of the system still "running" that started more than ``stale_after`` ago
+    belonged to a process that died (killed, or its machine lost): they are marked failed
+    first, so that they no longer keep their snapshots from retention.
+    """
     with catalog.session() as session:
+        for stale in session.scalars(sa.select(Drill).where(
+                Drill.system_id == subject.system_id, Drill.finished_at.is_(None),
+                Drill.started_at < started_at - stale_after)):
+            stale.passed = False
+            stale.finished_at = started_at
+            stale.report = {"schema": 1, "id": stale.id, "passed": False, "abandoned": True,
+                            "reasons": ["the drill never finished: its process stopped"]}
         drill = Drill(system_id=subject.system_id, store_id=store.id,
                       snapshot_id=primary.id, snapshot_restic_id=primary.restic_id,
                       started_at=started_at, passed=None)
@@ -198,6 +211,9 @@ def abandon_drill(catalog: Catalog, drill_id: int, reason: str) -> None:
             drill.finished_at = utcnow()
             drill.report = {"schema": 1, "id": drill_id, "passed": False,
                             "reasons": [reason], "abandoned": True}
+            raise_alert(session, "drill_failed", f"restore drill {drill_id} did not finish: "
+                        f"{reason}", system_id=drill.system_id, store_id=drill.store_id,
+                        details={"drill": drill_id, "reasons": [reason]})
 
 
 # -- the list -------------------------------------------------------------------------------

@@ -151,7 +151,8 @@ def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, confi
         choose_store([s.name for s in subject.stores], subject.last_attempt))
     point = choose_restore_point(subject.snapshots, settings.snapshot, snapshot)
     started_at = utcnow()
-    drill_id = records.start_drill(catalog, subject, chosen, point.primary, started_at)
+    drill_id = records.start_drill(catalog, subject, chosen, point.primary, started_at,
+                                   stale_after=max(dt.timedelta(days=1), 2 * settings.rto))
     log.info("drill %d: %s from %s, snapshot %s", drill_id, system, chosen.name,
              point.primary.restic_id[:12])
     try:

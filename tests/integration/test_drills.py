@@ -76,9 +76,17 @@ def drill_stage(tmp_path, seaweed, restic_binary):
 def test_a_drill_passes_rotates_and_signs_its_report(drill_stage, tmp_path):
     stage = drill_stage
     snapshot = backed_up(stage, "dc-a")
+    far_id = stage.store_row("far").id
     with stage.catalog.session() as session:  # enrolled long enough to be overdue
-        session.scalar(sa.select(System)).enrolled_at = dt.datetime.now(dt.UTC) - \
-            dt.timedelta(days=60)
+        system = session.scalar(sa.select(System))
+        system.enrolled_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=60)
+        # a drill whose process died three days ago, still "running"
+        dead = Drill(system_id=system.id, store_id=far_id,
+                     snapshot_restic_id=snapshot,
+                     started_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=3))
+        session.add(dead)
+        session.flush()
+        dead_id = dead.id
 
     first = drill(stage)
     report = first.report
@@ -97,6 +105,9 @@ def test_a_drill_passes_rotates_and_signs_its_report(drill_stage, tmp_path):
         sum(report["phases"][name] for name in ("unseal", "restore", "verify")), abs=0.01)
     assert report["posture"]["copies"] == 2 and report["posture"]["regions"] == 2
     assert not list((stage.home / "drills").iterdir()), "the sandbox was left behind"
+    with stage.catalog.session() as session:
+        dead = session.get(Drill, dead_id)
+        assert dead.passed is False and dead.finished_at is not None
 
     (late,) = [alert for alert in list_alerts(stage.catalog) if alert.kind == "drill_overdue"]
     assert late.details["stores"] == ["far"]
@@ -117,7 +128,8 @@ def test_a_drill_passes_rotates_and_signs_its_report(drill_stage, tmp_path):
     listed = CliRunner().invoke(cli, ["--home", str(stage.home), "drill", "list", "fs1",
                                       "--json"])
     assert listed.exit_code == 0, listed.output
-    assert [entry["store"] for entry in json.loads(listed.output)] == ["dc-a", "far", "dc-a"]
+    assert [entry["store"] for entry in json.loads(listed.output)] == ["dc-a", "far", "dc-a",
+                                                                 "far"]  # the dead one
 
 
 def test_a_corrupt_pack_in_one_store_fails_its_drill_and_names_the_files(drill_stage):
