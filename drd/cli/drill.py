@@ -99,7 +99,7 @@ def run_command(state: CliState, system: str, store: str | None, snapshot_id: st
     master_key = state.master_key()
     watcher = None
     if not as_json and output.is_terminal():
-        watcher = _SandboxWatcher(ProgressBar("restore", unit="bytes"))
+        watcher = _SandboxWatcher(ProgressBar("restore", unit=None))
     started_at = utcnow()
     try:
         # shared: drills, replication and verification go together; retention waits

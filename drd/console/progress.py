@@ -28,13 +28,18 @@ def human_bytes(count: int) -> str:
     return f"{count} B"
 
 
-def render(event: ProgressEvent, label: str, width: int = 24, unit: str = "files") -> str:
-    """One line of progress: label, bar, percent, files, bytes, time left (pure)."""
+def render(event: ProgressEvent, label: str, width: int = 24, unit: str | None = "files"
+           ) -> str:
+    """One line of progress: label, bar, percent, files (in ``unit``; left out when
+    ``unit`` is None: bytes alone), bytes, time left (pure)."""
     done = max(0.0, min(1.0, event.percent_done))
     filled = int(done * width)
     bar = "#" * filled + "-" * (width - filled)
-    files = (f"{event.files_done}/{event.total_files} {unit}" if event.total_files
-             else f"{event.files_done} {unit}")
+    if unit is None:
+        files = ""
+    else:
+        files = (f"{event.files_done}/{event.total_files} {unit}  " if event.total_files
+                 else f"{event.files_done} {unit}  ")
     size = human_bytes(event.bytes_done)
     if event.total_bytes:
         size += f"/{human_bytes(event.total_bytes)}"
@@ -42,13 +47,14 @@ def render(event: ProgressEvent, label: str, width: int = 24, unit: str = "files
     if event.seconds_remaining:
         minutes, seconds = divmod(int(event.seconds_remaining), 60)
         left = f"  {minutes}:{seconds:02d} left"
-    return f"{label} [{bar}] {done * 100:5.1f}%  {files}  {size}{left}"
+    return f"{label} [{bar}] {done * 100:5.1f}%  {files}{size}{left}"
 
 
 class ProgressBar:
     """A callable for ``progress=``: redraws the line on stderr, throttled."""
 
-    def __init__(self, label: str = "backup", *, interval: float = 0.2, unit: str = "files",
+    def __init__(self, label: str = "backup", *, interval: float = 0.2,
+                 unit: str | None = "files",
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._label = label
         self._unit = unit
