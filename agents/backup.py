@@ -47,7 +47,7 @@ from agents.manifest import (
 )
 from agents.target import Target, TargetOutcome, put_everywhere
 from drd.errors import DrdError
-from drd.restic import BackupSummary, ProgressEvent, Restic, SourceMissing
+from drd.restic import BackupSummary, ProgressEvent, Restic, ResticStopped, SourceMissing
 from drd.stores import Store
 from policies.schema import CommandSource, PathSource, Policy
 
@@ -290,18 +290,22 @@ def _run_sources(context: RunContext, plan: BackupPlan, env: dict[str, str],
         if context.progress is not None:
             context.progress(event)
 
+    def hopeless() -> bool:
+        return not context.target.can_be_durable()
+
     restic = context.restic
     try:
         with context.target as repository:
             if plan.paths:
-                _backup_paths(restic, repository, plan, on_progress, result)
+                _backup_paths(restic, repository, plan, on_progress, result, hopeless)
                 _cancelled(context, result)
             for source in plan.commands:
-                if _cancelled(context, result):
+                if _cancelled(context, result) or _not_durable(context, result):
                     break
                 _backup_command(restic, repository, plan, source, env, context, on_progress,
-                                result)
+                                result, hopeless)
             _cancelled(context, result)
+            _not_durable(context, result)
             if result.snapshots:
                 _describe_snapshots(restic, repository, plan, result)
     except (DrdError, OSError) as error:
@@ -320,11 +324,23 @@ def _cancelled(context: RunContext, result: BackupResult) -> bool:
     return result.cancelled
 
 
+def _not_durable(context: RunContext, result: BackupResult) -> bool:
+    """True (said once in the problems) when too few stores can take the run any more."""
+    if context.target.can_be_durable():
+        return False
+    message = (f"fewer than {context.policy.min_copies} stores can take the backup: restic "
+               "was stopped rather than left to retry")
+    if message not in result.problems:
+        result.problems.append(message)
+    return True
+
+
 def _backup_paths(restic: Restic, repository, plan: BackupPlan, on_progress: Progress,
-                  result: BackupResult) -> None:
+                  result: BackupResult, hopeless: Callable[[], bool]) -> None:
     try:
         summary = restic.backup(repository, plan.paths, excludes=plan.excludes,
-                                tags=plan.tags, host=plan.host, progress=on_progress)
+                                tags=plan.tags, host=plan.host, progress=on_progress,
+                                should_stop=hopeless)
     except SourceMissing as error:
         result.problems.append(str(error))
         if error.snapshot_id:
@@ -332,7 +348,8 @@ def _backup_paths(restic: Restic, repository, plan: BackupPlan, on_progress: Pro
                                                    partial=True))
         return
     except DrdError as error:
-        if not isinstance(error, RunCancelled):  # said once, by _cancelled
+        # a cancelled or hopeless run says so once, by _cancelled or _not_durable
+        if not isinstance(error, RunCancelled | ResticStopped):
             result.problems.append(f"backup of {', '.join(plan.paths)} failed: {error}")
         return
     snapshot = SnapshotResult(summary.snapshot_id, PATHS, plan.paths, summary=summary,
@@ -346,7 +363,7 @@ def _backup_paths(restic: Restic, repository, plan: BackupPlan, on_progress: Pro
 
 def _backup_command(restic: Restic, repository, plan: BackupPlan, source: CommandSource,
                     env: dict[str, str], context: RunContext, on_progress: Progress,
-                    result: BackupResult) -> None:
+                    result: BackupResult, hopeless: Callable[[], bool]) -> None:
     output = CommandOutput(source.command, env=env, should_stop=context.should_stop)
 
     def on_dump_progress(event: ProgressEvent) -> None:
@@ -358,9 +375,11 @@ def _backup_command(restic: Restic, repository, plan: BackupPlan, source: Comman
 
     try:
         summary = restic.backup_stdin(repository, output, source.filename, tags=plan.tags,
-                                      host=plan.host, progress=on_dump_progress)
+                                      host=plan.host, progress=on_dump_progress,
+                                      should_stop=hopeless)
     except DrdError as error:
-        if not context.should_stop():  # a cancelled run says so once, by _cancelled
+        # a cancelled or hopeless run says so once, by _cancelled or _not_durable
+        if not context.should_stop() and not isinstance(error, ResticStopped):
             result.problems.append(f"the dump {source.filename} failed: {error}")
         return
     finally:

@@ -63,13 +63,20 @@ class TargetOutcome:
 
 
 class Target(Protocol):
-    """A place restic writes to: ``with target as repository: ...``; then ``outcome()``."""
+    """A place restic writes to: ``with target as repository: ...``; then ``outcome()``.
+
+    ``can_be_durable()`` may be asked during the run: False once the run can no longer
+    end durable, whatever restic does next (restic is then better stopped than left to
+    retry every refused upload, about 50 s in restic 0.14).
+    """
 
     def __enter__(self) -> Repository: ...
 
     def __exit__(self, *exc_info: object) -> None: ...
 
     def outcome(self) -> TargetOutcome: ...
+
+    def can_be_durable(self) -> bool: ...
 
 
 def open_stores(assignment) -> list[Store]:
@@ -126,6 +133,12 @@ class FanoutTarget:
             finally:
                 self._report = endpoint.report()
 
+    def can_be_durable(self) -> bool:
+        """False once fewer than ``min_copies`` of the stores are healthy (see
+        :attr:`agents.fanout.FanoutEndpoint.can_be_durable`)."""
+        endpoint = self._endpoint
+        return endpoint is None or endpoint.can_be_durable
+
     def outcome(self) -> TargetOutcome:
         """The endpoint's report as a :class:`TargetOutcome` (after the ``with`` block)."""
         report = self._report
@@ -169,6 +182,9 @@ class DirectTarget:
 
     def outcome(self) -> TargetOutcome:
         return TargetOutcome(durable=True, stores={self._store.name: StoreState(complete=True)})
+
+    def can_be_durable(self) -> bool:
+        return True
 
 
 def put_everywhere(stores: Sequence[Store], key: str, data: bytes, *,

@@ -60,6 +60,11 @@ class ResticError(OperationError):
         self.stderr_tail = tuple(stderr_tail)
 
 
+class ResticStopped(ResticError):
+    """restic was stopped before it finished because the caller's ``should_stop`` said so
+    (SIGINT, so that restic removes its lock)."""
+
+
 class ResticWrongPassword(ResticError):
     """The password opens no key of the repository."""
 

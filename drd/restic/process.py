@@ -36,6 +36,8 @@ from drd.secrets import Secret, mask
 logger = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 30.0
+WATCH_SECONDS = 0.2
+"""How often a run's ``should_stop`` is asked."""
 STDIN_CHUNK_BYTES = 1 << 20
 
 # What can be piped into restic's stdin: a binary file object, bytes, or an iterable
@@ -61,6 +63,7 @@ class Completed:
     stderr_tail: list[str] = field(default_factory=list)
     stderr_messages: list[Message] = field(default_factory=list)
     stdin_error: BaseException | None = None
+    stopped: bool = False
     started_at: float = 0.0
     finished_at: float = 0.0
     """``time.monotonic()`` when the process was started and when it had exited."""
@@ -159,6 +162,20 @@ def _stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
+def _watch(process: subprocess.Popen, should_stop: Callable[[], bool],
+           finished: threading.Event, stopped: threading.Event) -> None:
+    while not finished.wait(WATCH_SECONDS):
+        try:
+            stop = should_stop()
+        except Exception:  # noqa: BLE001 - a broken predicate must not leave restic running
+            logger.exception("should_stop raised; restic is stopped")
+            stop = True
+        if stop:
+            stopped.set()
+            _stop(process)
+            return
+
+
 def run_process(
     argv: Sequence[str],
     *,
@@ -167,12 +184,15 @@ def run_process(
     stdin: StdinSource | None = None,
     on_status: Callable[[Message], None] | None = None,
     secrets: Sequence[Secret | str] = (),
+    should_stop: Callable[[], bool] | None = None,
 ) -> Completed:
     """Run ``argv`` to completion and return what it printed and its exit status.
 
     ``pass_fds`` are inherited by the child under the same numbers; ``stdin`` is piped
     in (else stdin is ``/dev/null``); ``on_status`` gets each ``status`` message from
-    stdout; ``secrets`` are masked out of every stderr line.
+    stdout; ``secrets`` are masked out of every stderr line. ``should_stop`` is asked
+    every :data:`WATCH_SECONDS` from a thread of its own (restic may print nothing for
+    a long time): once it returns True, restic is stopped and ``Completed.stopped`` set.
 
     Raises:
         OSError: the binary could not be started (``FileNotFoundError``,
@@ -195,6 +215,13 @@ def run_process(
     if stdin is not None:
         feeder = _StdinFeeder(process, stdin)
         feeder.start()
+    watcher = None
+    finished = threading.Event()
+    stopped = threading.Event()
+    if should_stop is not None:
+        watcher = threading.Thread(target=_watch, args=(process, should_stop, finished,
+                                                        stopped), daemon=True)
+        watcher.start()
     messages: list[Message] = []
     try:
         for raw in process.stdout:
@@ -223,6 +250,9 @@ def run_process(
                     process.stdin.close()
                 except BrokenPipeError:
                     pass
+        finished.set()
+        if watcher is not None:
+            watcher.join()
         stderr_reader.join()
         process.stdout.close()
         process.stderr.close()
@@ -234,6 +264,7 @@ def run_process(
         stderr_tail=list(stderr_reader.tail),
         stderr_messages=stderr_reader.messages,
         stdin_error=feeder.error if feeder is not None else None,
+        stopped=stopped.is_set(),
         started_at=started_at,
         finished_at=finished_at,
     )

@@ -31,6 +31,7 @@ from drd.restic.errors import (
     EXIT_SUCCESS,
     ResticError,
     ResticNotFound,
+    ResticStopped,
     SourceMissing,
     classify_failure,
     failure_message,
@@ -143,10 +144,13 @@ class Restic:
         host: str | None = None,
         progress: Progress | None = None,
         time: datetime | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> BackupSummary:
         """Back up ``paths`` and return the summary, with the snapshot's full id.
 
-        ``time`` dates the snapshot instead of now (whole seconds).
+        ``time`` dates the snapshot instead of now (whole seconds). ``should_stop`` is
+        asked a few times a second; when it returns True restic is stopped (no snapshot)
+        and :class:`~drd.restic.errors.ResticStopped` raised.
 
         ``progress`` gets a :class:`ProgressEvent` per restic ``status`` message; if it
         raises, restic is stopped (no snapshot) and the exception propagates.
@@ -172,7 +176,7 @@ class Restic:
             )
         command = commands.backup_command(path_list, tuple(excludes), tuple(tags), host,
                                           time=time)
-        return self._backup(repository, command, progress=progress)
+        return self._backup(repository, command, progress=progress, should_stop=should_stop)
 
     def backup_stdin(
         self,
@@ -183,6 +187,7 @@ class Restic:
         tags: Iterable[str] = (),
         host: str | None = None,
         progress: Progress | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> BackupSummary:
         """Back up the bytes of ``stream`` as one file ``/filename`` in a snapshot.
 
@@ -200,7 +205,8 @@ class Restic:
             ResticError: restic failed.
         """
         command = commands.backup_command(tags=tuple(tags), host=host, stdin_filename=filename)
-        return self._backup(repository, command, progress=progress, stdin=stream)
+        return self._backup(repository, command, progress=progress, stdin=stream,
+                            should_stop=should_stop)
 
     def snapshots(
         self,
@@ -355,9 +361,10 @@ class Restic:
         *,
         progress: Progress | None,
         stdin: StdinSource | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> BackupSummary:
         completed = self._run(
-            repository, command, progress=progress, stdin=stdin,
+            repository, command, progress=progress, stdin=stdin, should_stop=should_stop,
             accept=lambda c: c.exit_code in (EXIT_SUCCESS, EXIT_PARTIAL) or _all_vanished(c),
         )
         vanished = _vanished(completed)
@@ -426,6 +433,7 @@ class Restic:
         progress: Progress | None = None,
         stdin: StdinSource | None = None,
         accept: Callable[[Completed], bool] = lambda c: c.exit_code == EXIT_SUCCESS,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Completed:
         binary = self.binary
         if repository is None:
@@ -443,9 +451,15 @@ class Restic:
                 os.close(write_end)
             argv = commands.restic_argv(binary, command, password_fd=read_end,
                                         cache_dir=self._cache_dir)
-            completed = self._execute(argv, repository, (read_end,), stdin, progress)
+            completed = self._execute(argv, repository, (read_end,), stdin, progress,
+                                      should_stop)
         finally:
             os.close(read_end)
+        if completed.stopped:
+            raise ResticStopped(f"restic {command[0]} on {repository.display} was stopped "
+                                "before it finished", command=completed.command,
+                                exit_code=completed.exit_code,
+                                stderr_tail=completed.stderr_tail)
         if completed.stdin_error is not None:
             raise OperationError(
                 f"reading the data to back up to {repository.display} failed: "
@@ -469,6 +483,7 @@ class Restic:
         pass_fds: tuple[int, ...],
         stdin: StdinSource | None,
         progress: Progress | None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> Completed:
         display = repository.display if repository is not None else "-"
         logger.info("running %s (repository %s)", argv, display)
@@ -484,6 +499,7 @@ class Restic:
                 stdin=stdin,
                 on_status=on_status if progress is not None else None,
                 secrets=repository.secrets() if repository is not None else (),
+                should_stop=should_stop,
             )
         except (FileNotFoundError, PermissionError) as error:
             raise ResticNotFound(f"restic not found at {argv[0]}: {error.strerror}; "

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import socket
 import subprocess
 import threading
@@ -230,6 +231,24 @@ def test_a_missing_source_path_fails_the_run_with_the_reason(tmp_path, initialis
     assert not result.ok and "does not exist" in result.failure()
     assert [snapshot.kind for snapshot in result.snapshots] == ["command"]
     assert result.snapshots[0].partial
+
+
+def test_a_run_that_can_no_longer_be_durable_stops_restic_at_once(tmp_path, initialised,
+                                                                 restic):
+    source = tmp_path / "share"
+    make_tree(source, 30)
+    for broken in initialised[1:]:  # two of three stores fail every write; min_copies 2
+        shutil.rmtree(broken.root)
+        broken.root.write_text("not a directory any more")
+    policy = make_policy(source, ["echo", "x"])
+
+    started = time.monotonic()
+    result = run_backup(context_for(policy, initialised, restic),
+                        plan_backup(policy, run_id=str(uuid.uuid4()), host="fs1"))
+    assert time.monotonic() - started < 25  # restic's own retries take about 50 s a run
+    assert not result.ok and not result.outcome.durable and not result.snapshots
+    assert "restic was stopped rather than left to retry" in result.failure()
+    assert restic.snapshots(direct(initialised[0])) == []
 
 
 def test_a_run_can_be_cancelled_and_after_commands_still_run(tmp_path, initialised, restic):
