@@ -201,9 +201,11 @@ def flag_overdue(catalog: Catalog, subject: Subject, period: dt.timedelta,
     return late
 
 
-def abandon_drill(catalog: Catalog, drill_id: int, reason: str) -> None:
-    """Mark a drill that could not finish (an internal error) as failed, without a
-    report, so that it does not stay "running" and keep its snapshots from retention."""
+def abandon_drill(catalog: Catalog, drill_id: int, reason: str, *, alert: bool = True) -> None:
+    """Mark a drill that could not finish (an internal error, an interruption) as failed,
+    without a signed report, so that it does not stay "running" and keep its snapshots
+    from retention; ``alert`` opens ``drill_failed`` (not for an interruption: the drill
+    runs again)."""
     with catalog.session() as session:
         drill = session.get(Drill, drill_id)
         if drill is not None and drill.passed is None:
@@ -211,6 +213,8 @@ def abandon_drill(catalog: Catalog, drill_id: int, reason: str) -> None:
             drill.finished_at = utcnow()
             drill.report = {"schema": 1, "id": drill_id, "passed": False,
                             "reasons": [reason], "abandoned": True}
+            if not alert:
+                return
             raise_alert(session, "drill_failed", f"restore drill {drill_id} did not finish: "
                         f"{reason}", system_id=drill.system_id, store_id=drill.store_id,
                         details={"drill": drill_id, "reasons": [reason]})

@@ -48,7 +48,7 @@ from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import public_key_fingerprint, verify
 from drd.errors import DrdError, OperationError
-from drd.restic import Repository, Restic, ResticError
+from drd.restic import Repository, Restic, ResticError, ResticStopped
 from drd.secrets import Secret
 from drd.services.escrow import unseal_password
 from drd.services.repositories import RepositoryStore, open_repositories
@@ -128,20 +128,28 @@ class _Stopped(Exception):
         self.detail = detail
 
 
+class DrillInterrupted(OperationError):
+    """The drill was asked to stop (the daemon is stopping): no verdict; it runs again."""
+
+
 def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, config: Config,
               home: Path, system: str, *, store: str | None = None,
               snapshot: str | None = None, actor: str = "cli", trigger: str = "cli",
-              on_phase: Callable[[DrillProgress], None] | None = None) -> DrillOutcome:
+              on_phase: Callable[[DrillProgress], None] | None = None,
+              should_stop: Callable[[], bool] | None = None) -> DrillOutcome:
     """Drill ``system`` from ``store`` (default: the next store in rotation), restoring
     ``snapshot``'s restore point (default: the policy's ``drill.snapshot``, ``latest``).
 
     Returns the outcome, passed or failed; a failed drill is also an open
-    ``drill_failed`` alert.
+    ``drill_failed`` alert. ``should_stop`` is asked while restic runs and between
+    phases; once it returns True the drill ends without a verdict (and without an
+    alert): :class:`DrillInterrupted`.
 
     Raises:
         UserError: an unknown system, a store the system is not kept in, an unknown or
             unusable snapshot id.
         OperationError: the system has no good snapshot yet.
+        DrillInterrupted: ``should_stop`` said so.
     """
     subject = records.load_subject(catalog, system)
     settings = settings_from_policy(subject.document, home)
@@ -157,7 +165,8 @@ def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, confi
              point.primary.restic_id[:12])
     try:
         runner = _DrillRun(catalog, master_key, keystore, config, subject, chosen, point,
-                           settings, actor, on_phase or (lambda progress: None))
+                           settings, actor, on_phase or (lambda progress: None),
+                           should_stop or (lambda: False))
         report = runner.run(drill_id, started_at, trigger,
                             judge_rpo=snapshot is None and settings.snapshot == "latest")
         signature = sign_report(keystore.signing_private_key(), report)
@@ -165,9 +174,12 @@ def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, confi
                              store=chosen)
     except BaseException as error:
         # never leave it "running": that would hold its snapshots back from retention
+        interrupted = isinstance(error, DrillInterrupted)
         try:
             records.abandon_drill(catalog, drill_id,
-                                  f"the drill stopped: {type(error).__name__}")
+                                  "the drill was interrupted: it runs again" if interrupted
+                                  else f"the drill stopped: {type(error).__name__}",
+                                  alert=not interrupted)
         except Exception as recording:  # noqa: BLE001 - the first error is the news
             log.error("drill %d could not be marked as stopped: %s", drill_id, recording)
         raise
@@ -185,11 +197,13 @@ class _DrillRun:
     def __init__(self, catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
                  config: Config, subject: records.Subject, store: records.StoreInfo,
                  point: RestorePoint, settings: DrillSettings, actor: str,
-                 on_phase: Callable[[DrillProgress], None]) -> None:
+                 on_phase: Callable[[DrillProgress], None],
+                 should_stop: Callable[[], bool]) -> None:
         self.catalog, self.master_key, self.keystore = catalog, master_key, keystore
         self.config, self.subject, self.store = config, subject, store
         self.point, self.settings, self.actor = point, settings, actor
         self.on_phase = on_phase
+        self.should_stop = should_stop
         self.phases: dict[str, float] = {}
         self.checks: dict[str, CheckOutcome] = {}
         self.affected: set[str] = set()
@@ -248,6 +262,8 @@ class _DrillRun:
         if comparison is not None:
             self.checks["negative_control"] = self._timed(
                 "control", lambda: negative_control(restored, comparison.matched, found))
+        if self.should_stop():
+            raise DrillInterrupted("the drill was interrupted before its checks")
         self.on_phase(DrillProgress("checks"))
         self._timed("checks", lambda: self._application_checks(restored))
 
@@ -302,7 +318,9 @@ class _DrillRun:
         selections = {}
         for snapshot in self.point.snapshots:
             try:
-                nodes = restic.ls(repository, snapshot.restic_id)
+                nodes = restic.ls(repository, snapshot.restic_id, should_stop=self.should_stop)
+            except ResticStopped:
+                raise DrillInterrupted("the drill was interrupted while listing") from None
             except ResticError as error:
                 raise _Stopped("restic_verify", f"store {self.store.name} could not be "
                                                 f"listed: {error}") from None
@@ -350,7 +368,11 @@ class _DrillRun:
             for includes in include_batches(selection.includes):
                 try:
                     summary = restic.restore(repository, snapshot.restic_id, restored,
-                                             includes=includes, verify=True, keep_going=True)
+                                             includes=includes, verify=True, keep_going=True,
+                                             should_stop=self.should_stop)
+                except ResticStopped:
+                    raise DrillInterrupted("the drill was interrupted while restoring") \
+                        from None
                 except ResticError as error:
                     raise _Stopped("restic_verify", f"the restore from {self.store.name} "
                                                     f"failed: {error}") from None

@@ -222,7 +222,7 @@ def run_drill(context: JobContext) -> JobResult:
         raise _unavailable("restore drills", error) from None
     outcome = drill(context.catalog, context.master_key, context.keystore, context.config,
                     context.config.home, context.claim.system, actor="scheduler",
-                    trigger="scheduler")
+                    trigger="scheduler", should_stop=context.should_stop)
     restored = (outcome.report.get("restore") or {}).get("bytes")
     if outcome.passed:
         return JobResult("succeeded", restored)

@@ -235,6 +235,7 @@ class Restic:
         verify: bool = False,
         progress: Progress | None = None,
         keep_going: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ) -> RestoreSummary:
         """Restore a snapshot (full id, unique prefix or ``latest``) into ``target``.
 
@@ -246,7 +247,8 @@ class Restic:
         With ``keep_going``, a restore whose only failures are per-file errors (a
         damaged pack: "ignoring error for PATH") returns them in ``file_errors`` instead
         of raising, so that a drill can name the files affected. restic skips the
-        verification after such errors (``verify_seconds`` is then None).
+        verification after such errors (``verify_seconds`` is then None). ``should_stop``:
+        as for :meth:`backup`.
 
         Raises:
             ResticSnapshotMissing: no such snapshot.
@@ -261,12 +263,14 @@ class Restic:
             return keep_going and completed.exit_code == EXIT_FATAL and any(
                 parse.restore_file_error(line) for line in completed.stderr)
 
-        completed = self._run(repository, command, progress=progress, accept=accept)
+        completed = self._run(repository, command, progress=progress, accept=accept,
+                              should_stop=should_stop)
         return parse.parse_restore_output(snapshot_id, Path(target), verify, completed.messages,
                                           completed.stderr, completed.started_at,
                                           completed.finished_at)
 
-    def ls(self, repository: Repository, snapshot_id: str) -> list[Node]:
+    def ls(self, repository: Repository, snapshot_id: str, *,
+           should_stop: Callable[[], bool] | None = None) -> list[Node]:
         """The files, directories and links of a snapshot (``restic ls --json``), in
         restic's order (depth first, by name).
 
@@ -274,7 +278,8 @@ class Restic:
             ResticSnapshotMissing: no such snapshot.
             ResticError: restic failed.
         """
-        completed = self._run(repository, commands.ls_command(snapshot_id))
+        completed = self._run(repository, commands.ls_command(snapshot_id),
+                              should_stop=should_stop)
         return self._parsed(completed, parse.parse_ls, completed.messages)
 
     def check(

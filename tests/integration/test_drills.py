@@ -19,7 +19,7 @@ from drd.crypto.signing import verify
 from drd.errors import UserError
 from drd.services.alerts import list_alerts
 from restore_drills.report import canonical_bytes
-from restore_drills.run import run_drill
+from restore_drills.run import DrillInterrupted, run_drill
 from tests.integration.staging import StoreSetup, make_stage
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -195,6 +195,14 @@ def test_a_store_that_cannot_be_read_is_a_failed_drill(tmp_path, restic_binary):
     stage.init("near")
     stage.write_files(3)
     backed_up(stage, "near")
+    with pytest.raises(DrillInterrupted):  # the daemon stopping: no verdict, no alert
+        drill(stage, "near", should_stop=lambda: True)
+    assert not [alert for alert in list_alerts(stage.catalog) if alert.kind == "drill_failed"]
+    assert not list((stage.home / "drills").iterdir())
+    with stage.catalog.session() as session:
+        (interrupted,) = session.scalars(sa.select(Drill)).all()
+        assert interrupted.passed is False and "interrupted" in interrupted.report["reasons"][0]
+
     for path in sorted((tmp_path / "away").rglob("*"), reverse=True):
         if path.is_file():
             path.unlink()
