@@ -300,12 +300,11 @@ def _run_sources(context: RunContext, plan: BackupPlan, env: dict[str, str],
                 _backup_paths(restic, repository, plan, on_progress, result, hopeless)
                 _cancelled(context, result)
             for source in plan.commands:
-                if _cancelled(context, result) or _not_durable(context, result):
+                if _cancelled(context, result) or hopeless():
                     break
                 _backup_command(restic, repository, plan, source, env, context, on_progress,
                                 result, hopeless)
             _cancelled(context, result)
-            _not_durable(context, result)
             if result.snapshots:
                 _describe_snapshots(restic, repository, plan, result)
     except (DrdError, OSError) as error:
@@ -324,15 +323,13 @@ def _cancelled(context: RunContext, result: BackupResult) -> bool:
     return result.cancelled
 
 
-def _not_durable(context: RunContext, result: BackupResult) -> bool:
-    """True (said once in the problems) when too few stores can take the run any more."""
-    if context.target.can_be_durable():
-        return False
-    message = (f"fewer than {context.policy.min_copies} stores can take the backup: restic "
-               "was stopped rather than left to retry")
-    if message not in result.problems:
-        result.problems.append(message)
-    return True
+NOT_DURABLE = ("too few stores can take the backup (fewer than the policy's min_copies): "
+               "restic was stopped rather than left to retry")
+
+
+def _stopped_not_durable(result: BackupResult) -> None:
+    if NOT_DURABLE not in result.problems:
+        result.problems.append(NOT_DURABLE)
 
 
 def _backup_paths(restic: Restic, repository, plan: BackupPlan, on_progress: Progress,
@@ -347,9 +344,11 @@ def _backup_paths(restic: Restic, repository, plan: BackupPlan, on_progress: Pro
             result.snapshots.append(SnapshotResult(error.snapshot_id, PATHS, plan.paths,
                                                    partial=True))
         return
+    except ResticStopped:
+        _stopped_not_durable(result)
+        return
     except DrdError as error:
-        # a cancelled or hopeless run says so once, by _cancelled or _not_durable
-        if not isinstance(error, RunCancelled | ResticStopped):
+        if not isinstance(error, RunCancelled):  # said once, by _cancelled
             result.problems.append(f"backup of {', '.join(plan.paths)} failed: {error}")
         return
     snapshot = SnapshotResult(summary.snapshot_id, PATHS, plan.paths, summary=summary,
@@ -377,9 +376,11 @@ def _backup_command(restic: Restic, repository, plan: BackupPlan, source: Comman
         summary = restic.backup_stdin(repository, output, source.filename, tags=plan.tags,
                                       host=plan.host, progress=on_dump_progress,
                                       should_stop=hopeless)
+    except ResticStopped:
+        _stopped_not_durable(result)
+        return
     except DrdError as error:
-        # a cancelled or hopeless run says so once, by _cancelled or _not_durable
-        if not context.should_stop() and not isinstance(error, ResticStopped):
+        if not context.should_stop():  # a cancelled run says so once, by _cancelled
             result.problems.append(f"the dump {source.filename} failed: {error}")
         return
     finally:

@@ -225,18 +225,24 @@ def negative_control(root: Path, matched: Sequence[Mapping[str, Any]],
         _flip_byte(target, offset)
     except OSError as error:
         return CheckOutcome(False, f"could not change a byte of {path}: {error.strerror}")
+    caught = None
     try:
         os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
         caught = compare_manifest([entry], restored, digest)
-    finally:
+    except OSError as error:
+        problem = f"could not check the changed {path}: {error.strerror}"
+    else:
+        problem = None
+    try:
         # the application checks run on this tree next: it must be as restored
-        try:
-            _flip_byte(target, offset)
-            os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
-            os.chmod(target, stat.S_IMODE(info.st_mode))
-        except OSError as error:
-            return CheckOutcome(False, f"could not change the byte of {path} back: "
-                                       f"{error.strerror}")
+        _flip_byte(target, offset)
+        os.utime(target, ns=(info.st_atime_ns, info.st_mtime_ns))
+        os.chmod(target, stat.S_IMODE(info.st_mode))
+    except OSError as error:
+        return CheckOutcome(False, f"could not change the byte of {path} back: "
+                                   f"{error.strerror}")
+    if problem is not None or caught is None:
+        return CheckOutcome(False, problem or f"could not check the changed {path}")
     restored_again = compare_manifest([entry], restored, digest)
     if caught.differ != [path]:
         return CheckOutcome(False, f"a byte changed in {path} was NOT caught by the "

@@ -32,6 +32,7 @@ from drd.catalog.types import utcnow
 from drd.errors import UserError
 from drd.services.alerts import raise_alert, resolve_alert
 from restore_drills.plan import PointSnapshot
+from restore_drills.report import REPORT_SCHEMA
 from restore_drills.rotation import overdue
 
 
@@ -144,7 +145,8 @@ def start_drill(catalog: Catalog, subject: Subject, store: StoreInfo,
                 Drill.started_at < started_at - stale_after)):
             stale.passed = False
             stale.finished_at = started_at
-            stale.report = {"schema": 1, "id": stale.id, "passed": False, "abandoned": True,
+            stale.report = {"schema": REPORT_SCHEMA, "id": stale.id, "passed": False,
+                            "abandoned": True,
                             "reasons": ["the drill never finished: its process stopped"]}
         drill = Drill(system_id=subject.system_id, store_id=store.id,
                       snapshot_id=primary.id, snapshot_restic_id=primary.restic_id,
@@ -201,6 +203,15 @@ def flag_overdue(catalog: Catalog, subject: Subject, period: dt.timedelta,
     return late
 
 
+def discard_drill(catalog: Catalog, drill_id: int) -> None:
+    """Remove a drill that was interrupted before its verdict (the daemon stopping, ^C):
+    it proved nothing either way and runs again; the audit log keeps its unseal."""
+    with catalog.session() as session:
+        drill = session.get(Drill, drill_id)
+        if drill is not None and drill.passed is None:
+            session.delete(drill)
+
+
 def abandon_drill(catalog: Catalog, drill_id: int, reason: str, *, alert: bool = True) -> None:
     """Mark a drill that could not finish (an internal error, an interruption) as failed,
     without a signed report, so that it does not stay "running" and keep its snapshots
@@ -211,7 +222,7 @@ def abandon_drill(catalog: Catalog, drill_id: int, reason: str, *, alert: bool =
         if drill is not None and drill.passed is None:
             drill.passed = False
             drill.finished_at = utcnow()
-            drill.report = {"schema": 1, "id": drill_id, "passed": False,
+            drill.report = {"schema": REPORT_SCHEMA, "id": drill_id, "passed": False,
                             "reasons": [reason], "abandoned": True}
             if not alert:
                 return

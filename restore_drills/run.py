@@ -174,16 +174,19 @@ def run_drill(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, confi
                              store=chosen)
     except BaseException as error:
         # never leave it "running": that would hold its snapshots back from retention
-        interrupted = isinstance(error, DrillInterrupted)
         try:
-            records.abandon_drill(catalog, drill_id,
-                                  "the drill was interrupted: it runs again" if interrupted
-                                  else f"the drill stopped: {type(error).__name__}",
-                                  alert=not interrupted)
+            if isinstance(error, DrillInterrupted | KeyboardInterrupt):
+                # not an attempt: no verdict, no alert, no turn of the rotation used up
+                records.discard_drill(catalog, drill_id)
+            else:
+                records.abandon_drill(catalog, drill_id,
+                                      f"the drill stopped: {type(error).__name__}")
         except Exception as recording:  # noqa: BLE001 - the first error is the news
-            log.error("drill %d could not be marked as stopped: %s", drill_id, recording)
+            log.error("drill %d could not be closed: %s", drill_id, recording)
         raise
-    records.flag_overdue(catalog, subject, settings.period, utcnow())
+    if subject.document.get("drill"):
+        # without a plan, no period to be overdue against
+        records.flag_overdue(catalog, subject, settings.period, utcnow())
     verdict = "passed" if report["passed"] else "FAILED"
     log.log(logging.INFO if report["passed"] else logging.ERROR,
             "drill %d of %s from %s %s (RTO %.1f s)", drill_id, system, chosen.name, verdict,
@@ -444,9 +447,14 @@ class _DrillRun:
         self.checks["manifest_signature"] = CheckOutcome(
             True, f"{len(manifests)} manifest(s), signed by the agent's key "
                   f"{', '.join(sorted(fp[:16] for fp in fingerprints))}")
-        selected = None if self.settings.mode == ALL else expected
-        entries = manifest_entries(manifests, self.settings.sample_percent, selected)
+        # only what the snapshot holds: the agent hashes the tree after restic read it,
+        # so a file created in between is in the manifest and rightly not in the snapshot
+        everything = manifest_entries(manifests, self.settings.sample_percent, None)
+        entries = [entry for entry in everything if entry["path"] in expected]
         comparison = compare_manifest(entries, found, lambda path: file_sha256(restored, path))
+        if self.settings.mode == ALL:
+            comparison.changed.extend(entry["path"] for entry in everything
+                                      if entry["path"] not in expected)
         self.checks["manifest"] = comparison.outcome()
         self.affected.update(comparison.differ)
         self.affected.update(comparison.missing)
@@ -525,8 +533,11 @@ def _manifest_from_store(target: RepositoryStore, restic_id: str) -> tuple[bytes
 def remove_sandbox(sandbox: Path) -> None:
     """Remove a drill's sandbox, also where restic restored read-only directories."""
     def make_writable(function, path, _excinfo):
-        parent = os.path.dirname(path)
-        for name in (parent, path):
+        # restic restores directory modes: open the directory to remove what is in it.
+        # Never chmod a symbolic link: os.chmod would follow it out of the sandbox.
+        for name in (os.path.dirname(path), path):
+            if os.path.islink(name):
+                continue
             try:
                 os.chmod(name, stat.S_IRWXU)
             except OSError:

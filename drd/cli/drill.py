@@ -114,9 +114,12 @@ def run_command(state: CliState, system: str, store: str | None, snapshot_id: st
             watcher.stop()
     report = outcome.report
     record_runs(state.catalog(), "drill", [ForegroundRun(
-        system=system, store=report["store"], ok=outcome.passed,
-        bytes_processed=(report.get("restore") or {}).get("bytes"),
-        error=(report["reasons"] or [None])[0])], started_at=started_at)
+        # one drill job per system (no store): the store is in the error when it failed
+        system=system, store=None, ok=outcome.passed,
+        bytes_processed=(report.get("restore") or {}).get("bytes") if outcome.passed else None,
+        error=None if outcome.passed else
+        f"drill {outcome.id} from {report['store']}: {report['reasons'][0]}")],
+        started_at=started_at)
     if as_json:
         output.emit_json(outcome.summary())
     else:

@@ -353,7 +353,7 @@ class Worker(threading.Thread):
             log.warning("%s: job %s lost its lease; another daemon resumes it", self.name,
                         claimed.job_name)
             return
-        if self.stopping.is_set() and result.outcome != "succeeded":
+        if self.stopping.is_set() and result.outcome != "succeeded" and result.retry:
             queue.release(self.catalog, self.daemon_id, [claimed.item_id])
             log.info("%s: job %s stopped at a checkpoint; it resumes on the next claim",
                      self.name, claimed.job_name)

@@ -171,6 +171,8 @@ def _watch(process: subprocess.Popen, should_stop: Callable[[], bool],
             logger.exception("should_stop raised; restic is stopped")
             stop = True
         if stop:
+            if process.poll() is not None:
+                return  # it ended on its own: nothing was cut short
             stopped.set()
             _stop(process)
             return
@@ -252,7 +254,9 @@ def run_process(
                     pass
         finished.set()
         if watcher is not None:
-            watcher.join()
+            watcher.join(STOP_GRACE_SECONDS + 5 * WATCH_SECONDS)
+            if watcher.is_alive():
+                logger.warning("the should_stop of %s did not return; left behind", command)
         stderr_reader.join()
         process.stdout.close()
         process.stderr.close()

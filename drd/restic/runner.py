@@ -460,7 +460,7 @@ class Restic:
                                       should_stop)
         finally:
             os.close(read_end)
-        if completed.stopped:
+        if completed.stopped and not accept(completed):
             raise ResticStopped(f"restic {command[0]} on {repository.display} was stopped "
                                 "before it finished", command=completed.command,
                                 exit_code=completed.exit_code,
