@@ -46,6 +46,7 @@ def _register() -> None:
         status,
         store,
         system,
+        token,
         verify,
     )
 
@@ -60,6 +61,7 @@ def _register() -> None:
     cli.add_command(backup_now.backup_now_command)
     cli.add_command(alerts.alerts_command)
     cli.add_command(drill.drill_group)
+    cli.add_command(token.token_group)
     cli.add_command(retention.retention_group)
     cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command
