@@ -3,7 +3,9 @@
 ``Authorization: Bearer <token>``; the catalog keeps only tokens' hashes. An agent
 token resolves to exactly one enrolled system (:func:`current_agent`); handlers take
 the system from it, never from the request, so an agent reaches only its own system.
-Operators' roles will get dependencies of their own here.
+People's tokens (``drd token create``) resolve to a
+:class:`~drd.services.tokens.Principal` (:func:`current_principal`); handlers ask it what
+the caller may read, request or change.
 """
 
 from __future__ import annotations
@@ -15,8 +17,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from drd.api.context import Context
 from drd.services.agents import AgentIdentity, authenticate_agent
+from drd.services.tokens import Principal, authenticate
 
 _bearer = HTTPBearer(auto_error=False, description="the agent token from enrollment")
+_people_bearer = HTTPBearer(auto_error=False, scheme_name="token",
+                            description="a token from drd token create (or an agent's)")
 
 
 def current_agent(
@@ -35,3 +40,19 @@ def current_agent(
 
 
 Agent = Annotated[AgentIdentity, Depends(current_agent)]
+
+
+def current_principal(
+    context: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_people_bearer)],
+) -> Principal:
+    """FastAPI dependency: who the bearer token speaks for.
+
+    Raises :class:`~drd.services.refusals.NotAuthenticated` (401) for a missing,
+    unknown, revoked or expired token, or a one-time enrollment token.
+    """
+    return authenticate(context.catalog, credentials.credentials if credentials else None,
+                        now=context.now())
+
+
+Caller = Annotated[Principal, Depends(current_principal)]

@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
+from drd.api.app import create_app
 from drd.catalog.models import AuditEntry, Department, System, Token
 from drd.cli.main import cli
 from drd.config import load_config
 from drd.console.runner import run
 from drd.services import tokens
-from drd.services.centre import open_catalog
+from drd.services.centre import open_catalog, open_master_key
 from drd.services.refusals import NotAuthenticated
 from tests.integration.test_cli import drd as drd_process
 
@@ -60,6 +62,7 @@ def test_tokens_are_shown_once_kept_as_hashes_scoped_and_revoked(tmp_path: Path,
     owner = drd("token", "create", "--role", "owner", "--department", "parks",
                 home=home).stdout.strip()
 
+    first_owner = owner
     principal = tokens.authenticate(catalog, operator)
     assert (principal.name, principal.role, principal.actor) == (
         "night-shift", "operator", "token:night-shift")
@@ -68,9 +71,29 @@ def test_tokens_are_shown_once_kept_as_hashes_scoped_and_revoked(tmp_path: Path,
     assert parks_owner.name == "owner-1" and parks_owner.departments == ("parks",)
     assert parks_owner.may_read("parks", "fs1") and not parks_owner.may_read("finance", "x")
 
+    # the API: GET /v1/whoami with each token, none, and an agent-less garbage one
+    config = load_config(home)
+    with TestClient(create_app(catalog, open_master_key(config), config)) as client:
+        def whoami(token: str | None):
+            headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+            return client.get("/v1/whoami", headers=headers)
+
+        assert whoami(operator).json() == {
+            "name": "night-shift", "role": "operator", "departments": [], "systems": [],
+            "reads_everything": True, "may_change": False}
+        assert whoami(owner).json()["departments"] == ["parks"]
+        for refused in (None, "", "not-a-token"):
+            response = whoami(refused)
+            assert response.status_code == 401, response.text
+            assert operator not in response.text
+        drd("token", "revoke", "owner-1", home=home)
+        assert whoami(owner).status_code == 401 and "revoked" in whoami(owner).text
+    owner = drd("token", "create", "--role", "owner", "--department", "parks",
+                "--name", "owner-1b", home=home).stdout.strip()
+
     listed = json.loads(drd("token", "list", "--json", home=home).stdout)
     assert [(entry["name"], entry["role"], entry["state"]) for entry in listed] == [
-        ("night-shift", "operator", "valid"), ("owner-1", "owner", "valid")]
+        ("night-shift", "operator", "valid"), ("owner-1b", "owner", "valid")]
     assert listed[0]["expires_at"] is not None and listed[1]["expires_at"] is None
 
     # refused: scopes that make no sense, unknown names, a taken name
@@ -89,7 +112,7 @@ def test_tokens_are_shown_once_kept_as_hashes_scoped_and_revoked(tmp_path: Path,
     with pytest.raises(NotAuthenticated, match="revoked"):
         tokens.authenticate(catalog, operator)
     assert [entry["name"] for entry in json.loads(
-        drd("token", "list", "--json", home=home).stdout)] == ["owner-1"]
+        drd("token", "list", "--json", home=home).stdout)] == ["owner-1b"]
     assert "revoked" in drd("token", "list", "--all", home=home).stdout
     assert "no token named 'nobody'" in drd("token", "revoke", "nobody", home=home,
                                             check=2).stderr
@@ -107,12 +130,12 @@ def test_tokens_are_shown_once_kept_as_hashes_scoped_and_revoked(tmp_path: Path,
 
     # the catalog holds hashes only; the audit log names tokens, never their values
     with catalog.session() as session:
-        values = [operator, owner, stale.token.reveal()]
+        values = [operator, owner, first_owner, stale.token.reveal()]
         kept = " ".join(str(row) for row in session.execute(sa.select(Token.__table__)))
         entries = session.scalars(sa.select(AuditEntry).where(
             AuditEntry.action.like("token.%"))).all()
         trail = " ".join(f"{entry.target} {entry.details}" for entry in entries)
     assert not any(value in kept or value in trail for value in values)
-    assert [entry.action for entry in entries].count("token.create") == 3
-    assert [entry.action for entry in entries].count("token.revoke") == 1
+    assert [entry.action for entry in entries].count("token.create") == 4
+    assert [entry.action for entry in entries].count("token.revoke") == 2
     catalog.dispose()
