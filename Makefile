@@ -28,6 +28,7 @@ demo: deps
 	@PATH="$(CURDIR)/$(VENV)/bin:$$PATH" scripts/demo
 
 test: deps
+	@scripts/ensure-system-deps --test
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-unit: deps

@@ -27,6 +27,13 @@ TEST = [
     # The packaging test builds a wheel offline (pip wheel --no-build-isolation).
     "setuptools>=68",
     "wheel>=0.41",
+    # The API must answer every request its OpenAPI document allows without a 500
+    # (tests/integration/test_api_schema.py).
+    "schemathesis>=4.0",
+    # A real SMTP server in the alert-email tests.
+    "aiosmtpd>=1.4",
+    # The dashboard test drives headless Chromium over its DevTools WebSocket.
+    "websockets>=12",
 ]
 
 # rclone is the baseline the fan-out benchmark compares against (bench/backup_fanout.py).

@@ -53,6 +53,8 @@ TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
 OBJECT_STATES = ("present", "corrupt", "missing", "lost")
 WORK_STATES = ("queued", "running", "done", "failed")
 JOB_KINDS = ("replicate", "verify", "check", "retention", "drill")
+NOTIFICATION_EVENTS = ("opened", "repeated", "resolved")
+NOTIFICATION_STATES = ("pending", "sent", "failed")
 
 
 class Base(DeclarativeBase):
@@ -133,7 +135,8 @@ class Store(Base):
 
     ``secret_encrypted`` is the secret access key encrypted with
     :meth:`drd.crypto.masterkey.MasterKey.encrypt` under the context ``store:<name>``;
-    the clear secret is never stored.
+    the clear secret is never stored. ``checked_at``, ``reachable`` and ``check_error`` are
+    the daemon's latest probe of the store (None: never probed).
     """
 
     __tablename__ = "stores"
@@ -152,6 +155,9 @@ class Store(Base):
     secret_encrypted: Mapped[bytes | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     verify_budget_bytes: Mapped[int | None] = mapped_column(sa.BigInteger)
+    checked_at: Mapped[dt.datetime | None]
+    reachable: Mapped[bool | None]
+    check_error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Snapshot(Base):
@@ -414,6 +420,7 @@ class Alert(Base):
 
     ``open_key`` (unique while set) makes an alert for the same thing repeat as one
     alert (``count`` and ``last_seen_at`` grow); it is cleared when resolved.
+    ``notified_at`` is when the alert channels were last told of it (for repeats).
     """
 
     __tablename__ = "alerts"
@@ -430,6 +437,36 @@ class Alert(Base):
     last_seen_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     count: Mapped[int] = mapped_column(default=1)
     resolved_at: Mapped[dt.datetime | None]
+    notified_at: Mapped[dt.datetime | None]
+
+
+class AlertNotification(Base):
+    """The outbox of alert channels: one message about one alert to one channel.
+
+    ``event`` is one of :data:`NOTIFICATION_EVENTS`, ``state`` one of
+    :data:`NOTIFICATION_STATES`: ``pending`` until delivered (``sent``) or given up
+    (``failed``, after the channel's attempts; ``last_error`` says why). A notifier thread
+    delivers them, apart from the jobs that raised the alerts, so an unreachable channel
+    never blocks or fails a job.
+    """
+
+    __tablename__ = "alert_notifications"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("event", NOTIFICATION_EVENTS), name="event"),
+        sa.CheckConstraint(_one_of("state", NOTIFICATION_STATES), name="state"),
+        sa.Index(None, "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[int] = mapped_column(sa.ForeignKey("alerts.id"), index=True)
+    channel: Mapped[str]
+    event: Mapped[str]
+    state: Mapped[str] = mapped_column(default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    attempts: Mapped[int] = mapped_column(default=0)
+    sent_at: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
 
 
 class Drill(Base):

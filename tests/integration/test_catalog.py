@@ -102,7 +102,7 @@ def _count(catalog: Catalog, model) -> int:
 def test_migrate_creates_every_table_at_the_head_revision(database_url):
     revision = migrate(database_url)
 
-    assert revision == head_revision() == "0003"
+    assert revision == head_revision() == "0004"
     engine = make_engine(database_url)
     try:
         assert schema_version(engine) == revision
