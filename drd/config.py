@@ -11,11 +11,13 @@ The home directory (``--home``, else ``$DRD_HOME``, else ``/var/lib/drd`` for ro
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import yaml
 
+from drd.alerting.settings import check_alert_settings
 from drd.errors import UserError
 from drd.fsutil import atomic_write
 from drd.secrets import mask
@@ -61,8 +63,10 @@ class Config:
     workers: int = 2
     replication_parallel: int = 8
     lease_seconds: int = 30
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.alerts = self.alerts or {}
         if not self.database_url:
             self.database_url = sqlite_url(self.home / CATALOG_FILE)
 
@@ -78,13 +82,14 @@ class Config:
         return self.home / KEYS_DIR
 
     def to_yaml(self) -> str:
-        document = {k: v for k, v in asdict(self).items() if k != "home"}
+        document = {k: v for k, v in asdict(self).items()
+                    if k != "home" and not (k == "alerts" and not v)}
         return yaml.safe_dump(document, sort_keys=False)
 
 
 _TEXT = {"database_url", "restic_binary", "listen", "public_url"}
 _COUNTS = {"workers": (1, 64), "replication_parallel": (1, 256), "lease_seconds": (5, 3600)}
-_KNOWN = _TEXT | set(_COUNTS)
+_KNOWN = _TEXT | set(_COUNTS) | {"alerts"}
 _DESCRIPTIONS = {
     "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
     "restic_binary": "the restic to run (a path, or a name looked up on PATH)",
@@ -95,6 +100,7 @@ _DESCRIPTIONS = {
     "replication_parallel": "how many objects replication copies at once (default 8)",
     "lease_seconds": "how long a daemon's claim on a job lasts without a heartbeat; "
                      "another daemon resumes the job after that (default 30)",
+    "alerts": "alert rules and channels (webhook, email): see docs/alerts.md",
 }
 
 
@@ -138,6 +144,8 @@ def load_config(home: Path) -> Config:
             ("https://", "http://")):
         problems.append(f"{path}: public_url: must start with https:// "
                         f"({_DESCRIPTIONS['public_url']})")
+    problems += [f"{path}: {problem}" for problem in check_alert_settings(
+        document.get("alerts"), "alerts")]
     if problems:
         raise UserError("\n".join(problems))
     return Config(home=home, **document)

@@ -27,6 +27,7 @@ from drd.catalog import Catalog
 from drd.config import Config
 from drd.daemon import leader as leadership
 from drd.daemon import queue
+from drd.daemon.notify import Notifier, start_notifier
 from drd.daemon.queue import one_line_error
 from drd.daemon.scheduler import SYNC_SECONDS, Scheduler
 from drd.daemon.workers import Handler, RunningItems, Worker, lease_of
@@ -65,6 +66,7 @@ class Daemon:
         self.stopping = threading.Event()
         self.running = RunningItems()
         self.workers: list[Worker] = []
+        self.notifier: Notifier | None = None  # alert channels, on every daemon
         self._control: threading.Thread | None = None
         self._control_stop = threading.Event()
         self.is_leader = False
@@ -88,6 +90,7 @@ class Daemon:
         self._control.start()
         for worker in self.workers:
             worker.start()
+        self.notifier = start_notifier(self.config, self.catalog)
 
     def _control_loop(self) -> None:
         lease = lease_of(self.config)
@@ -137,6 +140,8 @@ class Daemon:
         if self._control is not None:
             self._control.join(max(deadline - time.monotonic(), 1.0))
         self.scheduler.stop()  # in case the control thread was starting it meanwhile
+        if self.notifier is not None:
+            self.notifier.stop(max(deadline - time.monotonic(), 1.0))
         try:
             if unfinished:
                 released = queue.release(self.catalog, self.id, unfinished)
