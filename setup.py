@@ -50,6 +50,7 @@ setup(
         "drd.catalog": ["migrations/*.py", "migrations/versions/*.py", "migrations/*.mako"],
         "policies": ["examples/*.yaml"],
         "restore_drills": ["templates/*.j2"],
+        "drd.api": ["templates/*.j2"],
     },
     include_package_data=True,
     install_requires=RUNTIME,

@@ -11,7 +11,7 @@ from drd import __version__
 from drd.api import errors
 from drd.api.context import ApiContext
 from drd.api.limits import BodySizeLimit
-from drd.api.routes import agent, enrollment, meta, whoami
+from drd.api.routes import agent, dashboard, enrollment, meta, whoami
 from drd.catalog import Catalog
 from drd.catalog.types import utcnow
 from drd.config import Config
@@ -42,6 +42,7 @@ def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
     errors.install(app)
     app.add_middleware(BodySizeLimit)
     app.include_router(meta.router)
+    app.include_router(dashboard.router)
     app.include_router(enrollment.router, prefix="/v1")
     app.include_router(agent.router, prefix="/v1")
     app.include_router(whoami.router, prefix="/v1")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from drd.api.context import Context
@@ -42,17 +42,31 @@ def current_agent(
 Agent = Annotated[AgentIdentity, Depends(current_agent)]
 
 
+SESSION_COOKIE = "drd_session"
+"""The dashboard's login cookie (``POST /login``); it holds the token itself."""
+COOKIE_METHODS = ("GET", "HEAD")
+
+
 def current_principal(
+    request: Request,
     context: Context,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_people_bearer)],
 ) -> Principal:
     """FastAPI dependency: who the bearer token speaks for.
 
+    Without an ``Authorization`` header, a GET or HEAD request may carry the token in
+    the dashboard's :data:`SESSION_COOKIE` instead, so that links from the dashboard
+    (a drill's report) open in the browser. Writes need the header: a cookie goes with
+    every request a browser makes, a header only with those a client chose to sign, so
+    no other site can make a logged-in browser change anything (no CSRF).
+
     Raises :class:`~drd.services.refusals.NotAuthenticated` (401) for a missing,
     unknown, revoked or expired token, or a one-time enrollment token.
     """
-    return authenticate(context.catalog, credentials.credentials if credentials else None,
-                        now=context.now())
+    credential = credentials.credentials if credentials else None
+    if credential is None and request.method in COOKIE_METHODS:
+        credential = request.cookies.get(SESSION_COOKIE)
+    return authenticate(context.catalog, credential, now=context.now())
 
 
 Caller = Annotated[Principal, Depends(current_principal)]

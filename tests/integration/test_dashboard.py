@@ -1,0 +1,288 @@
+"""The dashboard at ``/`` on a real catalog (SQLite and PostgreSQL), through the real app:
+token login and its cookie, what each role sees, escaping, paging, security headers, and
+the cookie accepted by the API's reads but never its writes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+from starlette.requests import Request
+
+from drd.api.app import create_app
+from drd.api.auth import SESSION_COOKIE, current_principal
+from drd.api.context import ApiContext
+from drd.catalog import Catalog
+from drd.catalog.models import (
+    Alert,
+    Department,
+    Drill,
+    Job,
+    JobRun,
+    Policy,
+    Replica,
+    Snapshot,
+    SnapshotCopy,
+    System,
+    Token,
+)
+from drd.catalog.models import Store as StoreRow
+from drd.catalog.types import utcnow
+from drd.config import load_config
+from drd.services import tokens
+from drd.services.centre import initialise, open_catalog, open_master_key
+from drd.services.refusals import NotAuthenticated
+
+pytestmark = pytest.mark.integration
+
+EVIL = '<script>alert("x")</script>&'
+SECURITY_HEADERS = {
+    "content-security-policy": ("default-src 'none'; style-src 'unsafe-inline'; "
+                                "img-src 'self' data:; form-action 'self'; "
+                                "frame-ancestors 'none'"),
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-store",
+}
+
+
+@dataclass
+class Seeded:
+    """A centre with a known catalog: ``fs1`` of parks within its RPO, ``roads-db`` of
+    roads late, with a failed backup run, an open alert and a passed drill; stores up,
+    down and never probed."""
+
+    home: Path
+    catalog: Catalog
+    app: object
+    operator: str
+    owner: str
+    now: dt.datetime
+
+
+def seed(catalog: Catalog, now: dt.datetime, extra_systems: int = 0) -> None:
+    """Fill ``catalog`` with the systems, stores, runs, alerts and a drill of
+    :class:`Seeded` (``extra_systems`` more of parks, within their RPO)."""
+    with catalog.session() as session:
+        parks, roads = Department(name="parks"), Department(name="roads")
+        policy = Policy(name="fileserver", document={"rpo": "1h", "min_copies": 1,
+                                                     "stores": ["dc-a"]},
+                        source_text="policy: fileserver\n", sha256="0" * 64)
+        up = StoreRow(name="dc-a", kind="file", url="file:///srv/dc-a", region="region-a",
+                      reachable=True, checked_at=now - dt.timedelta(minutes=2))
+        down = StoreRow(name="vault-s3", kind="s3", url="s3://drd/city", region="region-b",
+                        reachable=False, checked_at=now - dt.timedelta(minutes=1),
+                        check_error="connection refused by s3.region-b.test")
+        unprobed = StoreRow(name="dc-new", kind="file", url="file:///srv/new",
+                            region="region-a")
+        session.add_all([parks, roads, policy, up, down, unprobed])
+        session.flush()
+        enrolled = now - dt.timedelta(days=3)
+        fs1 = System(name="fs1", department_id=parks.id, policy_id=policy.id,
+                     status="enrolled", enrolled_at=enrolled, hostname="fs1.parks")
+        late = System(name="roads-db", department_id=roads.id, policy_id=policy.id,
+                      status="enrolled", enrolled_at=enrolled, hostname="db.roads")
+        evil = System(name=EVIL, department_id=parks.id, status="pending")
+        session.add_all([fs1, late, evil])
+        session.add_all(System(name=f"parks-{index:04d}", department_id=parks.id,
+                               policy_id=policy.id, status="enrolled", enrolled_at=now)
+                        for index in range(extra_systems))
+        session.flush()
+        for system, hours_ago in ((fs1, 0.25), (late, 5)):
+            snapshot = Snapshot(restic_id=f"{system.id:064x}", system_id=system.id,
+                                time=now - dt.timedelta(hours=hours_ago),
+                                hostname=system.hostname, tree="a" * 64)
+            session.add(snapshot)
+            session.flush()
+            session.add(SnapshotCopy(snapshot_id=snapshot.id, store_id=up.id,
+                                     state="present"))
+        session.add(Replica(system_id=fs1.id, store_id=down.id, lag_objects=12,
+                            lag_bytes=3 * 1024 * 1024))
+        job = Job(name="backup:roads-db", kind="backup", system_id=late.id)
+        session.add(job)
+        session.flush()
+        session.add(JobRun(job_id=job.id, system_id=late.id, outcome="failed",
+                           started_at=now - dt.timedelta(hours=1),
+                           finished_at=now - dt.timedelta(minutes=55),
+                           error="restic exited 1: <repository locked>"))
+        session.add(Alert(kind="replication_failed", severity="critical", store_id=down.id,
+                          open_key="replication_failed:-:x:", message="vault-s3 is down",
+                          opened_at=now - dt.timedelta(minutes=30),
+                          last_seen_at=now - dt.timedelta(minutes=30)))
+        session.add(Drill(system_id=fs1.id, store_id=up.id,
+                          started_at=now - dt.timedelta(hours=2),
+                          finished_at=now - dt.timedelta(hours=2) + dt.timedelta(seconds=90),
+                          passed=True, rto_seconds=84.0, rpo_seconds=600.0,
+                          report={"passed": True}))
+
+
+def seeded_centre(tmp_path: Path, database_url: str, extra_systems: int = 0) -> Seeded:
+    """A centre in ``tmp_path`` on ``database_url``, seeded by :func:`seed`, with an
+    operator token and an owner token of parks."""
+    home = tmp_path / "centre"
+    initialise(home, database_url)
+    config = load_config(home)
+    catalog = open_catalog(config)
+    now = utcnow()
+    seed(catalog, now, extra_systems)
+    operator = tokens.create_token(catalog, role="operator", name="night-shift").token
+    owner = tokens.create_token(catalog, role="owner", name="parks-owner",
+                                departments=["parks"]).token
+    app = create_app(catalog, open_master_key(config), config)
+    return Seeded(home, catalog, app, operator.reveal(), owner.reveal(), now)
+
+
+@pytest.fixture
+def centre(tmp_path: Path, database_url: str, monkeypatch) -> Iterator[Seeded]:
+    monkeypatch.delenv("DRD_MASTER_PASSPHRASE", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    yield seeded_centre(tmp_path, database_url)
+
+
+def log_in(client: TestClient, token: str):
+    return client.post("/login", content=f"token={token}",
+                       headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       follow_redirects=False)
+
+
+def rows(page: str) -> list[tuple[str, str]]:
+    """The systems table: (RPO state label, system name as HTML) per row."""
+    return re.findall(r'<tr class="row-[^"]+" data-system="[^"]*">\s*<td><span class="state '
+                      r'state-[^"]+">([^<]+)</span></td>\s*<td>([^<]*)</td>', page)
+
+
+def test_operator_logs_in_and_sees_every_system_store_failure_and_drill(
+        centre: Seeded) -> None:
+    with TestClient(centre.app) as client:
+        response = client.get("/", follow_redirects=False)
+        assert response.status_code == 303 and response.headers["location"] == "/login"
+
+        form = client.get("/login")
+        assert form.status_code == 200 and 'name="token"' in form.text
+        assert {key: form.headers[key] for key in SECURITY_HEADERS} == SECURITY_HEADERS
+        assert "<script" not in form.text and "http" not in form.text.replace(
+            'http-equiv', '')  # nothing fetched from elsewhere
+
+        for bad, reason in (("not-a-token", "unknown token"), ("", "Enter a token")):
+            refused = log_in(client, bad)
+            assert refused.status_code == 401 and reason in refused.text
+            assert SESSION_COOKIE not in refused.cookies
+        garbled = client.post("/login", content=b"token=\xff\xfe",
+                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert garbled.status_code == 401
+
+        accepted = log_in(client, centre.operator)
+        assert accepted.status_code == 303 and accepted.headers["location"] == "/"
+        cookie = accepted.headers["set-cookie"]
+        assert cookie.startswith(f"{SESSION_COOKIE}=")
+        for attribute in ("HttpOnly", "SameSite=strict", "Path=/", "Max-Age=43200"):
+            assert attribute.lower() in cookie.lower(), cookie
+        assert "secure" not in cookie.lower()  # plain HTTP here: https sets Secure
+
+        page = client.get("/")
+        assert page.status_code == 200, page.text
+        assert {key: page.headers[key] for key in SECURITY_HEADERS} == SECURITY_HEADERS
+        text = page.text
+        assert rows(text) == [("late", "roads-db"), ("pending", "&lt;script&gt;alert(&#34;x&#34;)"
+                                                      "&lt;/script&gt;&amp;"), ("ok", "fs1")]
+        assert EVIL not in text and "<script" not in text
+        assert "night-shift (operator)" in text and "refreshed at" in text
+        assert '<meta http-equiv="refresh" content="60">' in text
+        stores = text[text.index('id="stores"'):text.index('id="failures"')]
+        for name, state in (("dc-a", "up"), ("dc-new", "not probed yet"),
+                            ("vault-s3", "down")):
+            assert re.search(rf'state-[a-z-]+">{state}</span></td>\s*<td>{name}</td>',
+                             stores), (name, state)
+        assert "connection refused" in stores and "12 objects, 3.0 MiB" in stores
+        failures = text[text.index('id="failures"'):text.index('id="drills"')]
+        assert failures.index("replication_failed") < failures.index("job: backup")
+        assert "restic exited 1: &lt;repository locked&gt;" in failures
+        drills = text[text.index('id="drills"'):]
+        assert "passed" in drills and "1m 24s" in drills
+        assert re.search(r'href="/v1/drills/\d+/report\?format=html"', drills)
+
+        # the cookie opens the API's reads, as the report links need
+        assert client.get("/v1/whoami").json()["name"] == "night-shift"
+
+        assert client.post("/logout", follow_redirects=False).headers["location"] == "/login"
+        assert SESSION_COOKIE not in client.cookies
+        assert client.get("/", follow_redirects=False).status_code == 303
+        assert client.get("/v1/whoami").status_code == 401
+
+
+def test_an_owner_sees_only_its_departments_systems_and_no_stores(centre: Seeded) -> None:
+    with TestClient(centre.app, base_url="https://testserver") as client:
+        accepted = log_in(client, centre.owner)
+        assert "secure" in accepted.headers["set-cookie"].lower()
+        text = client.get("/").text
+    assert [name for _, name in rows(text)][-1] == "fs1"
+    assert "roads-db" not in text and "roads" not in text
+    assert 'id="stores"' not in text and "vault-s3" not in text  # shared infrastructure
+    assert "No failed job runs and no open alerts." in text
+    assert "fs1" in text[text.index('id="drills"'):]
+
+
+def test_a_revoked_token_ends_the_session_and_an_agent_cannot_log_in(
+        centre: Seeded) -> None:
+    with centre.catalog.session() as session:
+        fs1 = session.scalar(sa.select(System.id).where(System.name == "fs1"))
+        session.add(Token(name="agent-fs1", role="agent", systems=["fs1"],
+                          token_hash=Token.hash_token("agent-token-value")))
+        assert fs1 is not None
+    with TestClient(centre.app) as client:
+        refused = log_in(client, "agent-token-value")
+        assert refused.status_code == 403 and "agent" in refused.text
+        log_in(client, centre.operator)
+        assert client.get("/").status_code == 200
+        tokens.revoke_token(centre.catalog, "night-shift")
+        gone = client.get("/", follow_redirects=False)
+        assert gone.status_code == 303 and gone.headers["location"] == "/login"
+        assert f'{SESSION_COOKIE}=""' in gone.headers["set-cookie"]
+
+
+def test_the_cookie_is_never_enough_for_a_write(centre: Seeded) -> None:
+    context: ApiContext = centre.app.state.drd
+
+    def request(method: str, cookie: str | None) -> Request:
+        headers = [(b"cookie", f"{SESSION_COOKIE}={cookie}".encode())] if cookie else []
+        return Request({"type": "http", "method": method, "path": "/v1/x", "headers": headers,
+                        "query_string": b""})
+
+    assert current_principal(request("GET", centre.operator), context, None).name == (
+        "night-shift")
+    assert current_principal(request("HEAD", centre.operator), context, None).role == (
+        "operator")
+    for method in ("POST", "PUT", "PATCH", "DELETE"):
+        with pytest.raises(NotAuthenticated):
+            current_principal(request(method, centre.operator), context, None)
+    writes = [path for path, operations in centre.app.openapi()["paths"].items()
+              if path.startswith("/v1/systems/") and "post" in operations]
+    with TestClient(centre.app) as client:
+        log_in(client, centre.operator)
+        for path in writes:  # backup-now, once the API has it
+            answer = client.post(path.replace("{name}", "fs1"))
+            assert answer.status_code == 401, (path, answer.text)
+
+
+def test_a_long_list_of_systems_is_paged_late_ones_first(tmp_path: Path, database_url: str,
+                                                        monkeypatch) -> None:
+    monkeypatch.delenv("DRD_MASTER_PASSPHRASE", raising=False)
+    centre = seeded_centre(tmp_path, database_url, extra_systems=117)  # 120 in all
+    with TestClient(centre.app) as client:
+        log_in(client, centre.operator)
+        first = client.get("/").text
+        assert len(rows(first)) == 50 and rows(first)[0] == ("late", "roads-db")
+        assert "page 1 of 3" in first and 'href="/?page=2"' in first
+        last = client.get("/?page=3").text
+        assert len(rows(last)) == 20 and rows(last)[-1][1] == "parks-0116"
+        assert 'href="/?page=2"' in last and "next" not in last.split("page 3 of 3")[1][:40]
+        assert rows(client.get("/?page=999").text) == rows(last)
+        for bad in ("0", "-1", "abc", "10000000"):
+            refused = client.get(f"/?page={bad}")
+            assert refused.status_code == 422 and "page" in refused.json()["detail"]
