@@ -40,6 +40,7 @@ from agents.target import DirectTarget, FanoutTarget, Target, open_stores
 from drd import __version__
 from drd.errors import DrdError, OperationError
 from drd.restic import Restic, Snapshot
+from drd.secrets import mask
 from drd.stores import Store
 
 logger = logging.getLogger(__name__)
@@ -208,8 +209,31 @@ def _record(home: AgentHome, result: BackupResult) -> None:
         "snapshots": [snapshot.snapshot_id for snapshot in result.snapshots],
         "problems": result.problems,
         "last_success": result.finished if result.ok else previous.get("last_success"),
+        "last_failure": previous.get("last_failure") if result.ok else {
+            "at": result.finished, "error": failure_text("; ".join(result.problems))},
     }
     home.record_backup(state)
+
+
+def failure_text(error: str) -> str:
+    """A failure's reason for the centre: one line, URL passwords masked, 200 characters."""
+    return mask(" ".join(error.split()))[:200] or "no reason recorded"
+
+
+def record_failure(home: AgentHome, error: str, at: datetime | None = None) -> None:
+    """Keep a run that failed before it could back up (``last_failure`` in the state).
+    Raises OSError."""
+    state = home.last_backup() or {}
+    state["last_failure"] = {"at": at or datetime.now(UTC), "error": failure_text(error)}
+    home.record_backup(state)
+
+
+def last_failure(home: AgentHome) -> dict[str, str] | None:
+    """The last failed run (``{"at": RFC 3339, "error": text}``), or None."""
+    value = (home.last_backup() or {}).get("last_failure")
+    if isinstance(value, dict) and isinstance(value.get("at"), str):
+        return {"at": value["at"], "error": str(value.get("error") or "")}
+    return None
 
 
 def last_success(home: AgentHome) -> str | None:
@@ -239,6 +263,7 @@ def send_heartbeat(home: AgentHome, client: CentreClient, *, restic_version: str
         "restic_version": restic_version,
         "last_backup_at": last_success(home),
         "spooled_reports": Spool(home.spool_dir).count(),
+        "last_failure": last_failure(home),
     })
     version = answer.get("policy_version")
     return HeartbeatAnswer(backup_now=bool(answer.get("backup_now")),

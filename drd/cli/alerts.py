@@ -7,16 +7,21 @@ import click
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
+from drd.errors import UserError
 from drd.services import alerts as alert_service
 
 
-@click.command("alerts")
+@click.group("alerts", invoke_without_command=True)
 @home_option
 @click.option("--all", "show_all", is_flag=True, help="Resolved alerts too.")
 @json_option
-@click.pass_obj
-def alerts_command(state: CliState, show_all: bool, as_json: bool) -> None:
-    """List open alerts (damage found by verification, failed checks and jobs)."""
+@click.pass_context
+def alerts_command(context: click.Context, show_all: bool, as_json: bool) -> None:
+    """List open alerts (RPO, failed backups, stores down, replication lag, damage,
+    drills, Object Lock; see docs/alerts.md), or evaluate the rules now (check)."""
+    if context.invoked_subcommand is not None:
+        return
+    state: CliState = context.obj
     views = alert_service.list_alerts(state.catalog(), open_only=not show_all)
     if as_json:
         output.emit_json([view.as_dict() for view in views])
@@ -27,3 +32,36 @@ def alerts_command(state: CliState, show_all: bool, as_json: bool) -> None:
             for view in views]
     output.emit_table(rows, ["since", "kind", "system", "store", "times", "state", "message"],
                       empty="no open alerts")
+
+
+@alerts_command.command("check")
+@home_option
+@click.option("--no-probe", is_flag=True, help="Do not probe the stores first.")
+@json_option
+@click.pass_obj
+def check_command(state: CliState, no_probe: bool, as_json: bool) -> None:
+    """Probe the stores and evaluate the alert rules now, as the daemon's leader does
+    every minute; print the alerts raised and resolved."""
+    from drd.alerting.probe import probe_stores
+    from drd.alerting.rules import rule_settings
+    from drd.daemon.watch import run_rules
+
+    try:
+        settings = rule_settings(state.config())
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    probed = [] if no_probe else probe_stores(state.catalog(), state.master_key())
+    done = run_rules(state.catalog(), settings)
+    if as_json:
+        output.emit_json({"probed": [{"store": result.name, "reachable": result.reachable,
+                                      "error": result.error} for result in probed]}
+                         | done.as_dict())
+        return
+    lines = ([f"store {result.name}: "
+              + ("reachable" if result.reachable else f"DOWN: {result.error}")
+              for result in probed]
+             + [f"raised {alert.kind}: {alert.message}" for alert in done.raised]
+             + [f"resolved {alert.kind}: {alert.message}" for alert in done.resolved]
+             or ["no change"])
+    for line in lines:
+        output.echo(line)

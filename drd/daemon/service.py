@@ -30,6 +30,7 @@ from drd.daemon import queue
 from drd.daemon.notify import Notifier, start_notifier
 from drd.daemon.queue import one_line_error
 from drd.daemon.scheduler import SYNC_SECONDS, Scheduler
+from drd.daemon.watch import Watch
 from drd.daemon.workers import Handler, RunningItems, Worker, lease_of
 from drd.errors import DrdError
 
@@ -62,6 +63,7 @@ class Daemon:
         self.leader_retry_seconds = leader_retry_seconds
         self.id = leadership.new_daemon_id()
         self.scheduler = Scheduler(catalog, sync_seconds=sync_seconds)
+        self.watch = Watch(config, catalog, master_key)  # the leader probes and alerts
         self.leadership = leadership.leadership_for(catalog, config.home)
         self.stopping = threading.Event()
         self.running = RunningItems()
@@ -123,10 +125,12 @@ class Daemon:
             except DrdError as error:
                 log.warning("cannot record the lead: %s", one_line_error(error))
             self.scheduler.start()
+            self.watch.start()
         elif not leads and self.is_leader:
             self.is_leader = False
             log.warning("daemon %s lost the lead: no longer scheduling", self.id)
             self.scheduler.stop()
+            self.watch.stop()
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Stop cleanly within about ``timeout`` seconds (see the module's docstring)."""
@@ -142,6 +146,7 @@ class Daemon:
         self.scheduler.stop()  # in case the control thread was starting it meanwhile
         if self.notifier is not None:
             self.notifier.stop(max(deadline - time.monotonic(), 1.0))
+        self.watch.stop()
         try:
             if unfinished:
                 released = queue.release(self.catalog, self.id, unfinished)

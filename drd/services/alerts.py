@@ -23,7 +23,9 @@ from drd.catalog.types import utcnow
 log = logging.getLogger("drd.alerts")
 
 KINDS = ("damage", "check_failed", "replication_failed", "retention_failed", "drill_failed",
-         "drill_overdue", "job_failed")
+         "drill_overdue", "job_failed",
+         # raised and resolved by the rules (drd.alerting.rules)
+         "rpo_breached", "backup_failed", "store_down", "replication_lag", "object_lock_short")
 
 
 def open_key(kind: str, system_id: int | None, store_id: int | None, subject: str) -> str:

@@ -11,6 +11,7 @@ centre more than a small, bounded amount of work and from overflowing a column.
 from __future__ import annotations
 
 import math
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -98,12 +99,28 @@ class EnrollResponse(BaseModel):
 # -- agent calls --------------------------------------------------------------------------
 
 
+class LastFailure(Message):
+    """The agent's last failed backup run: when it ended, and why (one line, no secret)."""
+
+    at: AwareDatetime
+    error: ShortText = ""
+
+    @field_validator("error", mode="before")
+    @classmethod
+    def _one_line(cls, value: Any) -> Any:
+        # an agent's reason is news, not input to refuse: made one line and cut to size
+        if isinstance(value, str):
+            return re.sub(r"[\x00-\x1f\x7f-\x9f\s]+", " ", value).strip()[:200]
+        return value
+
+
 class HeartbeatRequest(Message):
     hostname: Hostname
     agent_version: ShortText
     restic_version: ShortText
     last_backup_at: AwareDatetime | None = None
     spooled_reports: Count = 0
+    last_failure: LastFailure | None = None
 
 
 class HeartbeatResponse(BaseModel):
