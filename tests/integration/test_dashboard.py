@@ -266,7 +266,7 @@ def test_the_cookie_is_never_enough_for_a_write(centre: Seeded) -> None:
     with TestClient(centre.app) as client:
         log_in(client, centre.operator)
         for path in writes:  # backup-now, once the API has it
-            answer = client.post(path.replace("{name}", "fs1"))
+            answer = client.post(re.sub(r"\{[^}]+\}", "fs1", path))
             assert answer.status_code == 401, (path, answer.text)
 
 
