@@ -136,22 +136,34 @@ def _candidates():
         sa.and_(Alert.notified_at.is_not(None), Alert.notified_at <= Alert.resolved_at)))
 
 
+def _sent(session, ids: list[int]) -> set[tuple[int, str, str]]:
+    return {tuple(row) for row in session.execute(
+        sa.select(AlertNotification.alert_id, AlertNotification.channel,
+                  AlertNotification.event).distinct()
+        .where(AlertNotification.alert_id.in_(ids)))}
+
+
 def enqueue(catalog: Catalog, settings: AlertSettings,
             now: dt.datetime) -> list[PlannedNotification]:
-    """Queue the messages :func:`plan_notifications` finds due; return them."""
+    """Queue the messages :func:`plan_notifications` finds due; return them.
+
+    A first read, without locks, finds whether anything is due (mostly nothing); only
+    then are those alerts locked and the plan made again under the lock.
+    """
     names = [channel.name for channel in settings.channels]
     if not names:
         return []
     with catalog.session() as session:
-        alerts = list(session.scalars(_candidates().order_by(Alert.id)
-                                      .with_for_update(skip_locked=True)))
-        if not alerts:
-            return []
-        ids = [alert.id for alert in alerts]
-        sent = {tuple(row) for row in session.execute(
-            sa.select(AlertNotification.alert_id, AlertNotification.channel,
-                      AlertNotification.event)
-            .where(AlertNotification.alert_id.in_(ids)))}
+        alerts = list(session.scalars(_candidates()))
+        due = {item.alert_id for item in plan_notifications(
+            alerts, names, _sent(session, [alert.id for alert in alerts]), now,
+            settings.repeat_interval)} if alerts else set()
+    if not due:
+        return []
+    with catalog.session() as session:
+        alerts = list(session.scalars(_candidates().where(Alert.id.in_(due))
+                                      .order_by(Alert.id).with_for_update(skip_locked=True)))
+        sent = _sent(session, [alert.id for alert in alerts]) if alerts else set()
         planned = plan_notifications(alerts, names, sent, now, settings.repeat_interval)
         for item in planned:
             session.add(AlertNotification(alert_id=item.alert_id, channel=item.channel,
