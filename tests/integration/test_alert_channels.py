@@ -19,8 +19,9 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 
+from drd.alerting.channels import DeliveryError, read_secret
 from drd.alerting.notifier import deliver_due, enqueue, send_test
-from drd.alerting.settings import alert_settings
+from drd.alerting.settings import SecretSource, alert_settings
 from drd.catalog import Catalog, migrate
 from drd.catalog.models import Alert, AlertNotification, Department, Job, JobRun, System
 from drd.catalog.types import utcnow
@@ -366,3 +367,16 @@ def test_config_errors_name_the_file_and_the_path(tmp_path: Path) -> None:
     assert loaded.alerts["channels"][0]["name"] == "hook"
     assert loaded.alerts["rules"] == {"replication_lag_objects": 10}
     assert "alerts:" not in Config(home=tmp_path).to_yaml()
+
+
+def test_secrets_are_read_when_sending_and_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "secret"
+    path.write_text("rotated-secret-value\n")
+    assert read_secret(SecretSource(file=str(path))).reveal() == "rotated-secret-value"
+    assert read_secret(SecretSource(env="HOOK_KEY"), {"HOOK_KEY": "from-env"}).reveal() \
+        == "from-env"
+    with pytest.raises(DeliveryError, match=f"cannot read the secret file {tmp_path}/gone"):
+        read_secret(SecretSource(file=str(tmp_path / "gone")))
+    with pytest.raises(DeliveryError, match="environment variable HOOK_KEY") as empty:
+        read_secret(SecretSource(env="HOOK_KEY"), {})
+    assert not empty.value.permanent
