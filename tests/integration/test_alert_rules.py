@@ -32,7 +32,7 @@ from drd.catalog.models import (
     System,
 )
 from drd.catalog.models import Store as StoreRow
-from drd.config import load_config
+from drd.config import CONFIG_FILE, load_config
 from drd.crypto.masterkey import MasterKey
 from drd.daemon.watch import Watch, run_rules
 from drd.secrets import Secret
@@ -208,6 +208,10 @@ def test_drd_alerts_check_and_the_list_show_the_new_kinds(tmp_path: Path,
     (listed,) = json.loads(drd("alerts", "--json", home=home).stdout)
     assert (listed["kind"], listed["store"]) == ("store_down", "vault")
     assert "store_down" in drd("alerts", home=home).stdout
+    with (home / CONFIG_FILE).open("a") as config:
+        config.write("alerts: {rules: {probe_interval: 0}}\n")
+    refused = drd("alerts", "check", "--no-probe", home=home, check=2)
+    assert "alerts.rules.probe_interval: must be longer than zero" in refused.stderr
     catalog.dispose()
 
 
