@@ -11,7 +11,20 @@ from drd import __version__
 from drd.api import errors
 from drd.api.context import ApiContext
 from drd.api.limits import BodySizeLimit
-from drd.api.routes import agent, dashboard, enrollment, meta, whoami
+from drd.api.routes import (
+    agent,
+    alerts,
+    audit,
+    dashboard,
+    drills,
+    enrollment,
+    jobs,
+    meta,
+    stores,
+    systems,
+    whoami,
+)
+from drd.api.routes import status as status_routes
 from drd.catalog import Catalog
 from drd.catalog.types import utcnow
 from drd.config import Config
@@ -46,4 +59,6 @@ def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
     app.include_router(enrollment.router, prefix="/v1")
     app.include_router(agent.router, prefix="/v1")
     app.include_router(whoami.router, prefix="/v1")
+    for read_routes in (status_routes, systems, stores, drills, jobs, alerts, audit):
+        app.include_router(read_routes.router, prefix="/v1")
     return app

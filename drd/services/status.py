@@ -1,8 +1,12 @@
 """``drd status``: is every system inside its RPO?
 
 The decisions are pure functions with unit tests: which snapshot counts as a good
-backup (:func:`is_good_backup`) and whether a system is late (:func:`assess`). The
-catalog is read once by :func:`system_statuses`.
+backup (:func:`is_good_backup`), whether a system is late (:func:`assess`) and the
+centre's overall verdict (:func:`overall_verdict`). The catalog work is summed up by the
+database, never by loading every snapshot: :func:`newest_good_snapshots` asks, per
+policy, for each system's newest good snapshot (an index walk on ``(system_id, time)``
+that stops at the first good one), and :func:`ledger_coverage` sums the verification
+ledger per store (per policy, as verification periods differ).
 
 A system is late when it is enrolled and its newest good backup is older than its
 policy's RPO -- or, before its first good backup, when it enrolled longer than one RPO
@@ -18,12 +22,24 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog
-from drd.catalog.models import Snapshot, SnapshotCopy, System
-from drd.catalog.types import utcnow
+from drd.catalog.models import (
+    Department,
+    Policy,
+    Snapshot,
+    SnapshotCopy,
+    StoreObject,
+    System,
+    Tombstone,
+)
+from drd.catalog.models import Store as StoreRow
+from drd.catalog.types import UTCDateTime, utcnow
+from drd.verification.select import DEFAULT_PERIOD, Coverage, CoverageCounts, coverage_from_counts
 from policies import format_duration, parse_duration
+
+VERDICTS = ("ok", "warning", "critical")
 
 
 @dataclass(frozen=True)
@@ -134,49 +150,201 @@ def totals(statuses: Iterable[SystemStatus]) -> dict[str, int]:
     }
 
 
+def overall_verdict(*, late: int, alerts: dict[str, int], stores_down: int) -> str:
+    """The centre's verdict at a glance (pure): ``critical``, ``warning`` or ``ok``.
+
+    ``critical`` when any system is late, any open alert is critical, or any store is
+    down (its last probe failed); ``warning`` when any other alert is open; else ``ok``.
+    ``alerts`` counts open alerts by severity.
+    """
+    if late or alerts.get("critical", 0) or stores_down:
+        return "critical"
+    if any(count for severity, count in alerts.items() if severity != "critical"):
+        return "warning"
+    return "ok"
+
+
+@dataclass(frozen=True)
+class PolicyRules:
+    """What the status needs of a policy: ``min_copies``, ``rpo``, the drill targets
+    (``rto``, ``drill_rpo``: the drill plan's own where set) and the verification period."""
+
+    name: str | None = None
+    min_copies: int = 1
+    rpo: dt.timedelta | None = None
+    rto: dt.timedelta | None = None
+    drill_rpo: dt.timedelta | None = None
+    verification_period: dt.timedelta = DEFAULT_PERIOD
+
+
+def _duration(value: Any) -> dt.timedelta | None:
+    try:
+        return parse_duration(value) if value else None
+    except ValueError:
+        return None
+
+
+def rules_of(name: str | None, document: dict[str, Any] | None) -> PolicyRules:
+    """A policy document's :class:`PolicyRules` (pure; a missing field takes its default)."""
+    document = document or {}
+    drill = document.get("drill") or {}
+    verification = document.get("verification") or {}
+    rpo, rto = _duration(document.get("rpo")), _duration(document.get("rto"))
+    try:
+        min_copies = max(1, int(document.get("min_copies", 1)))
+    except (TypeError, ValueError):
+        min_copies = 1
+    return PolicyRules(name=name, min_copies=min_copies, rpo=rpo,
+                       rto=_duration(drill.get("rto")) or rto,
+                       drill_rpo=_duration(drill.get("rpo")) or rpo,
+                       verification_period=(_duration(verification.get("period"))
+                                            or DEFAULT_PERIOD))
+
+
+def policy_rules(session: Session) -> dict[int | None, PolicyRules]:
+    """Every policy's rules by policy id; ``None`` (no policy) has the defaults."""
+    rules: dict[int | None, PolicyRules] = {None: PolicyRules()}
+    for policy_id, name, document in session.execute(
+            sa.select(Policy.id, Policy.name, Policy.document)):
+        rules[policy_id] = rules_of(name, document)
+    return rules
+
+
+def _good_snapshot(min_copies: int):
+    """A scalar subquery, correlated to ``System``: the id of its newest good snapshot."""
+    present = (sa.select(sa.func.count()).select_from(SnapshotCopy)
+               .where(SnapshotCopy.snapshot_id == Snapshot.id,
+                      SnapshotCopy.state == "present")
+               .correlate(Snapshot).scalar_subquery())
+    return (sa.select(Snapshot.id)
+            .where(Snapshot.system_id == System.id, Snapshot.status == "active",
+                   Snapshot.partial.is_(False), present >= min_copies)
+            # by time alone, so that the (system_id, time) index gives the order
+            .order_by(Snapshot.time.desc()).limit(1)
+            .correlate(System).scalar_subquery())
+
+
+def newest_good_snapshots(session: Session, rules: dict[int | None, PolicyRules],
+                          where: Any = None, policies: dict[int, int | None] | None = None
+                          ) -> dict[int, tuple[int, str, dt.datetime]]:
+    """Per system id: its newest good snapshot as ``(snapshot row id, restic id, time)``;
+    systems without one are left out.
+
+    The systems are those matching ``where`` (a condition on ``System``; all without
+    one), or, when ``policies`` is given, exactly its keys (system id -> policy id: a page
+    of systems). One query per policy, as ``min_copies`` differs.
+    """
+    found: dict[int, int] = {}
+    if policies is not None:
+        queries = []
+        for policy_id in set(policies.values()):
+            ids = [system_id for system_id, policy in policies.items() if policy == policy_id]
+            queries.append((rules.get(policy_id, PolicyRules()), System.id.in_(ids)))
+    else:
+        queries = [(policy, sa.and_(System.policy_id.is_(None) if policy_id is None
+                                    else System.policy_id == policy_id,
+                                    sa.true() if where is None else where))
+                   for policy_id, policy in rules.items()]
+    for policy, condition in queries:
+        found.update({system_id: snapshot_id for system_id, snapshot_id in session.execute(
+            sa.select(System.id, _good_snapshot(policy.min_copies)).where(condition))
+            if snapshot_id is not None})
+    if not found:
+        return {}
+    snapshots: dict[int, tuple[str, dt.datetime]] = {}
+    ids = list(found.values())
+    for start in range(0, len(ids), 1000):  # bounded IN lists
+        snapshots.update({row.id: (row.restic_id, row.time) for row in session.execute(
+            sa.select(Snapshot.id, Snapshot.restic_id, Snapshot.time)
+            .where(Snapshot.id.in_(ids[start:start + 1000])))})
+    return {system_id: (snapshot_id, *snapshots[snapshot_id])
+            for system_id, snapshot_id in found.items() if snapshot_id in snapshots}
+
+
 def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[SystemStatus]:
     """Every system's standing against its policy's RPO at ``now``, by name."""
     now = now or utcnow()
     with catalog.session() as session:
-        systems = list(session.scalars(
-            sa.select(System).options(selectinload(System.department),
-                                      selectinload(System.policy))
-            .order_by(System.name)))
-        present = (sa.select(SnapshotCopy.snapshot_id,
-                             sa.func.count().label("present"))
-                   .where(SnapshotCopy.state == "present")
-                   .group_by(SnapshotCopy.snapshot_id).subquery())
-        facts: dict[int, list[BackupFacts]] = {}
-        for system_id, time, partial, status, count in session.execute(
-                sa.select(Snapshot.system_id, Snapshot.time, Snapshot.partial,
-                          Snapshot.status, sa.func.coalesce(present.c.present, 0))
-                .outerjoin(present, present.c.snapshot_id == Snapshot.id)):
-            facts.setdefault(system_id, []).append(BackupFacts(
-                time=time, partial=partial, present_copies=count,
-                forgotten=status == "forgotten"))
+        rules = policy_rules(session)
+        newest = newest_good_snapshots(session, rules)
+        counts = dict(session.execute(
+            sa.select(Snapshot.system_id, sa.func.count()).group_by(Snapshot.system_id)).all())
+        systems = session.execute(
+            sa.select(System.id, System.name, Department.name.label("department"),
+                      System.policy_id, System.status, System.hostname, System.enrolled_at,
+                      System.last_seen_at, System.backup_requested_at)
+            .join(Department, Department.id == System.department_id)
+            .order_by(System.name)).all()
     result = []
     for system in systems:
-        document = system.policy.document if system.policy is not None else {}
-        rpo = parse_duration(document["rpo"]) if document.get("rpo") else None
-        last = newest_good_backup(facts.get(system.id, []), int(document.get("min_copies", 1)))
+        policy = rules.get(system.policy_id, PolicyRules())
+        last = newest[system.id][2] if system.id in newest else None
         standing = assess(status=system.status, last_backup_at=last,
-                          enrolled_at=system.enrolled_at, rpo=rpo, now=now)
+                          enrolled_at=system.enrolled_at, rpo=policy.rpo, now=now)
         result.append(SystemStatus(
-            system=system.name, department=system.department.name,
-            policy=system.policy.name if system.policy is not None else None,
+            system=system.name, department=system.department, policy=policy.name,
             status=system.status, hostname=system.hostname, enrolled_at=system.enrolled_at,
-            last_backup_at=last, age=standing.age, rpo=rpo, late=standing.late,
-            snapshots=len(facts.get(system.id, [])), last_seen_at=system.last_seen_at,
+            last_backup_at=last, age=standing.age, rpo=policy.rpo, late=standing.late,
+            snapshots=counts.get(system.id, 0), last_seen_at=system.last_seen_at,
             backup_requested=system.backup_requested_at is not None,
         ))
     return result
 
 
+def ledger_coverage(session: Session, rules: dict[int | None, PolicyRules], now: dt.datetime,
+                    where: Any = None) -> dict[tuple[int, int], CoverageCounts]:
+    """The verification ledger summed up by the database per ``(system id, store id)``,
+    for the systems matching ``where`` (a condition on ``System``), tombstoned keys left
+    out: what :func:`drd.verification.select.coverage` counts, without loading a row.
+    One query per policy, as verification periods differ."""
+    tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
+                                   Tombstone.key == StoreObject.key)
+    result: dict[tuple[int, int], CoverageCounts] = {}
+    for policy_id, policy in rules.items():
+        covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
+                          StoreObject.verified_at >= now - policy.verification_period)
+        query = (sa.select(
+            StoreObject.system_id, StoreObject.store_id, sa.func.count(),
+            sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
+            sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
+                        type_=UTCDateTime()))
+            .join(System, System.id == StoreObject.system_id)
+            .where(System.policy_id.is_(None) if policy_id is None
+                   else System.policy_id == policy_id, ~tombstoned)
+            .group_by(StoreObject.system_id, StoreObject.store_id))
+        if where is not None:
+            query = query.where(where)
+        for row in session.execute(query):
+            result[(row[0], row[1])] = CoverageCounts(
+                objects=int(row[2]), bytes=int(row[3]), objects_verified=int(row[4]),
+                bytes_verified=int(row[5]), oldest_anchor=row[6])
+    return result
+
+
+def coverage_per_store(session: Session, now: dt.datetime,
+                       rules: dict[int | None, PolicyRules] | None = None
+                       ) -> dict[int, Coverage]:
+    """Per store id, over all systems: :class:`~drd.verification.select.Coverage` (every
+    registered store is listed; one the ledger knows nothing of has a ratio of None)."""
+    counts = ledger_coverage(session, rules if rules is not None else policy_rules(session),
+                             now)
+    parts: dict[int, list[CoverageCounts]] = {
+        store_id: [] for store_id in session.scalars(sa.select(StoreRow.id))}
+    for (_, store_id), value in counts.items():
+        parts.setdefault(store_id, []).append(value)
+    return {store_id: coverage_from_counts(values, now) for store_id, values in parts.items()}
+
+
 def store_coverage(catalog: Catalog, now: dt.datetime | None = None) -> list[dict[str, Any]]:
     """Per store, by name: how much verification has proven intact
-    (:func:`drd.verification.coverage_report`): ``coverage``, ``oldest_unverified_seconds``
-    and the bytes and objects tracked."""
-    from drd.verification import coverage_report
-
-    return [{"store": name} | value.as_dict()
-            for name, value in sorted(coverage_report(catalog, now).items())]
+    (as :func:`drd.verification.coverage_report` says): ``coverage``,
+    ``oldest_unverified_seconds`` and the bytes and objects tracked."""
+    now = now or utcnow()
+    with catalog.session() as session:
+        names = dict(session.execute(sa.select(StoreRow.id, StoreRow.name)).all())
+        coverage = coverage_per_store(session, now)
+    return sorted(({"store": names[store_id]} | value.as_dict()
+                   for store_id, value in coverage.items() if store_id in names),
+                  key=lambda entry: entry["store"])

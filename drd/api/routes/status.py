@@ -1,0 +1,35 @@
+"""``GET /v1/status``: the centre's verdict and counts, then every visible system (paged)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from drd.api.auth import Caller
+from drd.api.context import Context
+from drd.api.pagination import DEFAULT_LIMIT, READ, Cursor, Departments, Limit, paged
+from drd.services import views
+
+router = APIRouter(tags=["status"])
+
+
+def _cache(request: Request) -> views.SummaryCache:
+    # one cache per app: counts of one catalog are never served for another
+    cache = getattr(request.app.state, "drd_status_counts", None)
+    if cache is None:
+        cache = request.app.state.drd_status_counts = views.SummaryCache()
+    return cache
+
+
+@router.get("/status", response_model=views.StatusPage, responses=READ)
+def status(caller: Caller, context: Context, request: Request, department: Departments,
+           limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None) -> views.StatusPage:
+    """The verdict (ok, warning, critical) and counts over every system the token may see,
+    then one page of systems by name: last good snapshot and its age against the RPO,
+    copies per store, replication watermarks and lag, verification coverage, last drill.
+
+    The counts are computed at most every few seconds (``computed_at``); the page is
+    read for each request.
+    """
+    return paged(lambda: views.status_summary(
+        context.catalog, caller, departments=department, limit=limit, cursor=cursor,
+        now=context.now(), cache=_cache(request)))
