@@ -65,3 +65,18 @@ def check_command(state: CliState, no_probe: bool, as_json: bool) -> None:
              or ["no change"])
     for line in lines:
         output.echo(line)
+
+
+@alerts_command.command("test-channel")
+@home_option
+@click.argument("name")
+@click.pass_obj
+def test_channel_command(state: CliState, name: str) -> None:
+    """Send a test notice (kind "test") on the alert channel NAME of drd.yaml now."""
+    from drd.alerting.notifier import send_test
+    from drd.alerting.settings import alert_settings
+    from drd.catalog.types import utcnow
+
+    config = state.config()
+    send_test(alert_settings(config.alerts, centre_url=config.public_url), name, utcnow())
+    output.echo(f"test notice delivered to {name}")

@@ -380,3 +380,18 @@ def test_secrets_are_read_when_sending_and_never_shown(tmp_path: Path) -> None:
     with pytest.raises(DeliveryError, match="environment variable HOOK_KEY") as empty:
         read_secret(SecretSource(env="HOOK_KEY"), {})
     assert not empty.value.permanent
+
+
+def test_drd_alerts_test_channel(tmp_path: Path, hook: Hook) -> None:
+    from tests.integration.test_tokens import drd
+
+    (tmp_path / "drd.yaml").write_text(
+        f"alerts:\n  channels:\n    - {{name: hook, type: webhook, url: '{hook.url}'}}\n"
+        f"    - {{name: dead, type: webhook, url: 'http://127.0.0.1:{closed_port()}/x',"
+        " timeout: 1s}\n")
+    assert "delivered to hook" in drd("alerts", "test-channel", "hook", home=tmp_path).stdout
+    assert json.loads(hook.received[-1][1])["kind"] == "test"
+    assert "cannot reach" in drd("alerts", "test-channel", "dead", home=tmp_path,
+                                 check=1).stderr
+    assert "no alert channel 'x'" in drd("alerts", "test-channel", "x", home=tmp_path,
+                                         check=2).stderr
