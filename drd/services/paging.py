@@ -17,6 +17,7 @@ import base64
 import binascii
 import datetime as dt
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
@@ -25,6 +26,8 @@ from pydantic import BaseModel, Field
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_CURSOR_LENGTH = 400
+MAX_KEY_INTEGER = 2**63 - 1
+_PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
 
 Item = TypeVar("Item")
 
@@ -71,17 +74,19 @@ def decode_cursor(cursor: str, kinds: Sequence[type]) -> tuple[Any, ...]:
 
 
 def _value(value: Any, kind: type) -> Any:
-    if kind is int and isinstance(value, int) and not isinstance(value, bool):
+    if (kind is int and isinstance(value, int) and not isinstance(value, bool)
+            and 0 <= value <= MAX_KEY_INTEGER):
         return value
-    if kind is str and isinstance(value, str):
+    # no control characters: PostgreSQL refuses NUL in text, and no key holds any
+    if kind is str and isinstance(value, str) and _PRINTABLE.fullmatch(value):
         return value
     if kind is dt.datetime and isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value)
-        except ValueError:
-            moment = None
-        if moment is not None and moment.tzinfo is not None:
-            return moment.astimezone(dt.UTC)
+            if moment.tzinfo is not None:
+                return moment.astimezone(dt.UTC)
+        except (ValueError, OverflowError):
+            pass
     raise InvalidCursor("cursor: not a cursor of this list; pass the 'next' of the previous "
                         "page")
 

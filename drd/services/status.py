@@ -292,15 +292,19 @@ def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[Sy
 
 
 def ledger_coverage(session: Session, rules: dict[int | None, PolicyRules], now: dt.datetime,
-                    where: Any = None) -> dict[tuple[int, int], CoverageCounts]:
+                    where: Any = None, policy_ids: Any = None
+                    ) -> dict[tuple[int, int], CoverageCounts]:
     """The verification ledger summed up by the database per ``(system id, store id)``,
     for the systems matching ``where`` (a condition on ``System``), tombstoned keys left
     out: what :func:`drd.verification.select.coverage` counts, without loading a row.
-    One query per policy, as verification periods differ."""
+    One query per policy (those in ``policy_ids`` when given), as verification periods
+    differ."""
     tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
                                    Tombstone.key == StoreObject.key)
     result: dict[tuple[int, int], CoverageCounts] = {}
     for policy_id, policy in rules.items():
+        if policy_ids is not None and policy_id not in policy_ids:
+            continue
         covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
                           StoreObject.verified_at >= now - policy.verification_period)
         query = (sa.select(

@@ -291,12 +291,15 @@ def list_systems(catalog: Catalog, principal: Principal, *, departments: Sequenc
 
 
 def _copies(session: Session, ids: list[int]) -> dict[int, dict[int, dict[str, int]]]:
+    """Per system and store: its copies by state. Retention marks the copies of a snapshot
+    it forgets ``forgotten``, a state not counted, so the snapshots' own status need not be
+    read (the ``(system_id, time)`` index alone leads to the copies)."""
     counts: dict[int, dict[int, dict[str, int]]] = {}
     for system_id, store_id, state, count in session.execute(
             sa.select(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state,
                       sa.func.count())
             .join(Snapshot, Snapshot.id == SnapshotCopy.snapshot_id)
-            .where(Snapshot.system_id.in_(ids), Snapshot.status == "active")
+            .where(Snapshot.system_id.in_(ids), SnapshotCopy.state.in_(COPY_STATES))
             .group_by(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state)):
         counts.setdefault(system_id, {}).setdefault(store_id, {})[state] = count
     return counts
@@ -350,7 +353,8 @@ def _overviews(session: Session, rows: Sequence, now: dt.datetime) -> list[Syste
     replicas: dict[int, dict[int, Replica]] = {}
     for replica in session.scalars(sa.select(Replica).where(Replica.system_id.in_(ids))):
         replicas.setdefault(replica.system_id, {})[replica.store_id] = replica
-    coverage = status_rules.ledger_coverage(session, rules, now, System.id.in_(ids))
+    coverage = status_rules.ledger_coverage(session, rules, now, System.id.in_(ids),
+                                            {row.policy_id for row in rows})
     drills = _last_drills(session, ids, rules)
     alerts = dict(session.execute(
         sa.select(Alert.system_id, sa.func.count())

@@ -27,12 +27,15 @@ from drd.catalog.models import (
     Replica,
     Snapshot,
     SnapshotCopy,
+    StoreObject,
     System,
     Token,
+    Tombstone,
 )
 from drd.catalog.models import Store as StoreRow
 from drd.crypto.signing import verify_file
-from drd.services import tokens
+from drd.services import status, tokens
+from drd.verification import coverage_report
 from restore_drills.html import render_html
 from restore_drills.report import json_export, sign_report
 from tests.integration.test_api_agent import T0, Centre, centre  # noqa: F401
@@ -349,3 +352,40 @@ def test_a_drill_report_is_the_signed_export_of_drd_drill_report(seeded: Seeded,
         running = session.scalar(sa.select(sa.func.max(Drill.id)))
     refused = seeded.get(f"/v1/drills/{running}/report", seeded.operator)
     assert refused.status_code == 409 and "running" in refused.json()["detail"]
+
+
+def test_coverage_and_statuses_agree_with_the_verifier_and_drd_status(seeded: Seeded) -> None:
+    catalog = seeded.centre.catalog
+    with catalog.session() as session:
+        stores = dict(session.execute(sa.select(StoreRow.name, StoreRow.id)).all())
+        systems = dict(session.execute(sa.select(System.name, System.id)).all())
+        for number, (system, store, size, verified_days_ago) in enumerate([
+                ("fs1", "dc-a", 100, 1), ("fs1", "dc-a", 300, None), ("fs1", "dc-b", 50, 40),
+                ("roads-db", "dc-a", 1000, 2), ("roads-db", "vault-s3", 10, 1)]):
+            session.add(StoreObject(
+                store_id=stores[store], system_id=systems[system], key=f"data/{number:064x}",
+                size=size, first_seen_at=NOW - dt.timedelta(days=50),
+                verified_at=(NOW - dt.timedelta(days=verified_days_ago)
+                             if verified_days_ago is not None else None)))
+        session.add(Tombstone(system_id=systems["roads-db"], key=f"data/{4:064x}", size=10,
+                              pruned_store_id=stores["dc-a"], delete_after=NOW))
+    expected = [{"store": name} | value.as_dict()
+                for name, value in sorted(coverage_report(catalog, NOW).items())]
+    assert status.store_coverage(catalog, NOW) == expected
+    assert expected[0]["coverage"] == pytest.approx(1100 / 1400)
+
+    fs1 = {store["store"]: store
+           for store in seeded.get("/v1/systems/fs1", seeded.operator).json()["stores"]}
+    assert fs1["dc-a"]["coverage"] == 0.25 and fs1["dc-b"]["coverage"] == 0.0
+    assert fs1["dc-a"]["oldest_unverified_seconds"] == 50 * 86400
+    listed = {store["name"]: store for store in seeded.get("/v1/stores",
+                                                           seeded.operator).json()["items"]}
+    assert listed["dc-a"]["coverage"] == expected[0]["coverage"]
+    assert listed["vault-s3"]["bytes_tracked"] == 0  # the tombstoned object is not counted
+
+    statuses = {entry.system: entry for entry in status.system_statuses(catalog, NOW)}
+    assert [name for name in statuses] == [*PARKS, "roads-db"]
+    assert statuses["fs2"].late and not statuses["fs1"].late
+    assert statuses["fs1"].last_backup_at == NOW - HOUR / 2 and statuses["fs1"].snapshots == 3
+    assert status.totals(statuses.values()) == {"systems": 5, "enrolled": 4, "pending": 1,
+                                                "late": 1}
