@@ -24,6 +24,7 @@ from drd.api.routes import (
     systems,
     whoami,
 )
+from drd.api.routes import metrics as metrics_routes
 from drd.api.routes import status as status_routes
 from drd.catalog import Catalog
 from drd.catalog.types import utcnow
@@ -61,4 +62,5 @@ def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
     app.include_router(whoami.router, prefix="/v1")
     for read_routes in (status_routes, systems, stores, drills, jobs, alerts, audit):
         app.include_router(read_routes.router, prefix="/v1")
+    app.include_router(metrics_routes.router)
     return app
