@@ -21,7 +21,7 @@ from drd.api.routes.metrics import (
     render_text,
     samples_of,
 )
-from drd.services.metrics import JobDurations, MetricsReadout, StoreReadout
+from drd.services.metrics import JobDurations, MetricsReadout, RunCounts, StoreReadout
 from drd.verification.select import Coverage
 
 DASHBOARD = Path(__file__).resolve().parents[3] / "docs" / "grafana-dashboard.json"
@@ -156,3 +156,16 @@ def test_the_text_writer_says_what_prometheus_client_says() -> None:
     ours = render_text(samples_of(readout)).decode()
     assert parsed(ours) == parsed(generate_latest(registry).decode())
     assert 'store="odd \\"name\\"\\\\ with\\nlines"' in ours
+
+
+def test_run_counts_add_up_into_cumulative_buckets() -> None:
+    first = RunCounts().add([("verify", "succeeded", 0, 2, 1.0), ("verify", "failed", 3, 1, 50.0)])
+    second = RunCounts().add([("verify", "succeeded", 12, 1, 90_000.0),
+                              ("drill", "passed", 5, 1, 600.0)])
+    total = RunCounts().merge(first).merge(second)
+    assert total.runs == {("verify", "succeeded"): 3, ("verify", "failed"): 1,
+                          ("drill", "passed"): 1}
+    verify = {durations.job: durations for durations in total.durations()}["verify"]
+    assert (verify.count, verify.sum_seconds) == (4, 90_051.0)
+    assert verify.buckets == (2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3)  # one past the last bound
+    assert first.runs == {("verify", "succeeded"): 2, ("verify", "failed"): 1}  # unchanged
