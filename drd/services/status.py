@@ -3,10 +3,11 @@
 The decisions are pure functions with unit tests: which snapshot counts as a good
 backup (:func:`is_good_backup`), whether a system is late (:func:`assess`) and the
 centre's overall verdict (:func:`overall_verdict`). The catalog work is summed up by the
-database, never by loading every snapshot: :func:`newest_good_snapshots` asks, per
-policy, for each system's newest good snapshot (an index walk on ``(system_id, time)``
-that stops at the first good one), and :func:`ledger_coverage` sums the verification
-ledger per store (per policy, as verification periods differ).
+database, never by loading every snapshot: :func:`newest_good_snapshots` asks for each
+system's newest good snapshot (an index walk on ``(system_id, time)`` that stops at the
+first good one), and :func:`ledger_coverage` sums the verification ledger per system and
+store; each picks the system's policy's figures (``min_copies``, the verification
+period) with a ``CASE`` on its policy id, so one query serves every policy.
 
 A system is late when it is enrolled and its newest good backup is older than its
 policy's RPO -- or, before its first good backup, when it enrolled longer than one RPO
@@ -210,8 +211,22 @@ def policy_rules(session: Session) -> dict[int | None, PolicyRules]:
     return rules
 
 
-def _good_snapshot(min_copies: int):
-    """A scalar subquery, correlated to ``System``: the id of its newest good snapshot."""
+def per_policy(rules: dict[int | None, PolicyRules], value, type_: Any = None) -> Any:
+    """A SQL expression on ``System.policy_id``: ``value(rules)`` of the system's policy
+    (of ``rules[None]``, the defaults, for a system without one), so that one query
+    serves systems of every policy."""
+    def literal(policy: PolicyRules) -> Any:
+        return sa.literal(value(policy), type_=type_)
+
+    whens = {policy_id: literal(policy) for policy_id, policy in rules.items()
+             if policy_id is not None}
+    default = literal(rules.get(None, PolicyRules()))
+    return sa.case(whens, value=System.policy_id, else_=default) if whens else default
+
+
+def _good_snapshot(min_copies: Any):
+    """A scalar subquery, correlated to ``System``: the id of its newest good snapshot
+    (``min_copies`` a number or an expression on ``System``)."""
     present = (sa.select(sa.func.count()).select_from(SnapshotCopy)
                .where(SnapshotCopy.snapshot_id == Snapshot.id,
                       SnapshotCopy.state == "present")
@@ -225,40 +240,21 @@ def _good_snapshot(min_copies: int):
 
 
 def newest_good_snapshots(session: Session, rules: dict[int | None, PolicyRules],
-                          where: Any = None, policies: dict[int, int | None] | None = None
-                          ) -> dict[int, tuple[int, str, dt.datetime]]:
-    """Per system id: its newest good snapshot as ``(snapshot row id, restic id, time)``;
+                          where: Any = None) -> dict[int, tuple[int, str, dt.datetime]]:
+    """Per system id (of the systems matching ``where``, a condition on ``System``; all
+    without one): its newest good snapshot as ``(snapshot row id, restic id, time)``;
     systems without one are left out.
 
-    The systems are those matching ``where`` (a condition on ``System``; all without
-    one), or, when ``policies`` is given, exactly its keys (system id -> policy id: a page
-    of systems). One query per policy, as ``min_copies`` differs.
+    One query: per system, an index walk on ``(system_id, time)`` from the newest
+    snapshot that stops at the first good one, its policy's ``min_copies`` picked by a
+    ``CASE`` on the system's policy.
     """
-    found: dict[int, int] = {}
-    if policies is not None:
-        queries = []
-        for policy_id in set(policies.values()):
-            ids = [system_id for system_id, policy in policies.items() if policy == policy_id]
-            queries.append((rules.get(policy_id, PolicyRules()), System.id.in_(ids)))
-    else:
-        queries = [(policy, sa.and_(System.policy_id.is_(None) if policy_id is None
-                                    else System.policy_id == policy_id,
-                                    sa.true() if where is None else where))
-                   for policy_id, policy in rules.items()]
-    for policy, condition in queries:
-        found.update({system_id: snapshot_id for system_id, snapshot_id in session.execute(
-            sa.select(System.id, _good_snapshot(policy.min_copies)).where(condition))
-            if snapshot_id is not None})
-    if not found:
-        return {}
-    snapshots: dict[int, tuple[str, dt.datetime]] = {}
-    ids = list(found.values())
-    for start in range(0, len(ids), 1000):  # bounded IN lists
-        snapshots.update({row.id: (row.restic_id, row.time) for row in session.execute(
-            sa.select(Snapshot.id, Snapshot.restic_id, Snapshot.time)
-            .where(Snapshot.id.in_(ids[start:start + 1000])))})
-    return {system_id: (snapshot_id, *snapshots[snapshot_id])
-            for system_id, snapshot_id in found.items() if snapshot_id in snapshots}
+    good = _good_snapshot(per_policy(rules, lambda policy: policy.min_copies))
+    query = (sa.select(System.id, Snapshot.id, Snapshot.restic_id, Snapshot.time)
+             .join(Snapshot, Snapshot.id == good))
+    if where is not None:
+        query = query.where(where)
+    return {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}
 
 
 def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[SystemStatus]:
@@ -292,38 +288,32 @@ def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[Sy
 
 
 def ledger_coverage(session: Session, rules: dict[int | None, PolicyRules], now: dt.datetime,
-                    where: Any = None, policy_ids: Any = None
-                    ) -> dict[tuple[int, int], CoverageCounts]:
+                    where: Any = None) -> dict[tuple[int, int], CoverageCounts]:
     """The verification ledger summed up by the database per ``(system id, store id)``,
     for the systems matching ``where`` (a condition on ``System``), tombstoned keys left
     out: what :func:`drd.verification.select.coverage` counts, without loading a row.
-    One query per policy (those in ``policy_ids`` when given), as verification periods
-    differ."""
+    One query; each system's verification period is picked by a ``CASE`` on its
+    policy."""
     tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
                                    Tombstone.key == StoreObject.key)
     result: dict[tuple[int, int], CoverageCounts] = {}
-    for policy_id, policy in rules.items():
-        if policy_ids is not None and policy_id not in policy_ids:
-            continue
-        covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
-                          StoreObject.verified_at >= now - policy.verification_period)
-        query = (sa.select(
-            StoreObject.system_id, StoreObject.store_id, sa.func.count(),
-            sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
-            sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
-            sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
-            sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
-                        type_=UTCDateTime()))
-            .join(System, System.id == StoreObject.system_id)
-            .where(System.policy_id.is_(None) if policy_id is None
-                   else System.policy_id == policy_id, ~tombstoned)
-            .group_by(StoreObject.system_id, StoreObject.store_id))
-        if where is not None:
-            query = query.where(where)
-        for row in session.execute(query):
-            result[(row[0], row[1])] = CoverageCounts(
-                objects=int(row[2]), bytes=int(row[3]), objects_verified=int(row[4]),
-                bytes_verified=int(row[5]), oldest_anchor=row[6])
+    since = per_policy(rules, lambda policy: now - policy.verification_period, UTCDateTime())
+    covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
+                      StoreObject.verified_at >= since)
+    query = (sa.select(
+        StoreObject.system_id, StoreObject.store_id, sa.func.count(),
+        sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
+        sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
+        sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
+                    type_=UTCDateTime()))
+        .join(System, System.id == StoreObject.system_id)
+        .where(~tombstoned, sa.true() if where is None else where)
+        .group_by(StoreObject.system_id, StoreObject.store_id))
+    for row in session.execute(query):
+        result[(row[0], row[1])] = CoverageCounts(
+            objects=int(row[2]), bytes=int(row[3]), objects_verified=int(row[4]),
+            bytes_verified=int(row[5]), oldest_anchor=row[6])
     return result
 
 

@@ -88,15 +88,26 @@ class SystemSummary(BaseModel):
                                    "RPO (or none, one RPO after enrolling)")
 
 
-class StoreCopies(BaseModel):
-    """One store of a system: its kept snapshots' copies by state, replication's watermark
-    and lag, and verification's coverage."""
+class CopyCounts(BaseModel):
+    """A system's kept snapshots' copies on one store, by state."""
 
-    store: str
     present: int = 0
     pending: int = 0
     missing: int = 0
     damaged: int = 0
+
+
+class StoreCopies(BaseModel):
+    """One store of a system: the state of the newest snapshot's copy there (and, on a
+    system's own page, every kept snapshot's copies by state), replication's watermark
+    and lag, and verification's coverage."""
+
+    store: str
+    newest: str | None = Field(None, description="the state of the newest kept snapshot's "
+                                                 "copy: present, pending, missing, damaged")
+    copies: CopyCounts | None = Field(None, description="every kept snapshot's copies by "
+                                                        "state (on a system's page; null in "
+                                                        "lists)")
     watermark_at: dt.datetime | None = None
     lag_objects: int | None = None
     lag_bytes: int | None = None
@@ -244,8 +255,8 @@ def _summaries(session: Session, rules: dict[int | None, PolicyRules], systems: 
                now: dt.datetime) -> list[SystemSummary]:
     """:class:`SystemSummary` of ``systems`` (rows of :func:`_system_rows`)."""
     ids = [row.id for row in systems]
-    newest = (status_rules.newest_good_snapshots(
-        session, rules, policies={row.id: row.policy_id for row in systems}) if ids else {})
+    newest = (status_rules.newest_good_snapshots(session, rules, System.id.in_(ids))
+              if ids else {})
     result = []
     for row in systems:
         policy = rules.get(row.policy_id, PolicyRules())
@@ -288,6 +299,23 @@ def list_systems(catalog: Catalog, principal: Principal, *, departments: Sequenc
                                        limit, cursor)
         items = _summaries(session, status_rules.policy_rules(session), rows, now)
     return Page[SystemSummary](items=items, next=following)
+
+
+def _newest_copies(session: Session, ids: list[int]) -> dict[int, dict[int, str]]:
+    """Per system and store: the state of its newest kept snapshot's copy (one index walk
+    per system to its newest snapshot, then that snapshot's copies)."""
+    newest = (sa.select(Snapshot.id).where(Snapshot.system_id == System.id,
+                                           Snapshot.status == "active")
+              .order_by(Snapshot.time.desc()).limit(1).correlate(System).scalar_subquery())
+    snapshots = {snapshot_id: system_id for system_id, snapshot_id in session.execute(
+        sa.select(System.id, newest).where(System.id.in_(ids))) if snapshot_id is not None}
+    states: dict[int, dict[int, str]] = {}
+    if snapshots:
+        for snapshot_id, store_id, state in session.execute(
+                sa.select(SnapshotCopy.snapshot_id, SnapshotCopy.store_id, SnapshotCopy.state)
+                .where(SnapshotCopy.snapshot_id.in_(list(snapshots)))):
+            states.setdefault(snapshots[snapshot_id], {})[store_id] = state
+    return states
 
 
 def _copies(session: Session, ids: list[int]) -> dict[int, dict[int, dict[str, int]]]:
@@ -342,19 +370,23 @@ def drill_summaries(session: Session, where: Any, rules: dict[int | None, Policy
     return result
 
 
-def _overviews(session: Session, rows: Sequence, now: dt.datetime) -> list[SystemOverview]:
+def _overviews(session: Session, rows: Sequence, now: dt.datetime, *, count_copies: bool = False
+               ) -> list[SystemOverview]:
+    """:class:`SystemOverview` of ``rows`` (of :func:`_system_rows`). ``count_copies``
+    counts every kept snapshot's copies per store and state: a walk over all of the
+    systems' snapshots, for one system's page rather than for lists."""
     rules = status_rules.policy_rules(session)
     summaries = _summaries(session, rules, rows, now)
     ids = [row.id for row in rows]
     if not ids:
         return []
     stores = dict(session.execute(sa.select(StoreRow.id, StoreRow.name)).all())
-    copies = _copies(session, ids)
+    newest = _newest_copies(session, ids)
+    copies = _copies(session, ids) if count_copies else {}
     replicas: dict[int, dict[int, Replica]] = {}
     for replica in session.scalars(sa.select(Replica).where(Replica.system_id.in_(ids))):
         replicas.setdefault(replica.system_id, {})[replica.store_id] = replica
-    coverage = status_rules.ledger_coverage(session, rules, now, System.id.in_(ids),
-                                            {row.policy_id for row in rows})
+    coverage = status_rules.ledger_coverage(session, rules, now, System.id.in_(ids))
     drills = _last_drills(session, ids, rules)
     alerts = dict(session.execute(
         sa.select(Alert.system_id, sa.func.count())
@@ -366,17 +398,20 @@ def _overviews(session: Session, rows: Sequence, now: dt.datetime) -> list[Syste
         .group_by(Snapshot.system_id)).all())
     result = []
     for row, summary in zip(rows, summaries, strict=True):
-        store_ids = (set(copies.get(row.id, {})) | set(replicas.get(row.id, {}))
+        store_ids = (set(copies.get(row.id, {})) | set(newest.get(row.id, {}))
+                     | set(replicas.get(row.id, {}))
                      | {store_id for system_id, store_id in coverage if system_id == row.id})
         per_store = []
         for store_id in sorted(store_ids, key=lambda store_id: stores.get(store_id, "")):
-            states = copies.get(row.id, {}).get(store_id, {})
+            states = copies.get(row.id, {}).get(store_id) or {}
             replica = replicas.get(row.id, {}).get(store_id)
             counted = coverage.get((row.id, store_id))
             covered = coverage_from_counts([counted], now) if counted else None
             per_store.append(StoreCopies(
                 store=stores.get(store_id, str(store_id)),
-                **{state: states.get(state, 0) for state in COPY_STATES},
+                newest=newest.get(row.id, {}).get(store_id),
+                copies=(CopyCounts(**{state: states.get(state, 0) for state in COPY_STATES})
+                        if count_copies else None),
                 watermark_at=replica.watermark_at if replica else None,
                 lag_objects=replica.lag_objects if replica else None,
                 lag_bytes=replica.lag_bytes if replica else None,
@@ -412,7 +447,7 @@ def system_overview(catalog: Catalog, principal: Principal, name: str, *,
     with catalog.session() as session:
         system, _ = find_system(session, principal, name)
         rows, _ = _system_rows(session, System.id == system.id, 1, None)
-        (overview,) = _overviews(session, rows, now)
+        (overview,) = _overviews(session, rows, now, count_copies=True)
     return overview
 
 
