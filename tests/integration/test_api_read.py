@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,8 @@ from drd.catalog.models import (
 )
 from drd.catalog.models import Store as StoreRow
 from drd.crypto.signing import verify_file
-from drd.services import status, tokens
+from drd.services import status, tokens, views
+from drd.services.tokens import Principal
 from drd.verification import coverage_report
 from restore_drills.html import render_html
 from restore_drills.report import json_export, sign_report
@@ -393,3 +395,27 @@ def test_coverage_and_statuses_agree_with_the_verifier_and_drd_status(seeded: Se
     assert statuses["fs1"].last_backup_at == NOW - HOUR / 2 and statuses["fs1"].snapshots == 3
     assert status.totals(statuses.values()) == {"systems": 5, "enrolled": 4, "pending": 1,
                                                 "late": 1}
+
+
+def test_status_counts_are_kept_a_few_seconds_then_refreshed(seeded: Seeded) -> None:
+    catalog, cache = seeded.centre.catalog, views.SummaryCache(ttl=60, max_stale=300)
+    operator = Principal(token_id=0, name="ops", role="operator")
+    first, computed_at = cache.counts(catalog, operator, (), NOW)
+    assert (first.systems, computed_at) == (5, NOW)
+    with catalog.session() as session:
+        department = session.scalar(sa.select(Department.id).where(Department.name == "roads"))
+        session.add(System(name="roads-2", department_id=department, status="pending"))
+    assert cache.counts(catalog, operator, (), NOW)[0].systems == 5  # fresh: kept
+    assert cache.counts(catalog, operator, ("roads",), NOW)[0].systems == 2  # another scope
+    later = NOW + dt.timedelta(minutes=2)
+    stale, computed_at = cache.counts(catalog, operator, (), later)  # refreshed behind
+    assert (stale.systems, computed_at) == (5, NOW)
+    deadline = time.monotonic() + 10
+    while cache.counts(catalog, operator, (), later)[0].systems != 6:
+        assert time.monotonic() < deadline, "the background refresh did not happen"
+        time.sleep(0.05)
+    with catalog.session() as session:
+        session.add(System(name="roads-3", department_id=department, status="pending"))
+    much_later = NOW + dt.timedelta(hours=1)  # too old to serve: computed in place
+    assert cache.counts(catalog, operator, (), much_later) == (
+        views.status_counts(catalog, operator, now=much_later), much_later)
