@@ -26,7 +26,8 @@ from pydantic import BaseModel, Field
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
 MAX_CURSOR_LENGTH = 400
-MAX_KEY_INTEGER = 2**63 - 1
+# keys are ids of INTEGER columns, which PostgreSQL refuses to compare with more
+MAX_KEY_INTEGER = 2**31 - 1
 _PRINTABLE = re.compile(r"[^\x00-\x1f\x7f]{1,300}")
 
 Item = TypeVar("Item")
@@ -79,7 +80,12 @@ def _value(value: Any, kind: type) -> Any:
         return value
     # no control characters: PostgreSQL refuses NUL in text, and no key holds any
     if kind is str and isinstance(value, str) and _PRINTABLE.fullmatch(value):
-        return value
+        try:
+            value.encode()  # a lone surrogate from a JSON escape is no text to compare
+        except UnicodeEncodeError:
+            pass
+        else:
+            return value
     if kind is dt.datetime and isinstance(value, str):
         try:
             moment = dt.datetime.fromisoformat(value)

@@ -66,6 +66,9 @@ def test_a_cursor_gives_back_its_key(key: tuple, kinds: tuple) -> None:
     (encode_cursor(("yesterday",)), (dt.datetime,)),
     (encode_cursor(("a\x00b",)), (str,)),  # PostgreSQL refuses NUL in text
     (encode_cursor((2**70,)), (int,)),
+    (encode_cursor((2**31,)), (int,)),  # past PostgreSQL's INTEGER ids
+    (encode_cursor((-1,)), (int,)),
+    (encode_cursor(("\ud800",)), (str,)),
     ("QQ" * 300, (str,)),
 ])
 def test_a_cursor_that_this_list_did_not_hand_out_is_refused(cursor: str, kinds: tuple) -> None:
