@@ -1,5 +1,5 @@
-"""What the read API's lists share: ``limit``, ``cursor`` and ``department`` parameters,
-and the error responses every read route documents.
+"""What the read API's routes share: ``limit``, ``cursor`` and ``department`` parameters,
+the error responses every read route documents, and the app's :func:`read_cache`.
 
 ``?limit=`` (1-500, default 100) items per page; ``?cursor=`` the ``next`` of the
 previous page (:mod:`drd.services.paging`); ``?department=`` (repeatable) keeps the
@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, TypeVar
 
-from fastapi import Depends, Path, Query
+from fastapi import Depends, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel
 
 from drd.names import NAME_PATTERN, NAME_RULE, is_valid_name
 from drd.services.paging import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT, InvalidCursor
+from drd.services.views import SummaryCache
 
 MAX_DEPARTMENTS = 50
 
@@ -72,6 +73,15 @@ def departments(
 
 
 Departments = Annotated[tuple[str, ...], Depends(departments)]
+
+
+def read_cache(request: Request) -> SummaryCache:
+    """The app's cache of sums over every system (status counts, store coverage): one
+    per app, so that one catalog's sums are never served for another."""
+    cache = getattr(request.app.state, "drd_read_cache", None)
+    if cache is None:
+        cache = request.app.state.drd_read_cache = SummaryCache()
+    return cache
 
 
 def paged(read: Callable[[], Result]) -> Result:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -54,7 +54,7 @@ from drd.services.paging import DEFAULT_LIMIT, Page, decode_cursor, page_of
 from drd.services.refusals import Conflict, NotAllowed, NotFound
 from drd.services.status import PolicyRules
 from drd.services.tokens import Principal
-from drd.verification.select import coverage_from_counts
+from drd.verification.select import Coverage, coverage_from_counts
 
 COPY_STATES = ("present", "pending", "missing", "damaged")
 STORE_STATES = ("up", "down", "unknown")
@@ -502,13 +502,16 @@ def store_state(reachable: bool | None) -> str:
 
 
 def list_stores(catalog: Catalog, principal: Principal, *, limit: int = DEFAULT_LIMIT,
-                cursor: str | None = None, now: dt.datetime) -> Page[StoreView]:
-    """The stores by name: state, replication lag, verification coverage.
+                cursor: str | None = None, now: dt.datetime,
+                cache: SummaryCache | None = None) -> Page[StoreView]:
+    """The stores by name: state, replication lag, verification coverage (from ``cache``
+    when given: it sums up the whole ledger).
 
     Raises :class:`NotAllowed` for owners and agents (stores are shared infrastructure),
     :class:`~drd.services.paging.InvalidCursor`.
     """
     refuse_unless_reads_everything(principal, "stores")
+    coverage: dict[int, Coverage] = {}
     with catalog.session() as session:
         query = sa.select(StoreRow).order_by(StoreRow.name).limit(limit + 1)
         if cursor is not None:
@@ -523,7 +526,11 @@ def list_stores(catalog: Catalog, principal: Principal, *, limit: int = DEFAULT_
                       sa.func.coalesce(sa.func.sum(Replica.lag_bytes), 0),
                       sa.func.min(Replica.watermark_at, type_=Replica.watermark_at.type))
             .where(Replica.store_id.in_(ids)).group_by(Replica.store_id))} if ids else {}
-        coverage = status_rules.coverage_per_store(session, now) if ids else {}
+        if ids and cache is None:
+            coverage = status_rules.coverage_per_store(session, now)
+    if ids and cache is not None:
+        # outside the session above: SQLite gives one session at a time the catalog
+        coverage = cache.coverage(catalog, now)[0]
     items = []
     for row in rows:
         systems, lag_objects, lag_bytes, oldest = lag.get(row.id, (0, 0, 0, None))
@@ -580,47 +587,68 @@ def status_counts(catalog: Catalog, principal: Principal, *, departments: Sequen
 
 
 class SummaryCache:
-    """:func:`status_counts` per scope, kept ``ttl`` seconds, then refreshed.
+    """Sums over every system, kept ``ttl`` seconds per key, then refreshed: the counts
+    of :func:`status_counts` per scope (:meth:`counts`) and the stores' verification
+    coverage (:meth:`coverage`).
 
     A fresh entry is served at once. A stale one (at most ``max_stale`` seconds old) is
-    served too, while one background thread computes the new counts; an older one, or a
-    scope asked for the first time, is computed in the request. ``now`` is the API's
-    clock: counts computed for a time more than ``ttl`` away from it are not reused (a
-    test moving its clock gets fresh counts).
+    served too, while one background thread computes the new value; an older one, or a
+    key asked for the first time, is computed in the request. ``now`` is the API's
+    clock: a value computed for a time more than ``ttl`` away from it is not reused (a
+    test moving its clock gets fresh values).
     """
 
     def __init__(self, ttl: float = 15.0, max_stale: float = 300.0, size: int = 256) -> None:
         self.ttl, self.max_stale, self.size = ttl, max_stale, size
-        self._entries: dict[tuple, tuple[float, StatusCounts, dt.datetime]] = {}
+        self._entries: dict[tuple, tuple[float, Any, dt.datetime]] = {}
         self._refreshing: set[tuple] = set()
         self._lock = threading.Lock()
 
     def counts(self, catalog: Catalog, principal: Principal, departments: Sequence[str],
                now: dt.datetime) -> tuple[StatusCounts, dt.datetime]:
         """The counts for this scope and when they were computed (API clock)."""
-        key = (principal.reads_everything, principal.role, principal.departments,
+        key = ("counts", principal.reads_everything, principal.role, principal.departments,
                principal.systems, tuple(sorted(set(departments))))
+        return self.get(key, lambda moment: status_counts(
+            catalog, principal, departments=departments, now=moment), now)
+
+    def coverage(self, catalog: Catalog, now: dt.datetime
+                 ) -> tuple[dict[int, Coverage], dt.datetime]:
+        """Per store id, the verification coverage over every system
+        (:func:`drd.services.status.coverage_per_store`), and when it was computed."""
+        def compute(moment: dt.datetime) -> dict[int, Coverage]:
+            with catalog.session() as session:
+                return status_rules.coverage_per_store(session, moment)
+
+        return self.get(("coverage",), compute, now)
+
+    def get(self, key: tuple, compute: Callable[[dt.datetime], Any], now: dt.datetime
+            ) -> tuple[Any, dt.datetime]:
+        """The value kept for ``key`` (``compute(now)`` when there is none to serve) and
+        the time it was computed for."""
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None:
-            made, counts, computed_at = entry
+            made, value, computed_at = entry
             age = max(time.monotonic() - made, abs((now - computed_at).total_seconds()))
             if age <= self.ttl:
-                return counts, computed_at
+                return value, computed_at
             if age <= self.max_stale:
-                self._refresh_later(key, catalog, principal, departments, now)
-                return counts, computed_at
-        return self._compute(key, catalog, principal, departments, now)
+                self._refresh_later(key, compute, now)
+                return value, computed_at
+        return self._compute(key, compute, now), now
 
-    def _compute(self, key, catalog, principal, departments, now):
-        counts = status_counts(catalog, principal, departments=departments, now=now)
+    def _compute(self, key: tuple, compute: Callable[[dt.datetime], Any],
+                 now: dt.datetime) -> Any:
+        value = compute(now)
         with self._lock:
-            if len(self._entries) >= self.size:
+            if key not in self._entries and len(self._entries) >= self.size:
                 self._entries.pop(next(iter(self._entries)))
-            self._entries[key] = (time.monotonic(), counts, now)
-        return counts, now
+            self._entries[key] = (time.monotonic(), value, now)
+        return value
 
-    def _refresh_later(self, key, catalog, principal, departments, now) -> None:
+    def _refresh_later(self, key: tuple, compute: Callable[[dt.datetime], Any],
+                       now: dt.datetime) -> None:
         with self._lock:
             if key in self._refreshing:
                 return
@@ -628,7 +656,7 @@ class SummaryCache:
 
         def refresh() -> None:
             try:
-                self._compute(key, catalog, principal, departments, now)
+                self._compute(key, compute, now)
             except Exception:  # noqa: BLE001 -- the next request computes it in place
                 with self._lock:
                     self._entries.pop(key, None)
@@ -636,7 +664,7 @@ class SummaryCache:
                 with self._lock:
                     self._refreshing.discard(key)
 
-        threading.Thread(target=refresh, name="drd-status-counts", daemon=True).start()
+        threading.Thread(target=refresh, name="drd-read-cache", daemon=True).start()
 
 
 def status_summary(catalog: Catalog, principal: Principal, *,

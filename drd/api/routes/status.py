@@ -6,18 +6,18 @@ from fastapi import APIRouter, Request
 
 from drd.api.auth import Caller
 from drd.api.context import Context
-from drd.api.pagination import DEFAULT_LIMIT, READ, Cursor, Departments, Limit, paged
+from drd.api.pagination import (
+    DEFAULT_LIMIT,
+    READ,
+    Cursor,
+    Departments,
+    Limit,
+    paged,
+    read_cache,
+)
 from drd.services import views
 
 router = APIRouter(tags=["status"])
-
-
-def _cache(request: Request) -> views.SummaryCache:
-    # one cache per app: counts of one catalog are never served for another
-    cache = getattr(request.app.state, "drd_status_counts", None)
-    if cache is None:
-        cache = request.app.state.drd_status_counts = views.SummaryCache()
-    return cache
 
 
 @router.get("/status", response_model=views.StatusPage, responses=READ)
@@ -32,4 +32,4 @@ def status(caller: Caller, context: Context, request: Request, department: Depar
     """
     return paged(lambda: views.status_summary(
         context.catalog, caller, departments=department, limit=limit, cursor=cursor,
-        now=context.now(), cache=_cache(request)))
+        now=context.now(), cache=read_cache(request)))
