@@ -169,3 +169,20 @@ def test_run_counts_add_up_into_cumulative_buckets() -> None:
     assert (verify.count, verify.sum_seconds) == (4, 90_051.0)
     assert verify.buckets == (2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3)  # one past the last bound
     assert first.runs == {("verify", "succeeded"): 2, ("verify", "failed"): 1}  # unchanged
+
+
+def test_the_documented_scrape_config_keeps_drds_own_job_label() -> None:
+    """Without honor_labels Prometheus renames drd's ``job`` label (the job kind) to
+    ``exported_job``, and every panel grouped ``by (job)`` collapses into one series."""
+    import textwrap
+
+    import yaml
+
+    text = (DASHBOARD.parent / "metrics.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+    configs = [yaml.safe_load(textwrap.dedent(block)) for block in blocks
+               if "scrape_configs" in block]
+    assert configs, "docs/metrics.md shows a Prometheus scrape config"
+    (job,) = configs[0]["scrape_configs"]
+    assert job["honor_labels"] is True
+    assert job["metrics_path"] == "/metrics"
