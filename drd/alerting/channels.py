@@ -5,7 +5,9 @@ The messages are built by pure functions (:func:`webhook_request`, :func:`email_
 the channel's secret when it sends, always with a timeout, and raises
 :class:`DeliveryError` when the message did not arrive: ``permanent`` when trying again
 cannot help (a webhook answering 4xx other than 408/429, an SMTP server refusing a
-recipient with a 5xx), else it is worth retrying with backoff.
+recipient with a 5xx), else it is worth retrying with backoff. Of a webhook URL only
+``scheme://host[:port]`` is ever shown (:func:`url_origin`): Slack's and Teams' URLs
+carry their secret in the path.
 
 Webhook signature: ``X-Drd-Signature: sha256=HEX`` where HEX is the HMAC-SHA256, keyed
 with the channel secret, of ``TIMESTAMP.BODY`` -- the ``X-Drd-Timestamp`` header (Unix
@@ -21,9 +23,12 @@ import json
 import os
 import smtplib
 import ssl
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
@@ -32,11 +37,14 @@ from typing import Any
 
 from drd.alerting.settings import Channel, EmailChannel, SecretSource, WebhookChannel
 from drd.errors import OperationError
-from drd.secrets import Secret
+from drd.secrets import Secret, mask
 
 USER_AGENT = "drd-alerts/1"
 MAX_SUBJECT = 200
 RETRIED_HTTP_STATUSES = frozenset({408, 429})
+# a send's connect, request and answer each wait at most the channel's timeout; a server
+# answering a byte at a time cannot stretch the whole send past this many timeouts
+OVERALL_TIMEOUTS = 3
 
 
 class DeliveryError(OperationError):
@@ -149,6 +157,32 @@ def email_message(channel: EmailChannel, message: AlertMessage,
     return mail
 
 
+def url_origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``: all of a webhook URL that may be shown (in
+    errors, logs, ``last_error``): Slack's and Teams' carry their secret in the path."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname or "", parts.port
+    except ValueError:
+        return "(a malformed URL)"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None else "")
+
+
+def without_url_secrets(text: str, url: str) -> str:
+    """``text`` with ``url`` shown as its origin, and any other spelling of its path,
+    query or user information masked."""
+    text = text.replace(url, url_origin(url))
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return mask(text, [url])
+    tail = url.split(parts.netloc, 1)[1] if parts.netloc else url
+    secrets = [tail, parts.path, parts.query, parts.password]
+    secrets += [urllib.parse.unquote(value) for value in secrets if value]
+    return mask(text, [value for value in secrets if value and value != "/"])
+
+
 def is_permanent_http_status(status: int) -> bool:
     """Whether a webhook's HTTP answer means "never mind retrying": 3xx (drd does not
     follow a redirect with the alert) and 4xx other than 408 and 429."""
@@ -192,13 +226,15 @@ def send_webhook(channel: WebhookChannel, message: AlertMessage, now: dt.datetim
             response.read(65536)
     except urllib.error.HTTPError as error:
         permanent = is_permanent_http_status(error.code)
-        raise DeliveryError(f"{channel.url} answered {error.code} {error.reason}",
+        reason = without_url_secrets(f"{error.reason}", channel.url)
+        raise DeliveryError(f"{url_origin(channel.url)} answered {error.code} {reason}",
                             permanent=permanent) from None
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         if isinstance(reason, TimeoutError):
             reason = f"no answer within {channel.timeout.total_seconds():g}s"
-        raise DeliveryError(f"cannot reach {channel.url}: {reason}") from None
+        reason = without_url_secrets(f"{reason}", channel.url)
+        raise DeliveryError(f"cannot reach {url_origin(channel.url)}: {reason}") from None
 
 
 def send_email(channel: EmailChannel, message: AlertMessage, now: dt.datetime) -> None:
@@ -237,8 +273,31 @@ def send_email(channel: EmailChannel, message: AlertMessage, now: dt.datetime) -
 
 
 def send(channel: Channel, message: AlertMessage, now: dt.datetime) -> None:
-    """Deliver ``message`` on ``channel``. Raises :class:`DeliveryError`."""
-    if isinstance(channel, WebhookChannel):
-        send_webhook(channel, message, now)
-    else:
-        send_email(channel, message, now)
+    """Deliver ``message`` on ``channel`` within :data:`OVERALL_TIMEOUTS` times its
+    timeout. Raises :class:`DeliveryError`.
+
+    The send runs in a daemon thread the caller stops waiting for at that bound: every
+    socket operation has the channel's timeout, but a name lookup (DNS) has none, and a
+    server may answer a byte at a time. A send given up on may still arrive later
+    (delivery is at least once).
+    """
+    bound = channel.timeout.total_seconds() * OVERALL_TIMEOUTS
+    outcome: Future = Future()
+
+    def attempt() -> None:
+        try:
+            if isinstance(channel, WebhookChannel):
+                send_webhook(channel, message, now)
+            else:
+                send_email(channel, message, now)
+        except BaseException as error:  # noqa: BLE001 - handed to the waiting caller
+            outcome.set_exception(error)
+        else:
+            outcome.set_result(None)
+
+    threading.Thread(target=attempt, name="alert-send", daemon=True).start()
+    if not wait([outcome], timeout=bound).done:
+        where = (url_origin(channel.url) if isinstance(channel, WebhookChannel)
+                 else f"{channel.smtp_host}:{channel.smtp_port}")
+        raise DeliveryError(f"{where}: no complete answer within {bound:g}s")
+    outcome.result()

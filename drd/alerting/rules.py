@@ -1,7 +1,7 @@
 """The alert rules: which alerts should be open, given what the catalog knows (pure).
 
 :func:`evaluate` takes the facts (:class:`Facts`, gathered by
-:mod:`drd.daemon.watch`), the thresholds (:class:`RuleSettings`) and ``now``, and returns
+:mod:`drd.alerting.evaluate`), the thresholds (:class:`RuleSettings`) and ``now``, and returns
 the alerts that should be open, by their open key (:func:`drd.services.alerts.open_key`).
 :func:`reconcile` compares them with the open alerts of the kinds the rules own
 (:data:`OWNED_KINDS`): what to raise (new, or its message or severity changed) and what

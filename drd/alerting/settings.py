@@ -56,7 +56,7 @@ class WebhookChannel:
     """A JSON POST to ``url``, signed with the secret when one is given."""
 
     name: str
-    url: str
+    url: str = field(repr=False)  # its path may be a secret (Slack, Teams)
     secret: SecretSource | None = None
     timeout: dt.timedelta = DEFAULT_TIMEOUT
     attempts: int = DEFAULT_ATTEMPTS

@@ -42,9 +42,9 @@ def alerts_command(context: click.Context, show_all: bool, as_json: bool) -> Non
 def check_command(state: CliState, no_probe: bool, as_json: bool) -> None:
     """Probe the stores and evaluate the alert rules now, as the daemon's leader does
     every minute; print the alerts raised and resolved."""
+    from drd.alerting.evaluate import run_rules
     from drd.alerting.probe import probe_stores
     from drd.alerting.rules import rule_settings
-    from drd.daemon.watch import run_rules
 
     try:
         settings = rule_settings(state.config())

@@ -1,214 +1,75 @@
-"""The leader's watch: probe the stores and evaluate the alert rules on a timer.
+"""The leader's watch: probe the stores and evaluate the alert rules on their timers.
 
-:func:`gather_facts` reads what the rules need from the catalog in one session;
-:func:`run_rules` evaluates them (:func:`drd.alerting.rules.evaluate`), then raises and
-resolves alerts as :func:`drd.alerting.rules.reconcile` says, in one transaction.
-:class:`Watch` runs :func:`drd.alerting.probe.probe_stores` every ``probe_interval`` and
-:func:`run_rules` every ``rules_interval`` seconds (``alerts.rules`` in ``drd.yaml``) in a
-thread of its own, while the daemon leads. A failed pass is logged and tried again at
-the next interval: it never stops the daemon.
+:class:`Watch` runs :func:`drd.alerting.evaluate.run_rules` every ``rules_interval``
+seconds (``alerts.rules`` in ``drd.yaml``) in a thread of its own while the daemon leads,
+and starts :func:`drd.alerting.probe.probe_stores` every ``probe_interval`` in a second,
+short-lived thread, so that a slow probe never delays the rules (``rpo_breached`` above
+all). A failed pass is logged and tried again at the next interval: it never stops the
+daemon.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import threading
 import time
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
 from drd.alerting import rules
+from drd.alerting.evaluate import run_rules
 from drd.alerting.probe import probe_stores
-from drd.alerting.rules import (
-    DrillFacts,
-    ExpectedAlert,
-    Facts,
-    LockFacts,
-    OpenAlert,
-    ReplicaFacts,
-    RuleSettings,
-    StoreFacts,
-    SystemFacts,
-)
+from drd.alerting.rules import RuleSettings
 from drd.catalog import Catalog
-from drd.catalog.models import Alert, Drill, Policy, Replica, Snapshot, System
-from drd.catalog.models import Store as StoreRow
-from drd.catalog.types import utcnow
 from drd.daemon.queue import one_line_error
 from drd.errors import DrdError
-from drd.services import alerts
-from drd.services.status import system_statuses
-from policies.cron import longest_gap
-from restore_drills.plan import settings_from_policy
 
 log = logging.getLogger("drd.alerts.watch")
 
 TICK_SECONDS = 1.0
 
 
-# -- one pass ------------------------------------------------------------------------------
-
-
-def _moment(value: Any) -> dt.datetime | None:
-    """An RFC 3339 time an agent sent (kept as JSON text), or None if it is not one."""
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return moment if moment.tzinfo is not None else None
-
-
-@lru_cache(maxsize=256)
-def _interval(schedule: str) -> dt.timedelta | None:
-    try:
-        return longest_gap(schedule)
-    except ValueError:
-        return None
-
-
-def gather_facts(catalog: Catalog, now: dt.datetime) -> Facts:
-    """What the rules need to know, read from the catalog at ``now``."""
-    statuses = {status.system: status for status in system_statuses(catalog, now)}
-    with catalog.session() as session:
-        store_rows = list(session.scalars(sa.select(StoreRow).order_by(StoreRow.name)))
-        stores = tuple(StoreFacts(row.id, row.name, bool(row.object_lock), row.reachable,
-                                  row.check_error, row.checked_at) for row in store_rows)
-        by_name = {store.name: store for store in stores}
-        store_names = {store.store_id: store.name for store in stores}
-        systems = []
-        drills = []
-        passed: dict[tuple[int, int], dt.datetime] = {
-            (system_id, store_id): started for system_id, store_id, started in session.execute(
-                sa.select(Drill.system_id, Drill.store_id, sa.func.max(Drill.started_at))
-                .where(Drill.passed.is_(True)).group_by(Drill.system_id, Drill.store_id))}
-        for system_id, name, heartbeat, policy_document in session.execute(
-                sa.select(System.id, System.name, System.last_heartbeat, Policy.document)
-                .outerjoin(Policy, Policy.id == System.policy_id).order_by(System.name)):
-            status = statuses.get(name)
-            if status is None:  # enrolled after the statuses were read
-                continue
-            said = heartbeat if isinstance(heartbeat, dict) else {}
-            failure = said.get("last_failure") if isinstance(said.get("last_failure"),
-                                                               dict) else {}
-            systems.append(SystemFacts(
-                system_id=system_id, name=name, status=status.status, late=status.late,
-                last_backup_at=status.last_backup_at, rpo=status.rpo,
-                enrolled_at=status.enrolled_at,
-                agent_last_success=_moment(said.get("last_backup_at")),
-                last_failure_at=_moment(failure.get("at")),
-                last_failure_error=str(failure.get("error") or "")[:200]))
-            document = policy_document or {}
-            if status.status == "enrolled" and document.get("drill"):
-                policy_stores = tuple(store for store in document.get("stores") or []
-                                      if store in by_name)
-                drills.append(DrillFacts(
-                    system_id=system_id, system=name,
-                    period=settings_from_policy(document, Path(".")).period,
-                    stores=policy_stores, enrolled_at=status.enrolled_at,
-                    last_passed={store: passed.get((system_id, by_name[store].store_id))
-                                 for store in policy_stores}))
-        # per replica, the oldest snapshot not yet safe there: reported after its watermark
-        waiting = (sa.select(sa.func.min(Snapshot.reported_at))
-                   .where(Snapshot.system_id == Replica.system_id, Snapshot.status == "active",
-                          sa.or_(Replica.watermark_at.is_(None),
-                                 Snapshot.reported_at > Replica.watermark_at))
-                   .correlate(Replica).scalar_subquery())
-        replicas = tuple(
-            ReplicaFacts(system_id=replica.system_id, system=system_name,
-                         store_id=replica.store_id,
-                         store=store_names.get(replica.store_id, "?"),
-                         lag_objects=replica.lag_objects, lag_bytes=replica.lag_bytes,
-                         watermark_at=replica.watermark_at, waiting_since=waiting_since)
-            for replica, system_name, waiting_since in session.execute(
-                sa.select(Replica, System.name, waiting)
-                .join(System, System.id == Replica.system_id)
-                .where(System.status == "enrolled")))
-        locks = []
-        for policy in session.scalars(sa.select(Policy).order_by(Policy.name)):
-            document = policy.document or {}
-            schedule = document.get("schedule")
-            locks.append(LockFacts(
-                policy=policy.name, object_lock_days=int(document.get("object_lock_days") or 0),
-                retention=dict(document.get("retention") or {}),
-                interval=_interval(schedule) if isinstance(schedule, str) else None,
-                stores=tuple(by_name[store] for store in document.get("stores") or []
-                             if store in by_name)))
-    return Facts(systems=tuple(systems), stores=stores, replicas=replicas,
-                 drills=tuple(drills), locks=tuple(locks))
-
-
-@dataclass(frozen=True)
-class RulePass:
-    """What one evaluation opened (or changed) and resolved."""
-
-    raised: list[ExpectedAlert]
-    resolved: list[OpenAlert]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"raised": [{"kind": alert.kind, "severity": alert.severity,
-                            "message": alert.message} for alert in self.raised],
-                "resolved": [{"kind": alert.kind, "message": alert.message}
-                             for alert in self.resolved]}
-
-
-def run_rules(catalog: Catalog, settings: RuleSettings | None = None,
-              now: dt.datetime | None = None) -> RulePass:
-    """Evaluate the rules at ``now`` and raise and resolve alerts to match.
-
-    Raises :class:`~drd.errors.OperationError` when the catalog fails.
-    """
-    now = now or utcnow()
-    settings = settings or RuleSettings()
-    should = rules.evaluate(gather_facts(catalog, now), settings, now)
-    with catalog.session() as session:
-        open_alerts = {alert.open_key: OpenAlert(alert.open_key, alert.kind, alert.message,
-                                                 alert.severity)
-                       for alert in session.scalars(sa.select(Alert).where(
-                           Alert.open_key.is_not(None), Alert.kind.in_(rules.OWNED_KINDS)))}
-        to_raise, to_resolve = rules.reconcile(should, open_alerts)
-        for alert in to_raise:
-            alerts.raise_alert(session, alert.kind, alert.message, system_id=alert.system_id,
-                               store_id=alert.store_id, subject=alert.subject,
-                               severity=alert.severity, details=dict(alert.details), now=now)
-        for alert in to_resolve:
-            kind, system_id, store_id, subject = rules.key_parts(alert.key)
-            alerts.resolve_alert(session, kind, system_id=system_id, store_id=store_id,
-                                 subject=subject, now=now)
-    return RulePass(to_raise, to_resolve)
-
-
-# -- the loop ------------------------------------------------------------------------------
-
-
 class Watch:
     """Probe and rules on their intervals, in a thread, between :meth:`start` and
-    :meth:`stop` (both safe to call again). Without a master key stores are not probed."""
+    :meth:`stop` (both safe to call again). Without a master key stores are not probed.
 
-    def __init__(self, config: Any, catalog: Catalog, master_key: Any) -> None:
+    One loop at most: a loop still stuck in a pass when :meth:`stop` gave up waiting is
+    told to carry on by the next :meth:`start`, not joined by a second one.
+    """
+
+    def __init__(self, config: Any, catalog: Catalog, master_key: Any,
+                 probe: Callable[[Catalog, Any], object] = probe_stores) -> None:
         self.config, self.catalog, self.master_key = config, catalog, master_key
-        self._thread: threading.Thread | None = None
+        self.probe = probe
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None  # the loop, until it has ended
+        self._probe_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, args=(self._stop,),
-                                        name="alert-watch", daemon=True)
-        self._thread.start()
+        with self._lock:
+            self._stop.clear()  # a loop still running (or stuck) carries on
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._loop, name="alert-watch",
+                                            daemon=True)
+            self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        self._thread = None
+        with self._lock:
+            self._stop.set()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+            if thread.is_alive():
+                log.warning("alert watch still in a pass after %g s; it ends after it",
+                            timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether a loop thread is alive (a stopped one may still be ending a pass)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     def _settings(self) -> RuleSettings:
         try:
@@ -217,18 +78,42 @@ class Watch:
             log.error("alert rules use their defaults: %s", error)
             return RuleSettings()
 
-    def _loop(self, stop: threading.Event) -> None:
-        settings = self._settings()
-        next_probe = next_rules = time.monotonic()
-        while not stop.is_set():
-            if self.master_key is not None and time.monotonic() >= next_probe:
-                next_probe = time.monotonic() + settings.probe_interval
-                self._guarded("store probe", lambda: probe_stores(self.catalog,
-                                                                  self.master_key))
-            if not stop.is_set() and time.monotonic() >= next_rules:
-                next_rules = time.monotonic() + settings.rules_interval
-                self._guarded("alert rules", lambda: self._rules(settings))
-            stop.wait(TICK_SECONDS)
+    def _stopping(self) -> bool:
+        """True, and the loop is forgotten, when it is to end (under the lock, so that a
+        :meth:`start` either un-stops this loop or starts a new one, never both)."""
+        with self._lock:
+            if not self._stop.is_set():
+                return False
+            if self._thread is threading.current_thread():
+                self._thread = None
+            return True
+
+    def _loop(self) -> None:
+        try:
+            settings = self._settings()
+            next_probe = next_rules = time.monotonic()
+            while not self._stopping():
+                if self.master_key is not None and time.monotonic() >= next_probe:
+                    next_probe = time.monotonic() + settings.probe_interval
+                    self._start_probe()
+                if not self._stop.is_set() and time.monotonic() >= next_rules:
+                    next_rules = time.monotonic() + settings.rules_interval
+                    self._guarded("alert rules", lambda: self._rules(settings))
+                self._stop.wait(TICK_SECONDS)
+        finally:
+            with self._lock:
+                if self._thread is threading.current_thread():
+                    self._thread = None
+
+    def _start_probe(self) -> None:
+        """Probe in a thread of its own, unless the last probe is still running (it ends
+        within the probe's deadline plus the catalog's time)."""
+        if self._probe_thread is not None and self._probe_thread.is_alive():
+            return
+        self._probe_thread = threading.Thread(
+            target=self._guarded, name="alert-probe", daemon=True,
+            args=("store probe", lambda: self.probe(self.catalog, self.master_key)))
+        self._probe_thread.start()
 
     def _rules(self, settings: RuleSettings) -> None:
         done = run_rules(self.catalog, settings)
@@ -237,7 +122,7 @@ class Watch:
                      len(done.resolved))
 
     @staticmethod
-    def _guarded(what: str, work) -> None:
+    def _guarded(what: str, work: Callable[[], object]) -> None:
         try:
             work()
         except DrdError as error:

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from drd.names import NAME_PATTERN
+from drd.secrets import mask
 
 BIGINT_MAX = 2**63 - 1
 MAX_STORES = 64
@@ -108,9 +109,10 @@ class LastFailure(Message):
     @field_validator("error", mode="before")
     @classmethod
     def _one_line(cls, value: Any) -> Any:
-        # an agent's reason is news, not input to refuse: made one line and cut to size
+        # an agent's reason is news, not input to refuse: made one line and cut to size;
+        # masked here (before the cut could split a password) whatever the agent did
         if isinstance(value, str):
-            return re.sub(r"[\x00-\x1f\x7f-\x9f\s]+", " ", value).strip()[:200]
+            return mask(re.sub(r"[\x00-\x1f\x7f-\x9f\s]+", " ", value)).strip()[:200]
         return value
 
 

@@ -184,7 +184,8 @@ def test_webhook_is_signed_retried_after_a_500_repeated_and_resolved(
 
 def test_a_channel_down_backs_off_then_fails_while_the_others_are_delivered(
         catalog: Catalog, hook: Hook) -> None:
-    dead_url = f"http://127.0.0.1:{closed_port()}/hook"
+    port = closed_port()
+    dead_url = f"http://127.0.0.1:{port}/services/T0001/B0002/xoxb-path-secret"
     settings = alert_settings({"channels": [
         {"name": "dead", "type": "webhook", "url": dead_url, "attempts": 2},
         {"name": "live", "type": "webhook", "url": hook.url},
@@ -204,7 +205,8 @@ def test_a_channel_down_backs_off_then_fails_while_the_others_are_delivered(
     dead = [row for row in _rows(catalog) if row.channel == "dead"]
     assert [(row.state, row.attempts) for row in dead] == [("pending", 1), ("pending", 0)]
     assert dead[0].next_attempt_at == T0 + dt.timedelta(seconds=30)
-    assert dead[0].last_error.startswith(f"cannot reach {dead_url}")
+    assert dead[0].last_error.startswith(f"cannot reach http://127.0.0.1:{port}: ")
+    assert "path-secret" not in dead[0].last_error and "T0001" not in dead[0].last_error
 
     # one try of the dead channel per pass; the second attempt is the last: failed,
     # with a one-line reason
@@ -342,6 +344,42 @@ def test_a_job_raising_an_alert_while_the_webhook_hangs_finishes_at_once(
         assert session.scalar(sa.select(Alert.notified_at)) is not None
 
 
+def test_a_webhook_answering_a_byte_at_a_time_is_given_up_within_its_bound() -> None:
+    from drd.alerting.channels import OVERALL_TIMEOUTS, AlertMessage, send
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def trickle() -> None:  # each byte well within the socket timeout, never done
+        connection, _ = listener.accept()
+        with connection:
+            connection.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"x" * 1000:
+                if stop.wait(0.3):
+                    return
+                connection.sendall(bytes([byte]))
+
+    threading.Thread(target=trickle, daemon=True).start()
+    port = listener.getsockname()[1]
+    settings = alert_settings({"channels": [
+        {"name": "slow", "type": "webhook", "timeout": "1s",
+         "url": f"http://127.0.0.1:{port}/services/T1/B2/secret-path"}]})
+    message = AlertMessage(delivery=1, event="opened", alert_id=1, kind="test",
+                           severity="info", system=None, store=None, message="m",
+                           opened_at=T0, last_seen_at=T0, resolved_at=None, count=1,
+                           details={})
+    started = time.monotonic()
+    try:
+        with pytest.raises(DeliveryError) as slow:
+            send(settings.channels[0], message, T0)
+    finally:
+        stop.set()
+        listener.close()
+    assert time.monotonic() - started < OVERALL_TIMEOUTS + 1
+    assert str(slow.value) == (f"http://127.0.0.1:{port}: no complete answer within "
+                               f"{OVERALL_TIMEOUTS}s")
+
+
 def test_config_errors_name_the_file_and_the_path(tmp_path: Path) -> None:
     (tmp_path / "drd.yaml").write_text(
         "alerts:\n  repeat_interval: 4h\n  channels:\n"
@@ -387,11 +425,11 @@ def test_drd_alerts_test_channel(tmp_path: Path, hook: Hook) -> None:
 
     (tmp_path / "drd.yaml").write_text(
         f"alerts:\n  channels:\n    - {{name: hook, type: webhook, url: '{hook.url}'}}\n"
-        f"    - {{name: dead, type: webhook, url: 'http://127.0.0.1:{closed_port()}/x',"
-        " timeout: 1s}\n")
+        f"    - {{name: dead, type: webhook, url: 'http://127.0.0.1:{closed_port()}/hooks/"
+        "T1/sekrit-token', timeout: 1s}\n")
     assert "delivered to hook" in drd("alerts", "test-channel", "hook", home=tmp_path).stdout
     assert json.loads(hook.received[-1][1])["kind"] == "test"
-    assert "cannot reach" in drd("alerts", "test-channel", "dead", home=tmp_path,
-                                 check=1).stderr
+    refused = drd("alerts", "test-channel", "dead", home=tmp_path, check=1).stderr
+    assert "cannot reach http://127.0.0.1:" in refused and "sekrit" not in refused
     assert "no alert channel 'x'" in drd("alerts", "test-channel", "x", home=tmp_path,
                                          check=2).stderr

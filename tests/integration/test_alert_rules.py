@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -15,15 +16,18 @@ from types import SimpleNamespace
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from agents import service as agent_service
 from agents.backup import BackupResult
 from agents.home import AgentHome
 from agents.service import last_failure
-from drd.alerting.probe import probe_stores
+from drd.alerting.evaluate import run_rules
+from drd.alerting.probe import ProbeResult, probe_stores
 from drd.alerting.rules import RuleSettings
 from drd.catalog import Catalog, migrate
 from drd.catalog.models import (
+    Alert,
     Department,
     Drill,
     Replica,
@@ -34,7 +38,7 @@ from drd.catalog.models import (
 from drd.catalog.models import Store as StoreRow
 from drd.config import CONFIG_FILE, load_config
 from drd.crypto.masterkey import MasterKey
-from drd.daemon.watch import Watch, run_rules
+from drd.daemon.watch import Watch
 from drd.secrets import Secret
 from drd.services import alerts
 from drd.services import policies as policy_service
@@ -247,3 +251,111 @@ def test_the_watch_thread_evaluates_on_its_interval_and_stops(catalog: Catalog,
     finally:
         watch.stop()
     assert [view.kind for view in alerts.list_alerts(catalog)] == ["store_down"]
+
+
+def _file_stores(catalog: Catalog, tmp_path: Path, *names: str) -> None:
+    with catalog.session() as session:
+        session.add_all([StoreRow(name=name, kind="file", url=f"file://{tmp_path}/{name}",
+                                  region="a") for name in names])
+
+
+def test_a_hung_store_and_a_buggy_one_are_down_and_the_others_probed(
+        catalog: Catalog, tmp_path: Path) -> None:
+    _file_stores(catalog, tmp_path, "fine", "hung", "buggy")
+    release = threading.Event()
+    calls: list[str] = []
+
+    def probe(row, master_key) -> ProbeResult:
+        calls.append(row.name)
+        if row.name == "hung":  # a file store on a hung NFS mount
+            release.wait(30)
+        if row.name == "buggy":
+            raise KeyError("https://k:hunter22@s3.test bug")
+        return ProbeResult(row.id, row.name, True, None, 0.0)
+
+    try:
+        started = time.monotonic()
+        results = {result.name: result for result in probe_stores(
+            catalog, None, now=NOW, deadline=0.5, probe=probe)}
+        assert time.monotonic() - started < 3
+        assert results["fine"].reachable
+        assert results["hung"].error == "no answer within 0.5 s"
+        assert not results["buggy"].reachable and "hunter22" not in results["buggy"].error
+        with catalog.session() as session:
+            rows = {row.name: row for row in session.scalars(sa.select(StoreRow))}
+        assert rows["hung"].reachable is False and rows["hung"].checked_at == NOW
+        assert rows["fine"].reachable is True
+        # still stuck: not probed again (one stuck thread per store at most)
+        again = {result.name: result for result in probe_stores(
+            catalog, None, deadline=0.5, probe=probe)}
+        assert calls.count("hung") == 1 and not again["hung"].reachable
+        assert "earlier probe" in again["hung"].error
+    finally:
+        release.set()
+    time.sleep(0.1)
+    assert probe_stores(catalog, None, names=["hung"], deadline=2, probe=probe)[0].reachable
+
+
+def test_a_stuck_probe_does_not_delay_the_rules_and_a_restart_keeps_one_loop(
+        catalog: Catalog, tmp_path: Path) -> None:
+    with catalog.session() as session:
+        session.add(StoreRow(name="vault", kind="file", url=f"file://{tmp_path}/vault",
+                             region="b", reachable=False, check_error="gone"))
+    release = threading.Event()
+    probing = threading.Event()
+
+    def stuck_probe(catalog, master_key) -> None:
+        probing.set()
+        release.wait(30)
+
+    config = SimpleNamespace(alerts={"rules": {"rules_interval": 0.2, "probe_interval": 0.2}})
+    watch = Watch(config, catalog, master_key=object(), probe=stuck_probe)
+    watch.start()
+    try:
+        assert probing.wait(5)
+        deadline = time.monotonic() + 5
+        while not alerts.list_alerts(catalog) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [view.kind for view in alerts.list_alerts(catalog)] == ["store_down"]
+        first = watch._thread
+        watch.stop(timeout=0.01)
+        watch.start()  # the loop may not have seen its stop yet: one loop still
+        assert watch.running and [thread for thread in threading.enumerate()
+                                  if thread.name == "alert-watch"] == [watch._thread]
+        assert watch._thread is first or not first.is_alive()
+        assert sum(thread.name == "alert-probe" for thread in threading.enumerate()) == 1
+    finally:
+        release.set()
+        watch.stop()
+    assert not watch.running
+
+
+def test_a_pass_opening_an_alert_another_pass_opened_meanwhile_repeats_it(
+        catalog: Catalog, tmp_path: Path, database_url: str) -> None:
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite's writers take the lock at BEGIN (IMMEDIATE): no such race")
+    with catalog.session() as session:
+        session.add(StoreRow(name="vault", kind="file", url=f"file://{tmp_path}/vault",
+                             region="b", reachable=False, check_error="gone"))
+    meanwhile: list[bool] = []
+
+    def another_pass_commits_first(session, context, instances) -> None:
+        # between this pass's look for an open alert and its insert, drd alerts check
+        # opens the same alert and commits
+        if meanwhile or not any(isinstance(item, Alert) for item in session.new):
+            return
+        meanwhile.append(True)
+        with catalog.session() as other:
+            store_id = other.scalar(sa.select(StoreRow.id))
+            alerts.raise_alert(other, "store_down", "store vault is unreachable: gone",
+                               store_id=store_id, now=NOW)
+
+    sa.event.listen(Session, "before_flush", another_pass_commits_first)
+    try:
+        done = run_rules(catalog, RuleSettings(), NOW)
+    finally:
+        sa.event.remove(Session, "before_flush", another_pass_commits_first)
+    assert meanwhile
+    assert [alert.kind for alert in done.raised] == ["store_down"]
+    (view,) = alerts.list_alerts(catalog)
+    assert (view.kind, view.count) == ("store_down", 2)

@@ -17,7 +17,9 @@ from drd.alerting.channels import (
     email_message,
     is_permanent_http_status,
     subject,
+    url_origin,
     webhook_request,
+    without_url_secrets,
 )
 from drd.alerting.notifier import PlannedNotification, after_attempt, plan_notifications
 from drd.alerting.settings import (
@@ -200,3 +202,18 @@ def test_every_problem_is_reported_with_its_path() -> None:
         "alerts: must be a mapping (repeat_interval, channels, rules)"]
     with pytest.raises(ValueError, match="alerts.channels"):
         alert_settings({"channels": "hook"})
+
+
+def test_only_the_origin_of_a_webhook_url_is_ever_shown() -> None:
+    slack = "https://hooks.slack.com/services/T000/B000/XXXXsecretXXXX"
+    assert url_origin(slack) == "https://hooks.slack.com"
+    assert url_origin("http://u:pw12@[::1]:8080/x?token=abcd") == "http://[::1]:8080"
+    assert url_origin("https://h:99999/x") == "(a malformed URL)"
+    said = without_url_secrets(f"unknown url {slack} or /services/T000/B000/XXXXsecretXXXX"
+                               " or services%2FT000", slack)
+    assert said.startswith("unknown url https://hooks.slack.com or ")
+    assert "XXXXsecretXXXX" not in said
+    assert "XXXXsecret" not in without_url_secrets("q token=XXXXsecret",
+                                                   "https://h/x?token=XXXXsecret")
+    assert "hooks.slack.com" not in repr(WebhookChannel(name="slack", url=slack))
+    assert "XXXX" not in repr(WebhookChannel(name="slack", url=slack))

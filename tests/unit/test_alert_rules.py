@@ -187,3 +187,12 @@ def test_rule_settings_from_config() -> None:
                 {"replication_lag_age": "soon"}, {"surprise": 1}):
         with pytest.raises(ValueError, match="alerts.rules"):
             rules.rule_settings(SimpleNamespace(alerts={"rules": bad}))
+
+
+def test_an_agents_last_failure_is_masked_by_the_centre() -> None:
+    from drd.services.protocol import LastFailure
+
+    failure = LastFailure(at=NOW, error="restic:\n s3:https://key:hunter22@s3.test/b "
+                                          "refused " + "x" * 300)
+    assert "hunter22" not in failure.error and "\n" not in failure.error
+    assert failure.error.startswith("restic: s3:https://key:") and len(failure.error) == 200
