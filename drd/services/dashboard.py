@@ -1,105 +1,71 @@
 """What the dashboard at ``/`` shows, shaped for one caller: :func:`dashboard`.
 
-The decisions are pure and unit-tested: a system's RPO state (:func:`rpo_state`), the
-order that puts what needs a person first (:func:`attention_order`), which page of a
-long list to show (:func:`paginate`), and whether a store is up (:func:`store_state`).
-The catalog is read by bounded queries: however many systems, failures or drills the
-centre holds, one page of the dashboard lists at most :data:`SYSTEMS_PER_PAGE` systems,
-:data:`RECENT_FAILURES` failures and :data:`LATEST_DRILLS` drills.
+It is built from the read API's views (:mod:`drd.services.views`), so that the page and
+``/v1`` agree on what a token may see (:func:`~drd.services.views.visible_systems`), on
+a store's state and on every figure:
 
-What a caller sees follows its token (:class:`~drd.services.tokens.Principal`): an owner
-only its departments' and systems' rows, and no stores (shared infrastructure, as in the
-API); operators and admins everything.
+- the counts are the read API's status counts, and the late systems (shown first, the
+  oldest backup at the top) a list computed like them; both are kept by the app's read
+  cache (:class:`~drd.services.views.SummaryCache`), so a page load does not judge every
+  system nor sum the verification ledger (the page refreshes every minute);
+- the systems table is a keyset page of :func:`~drd.services.views.list_systems` (by
+  name, :data:`SYSTEMS_PER_PAGE` a page), the stores :func:`~drd.services.views.list_stores`
+  (for operators and admins only: shared infrastructure, as in the API);
+- the recent failures and latest drills are bounded queries of their own
+  (:data:`RECENT_FAILURES`, :data:`LATEST_DRILLS`).
+
+The decisions are pure and unit-tested: a system's RPO state (:func:`rpo_state`) and the
+order that puts the most urgent late system first (:func:`attention_order`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlalchemy as sa
 
 from drd.catalog import Catalog
-from drd.catalog.models import Alert, Department, Drill, Job, JobRun, Replica, System
+from drd.catalog.models import Alert, Department, Drill, Job, JobRun, System
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
-from drd.services.status import SystemStatus, store_coverage, system_statuses
+from drd.secrets import mask
+from drd.services import status as status_rules
+from drd.services import views
+from drd.services.paging import Page
+from drd.services.status import PolicyRules
 from drd.services.tokens import Principal
 
 SYSTEMS_PER_PAGE = 50
+LATE_SHOWN = 50
+STORES_SHOWN = 200
 RECENT_FAILURES = 20
 LATEST_DRILLS = 10
 FAILURE_MESSAGE_CHARACTERS = 300
 
 RPO_STATES = ("late", "no policy", "pending", "ok")
-"""In the order the systems table shows them: what needs a person first."""
+"""In the order of urgency: what needs a person first."""
 
 
 # --- pure decisions ----------------------------------------------------------------------
 
 
-def rpo_state(status: SystemStatus) -> str:
+def rpo_state(system: views.SystemSummary) -> str:
     """``late``, ``no policy``, ``pending`` or ``ok`` for one system.
 
     Late wins over everything (only an enrolled system with an RPO can be late); a
     system that is not enrolled (yet) is ``pending``; an enrolled one whose policy sets
     no RPO cannot be judged (``no policy``).
     """
-    if status.late:
+    if system.late:
         return "late"
-    if status.status != "enrolled":
+    if system.status != "enrolled":
         return "pending"
-    if status.policy is None or status.rpo is None:
+    if system.policy is None or system.rpo_seconds is None:
         return "no policy"
     return "ok"
-
-
-def attention_order(statuses: Iterable[SystemStatus]) -> list[SystemStatus]:
-    """``statuses`` with late systems first, then those without a policy, pending ones,
-    and those within their RPO; the oldest backup first within late, then by name."""
-    def key(status: SystemStatus) -> tuple:
-        age = status.age.total_seconds() if status.age is not None else math.inf
-        return (RPO_STATES.index(rpo_state(status)),
-                -age if rpo_state(status) == "late" else 0, status.system)
-    return sorted(statuses, key=key)
-
-
-@dataclass(frozen=True)
-class Page:
-    """One page of a list: ``number`` (from 1) of ``pages``, ``total`` items in all."""
-
-    items: list[Any]
-    number: int
-    pages: int
-    total: int
-
-    @property
-    def previous(self) -> int | None:
-        return self.number - 1 if self.number > 1 else None
-
-    @property
-    def next(self) -> int | None:
-        return self.number + 1 if self.number < self.pages else None
-
-
-def paginate(items: Sequence[Any], page: int, size: int) -> Page:
-    """Page ``page`` (from 1) of ``items``, ``size`` to a page; a page past the end is
-    the last page, and there is always one page, empty or not."""
-    pages = max(1, math.ceil(len(items) / size))
-    number = min(max(page, 1), pages)
-    start = (number - 1) * size
-    return Page(items=list(items[start:start + size]), number=number, pages=pages,
-                total=len(items))
-
-
-def store_state(reachable: bool | None) -> str:
-    """``up``, ``down``, or ``not probed yet`` (the probe has not looked at it)."""
-    if reachable is None:
-        return "not probed yet"
-    return "up" if reachable else "down"
 
 
 # --- views -------------------------------------------------------------------------------
@@ -107,7 +73,7 @@ def store_state(reachable: bool | None) -> str:
 
 @dataclass(frozen=True)
 class SystemLine:
-    """A row of the systems table."""
+    """A row of a systems table."""
 
     system: str
     department: str
@@ -118,19 +84,31 @@ class SystemLine:
     rpo_seconds: float | None
 
 
-@dataclass(frozen=True)
-class StoreLine:
-    """A row of the stores table; ``coverage`` is a ratio 0..1, None when untracked."""
+def attention_order(lines: Iterable[SystemLine]) -> list[SystemLine]:
+    """``lines`` by :data:`RPO_STATES` (late first); within late, the oldest backup
+    first (none at all before any); then by name."""
+    def key(line: SystemLine) -> tuple:
+        age = line.age_seconds if line.age_seconds is not None else math.inf
+        return (RPO_STATES.index(line.state), -age if line.state == "late" else 0,
+                line.system)
+    return sorted(lines, key=key)
 
-    name: str
-    kind: str
-    state: str
-    checked_at: dt.datetime | None
-    check_error: str | None
-    lag_objects: int | None
-    lag_bytes: int | None
-    coverage: float | None
-    oldest_unverified_seconds: float | None
+
+def system_line(system: views.SystemSummary) -> SystemLine:
+    return SystemLine(system=system.name, department=system.department, policy=system.policy,
+                      state=rpo_state(system),
+                      last_backup_at=(system.last_good_snapshot.time
+                                      if system.last_good_snapshot else None),
+                      age_seconds=system.age_seconds, rpo_seconds=system.rpo_seconds)
+
+
+@dataclass(frozen=True)
+class LateSystems:
+    """The late systems a caller may see: the most urgent :data:`LATE_SHOWN` of them
+    (:func:`attention_order`) and how many there are."""
+
+    lines: list[SystemLine]
+    total: int
 
 
 @dataclass(frozen=True)
@@ -163,71 +141,55 @@ class Dashboard:
 
     caller: Principal
     refreshed_at: dt.datetime
-    counts: dict[str, int]
-    systems: Page
-    stores: list[StoreLine] | None  # None: not for this caller
+    counts: views.StatusCounts
+    counted_at: dt.datetime
+    late: LateSystems
+    systems: Page[SystemLine]
+    stores: Page[views.StoreView] | None  # None: not for this caller
     failures: list[Failure]
     drills: list[DrillLine]
 
 
-def _visible(principal: Principal) -> sa.ColumnElement[bool]:
-    """The SQL form of :meth:`Principal.may_read` over ``System`` joined to
-    ``Department``."""
-    if principal.reads_everything:
-        return sa.true()
-    clauses = []
-    if principal.role == "owner" and principal.departments:
-        clauses.append(Department.name.in_(list(principal.departments)))
-    if principal.role in ("owner", "agent") and principal.systems:
-        clauses.append(System.name.in_(list(principal.systems)))
-    return sa.or_(*clauses) if clauses else sa.false()
-
-
-def system_lines(statuses: Iterable[SystemStatus]) -> list[SystemLine]:
-    return [SystemLine(system=s.system, department=s.department, policy=s.policy,
-                       state=rpo_state(s), last_backup_at=s.last_backup_at,
-                       age_seconds=s.age.total_seconds() if s.age is not None else None,
-                       rpo_seconds=s.rpo.total_seconds() if s.rpo is not None else None)
-            for s in statuses]
-
-
-def store_lines(catalog: Catalog, now: dt.datetime) -> list[StoreLine]:
-    """Every registered store, by name: its probe's verdict, replication lag (summed
-    over its systems) and verification coverage."""
-    coverage = {entry["store"]: entry for entry in store_coverage(catalog, now)}
+def late_systems(catalog: Catalog, principal: Principal, now: dt.datetime) -> LateSystems:
+    """The late systems ``principal`` may see at ``now`` (judged as the read API's
+    status counts judge them: :func:`drd.services.status.assess` on each enrolled
+    system's newest good snapshot, one query per call)."""
+    where = sa.and_(views.visible_systems(principal), System.status == "enrolled")
     with catalog.session() as session:
-        lag = {store_id: (objects, size) for store_id, objects, size in session.execute(
-            sa.select(Replica.store_id, sa.func.sum(Replica.lag_objects),
-                      sa.func.sum(Replica.lag_bytes)).group_by(Replica.store_id))}
-        rows = session.execute(sa.select(StoreRow.id, StoreRow.name, StoreRow.kind,
-                                         StoreRow.reachable, StoreRow.checked_at,
-                                         StoreRow.check_error).order_by(StoreRow.name)).all()
-    lines = []
-    for store_id, name, kind, reachable, checked_at, check_error in rows:
-        objects, size = lag.get(store_id, (None, None))
-        covered = coverage.get(name, {})
-        lines.append(StoreLine(
-            name=name, kind=kind, state=store_state(reachable), checked_at=checked_at,
-            check_error=check_error,
-            lag_objects=int(objects) if objects is not None else None,
-            lag_bytes=int(size) if size is not None else None,
-            coverage=covered.get("coverage"),
-            oldest_unverified_seconds=covered.get("oldest_unverified_seconds")))
-    return lines
+        rules = status_rules.policy_rules(session)
+        newest = status_rules.newest_good_snapshots(session, rules, where)
+        lines = []
+        for row in session.execute(
+                sa.select(System.id, System.name, Department.name.label("department"),
+                          System.policy_id, System.enrolled_at)
+                .join(Department, Department.id == System.department_id).where(where)):
+            policy = rules.get(row.policy_id, PolicyRules())
+            good = newest.get(row.id)
+            standing = status_rules.assess(status="enrolled",
+                                           last_backup_at=good[2] if good else None,
+                                           enrolled_at=row.enrolled_at, rpo=policy.rpo,
+                                           now=now)
+            if standing.late:
+                lines.append(SystemLine(
+                    system=row.name, department=row.department, policy=policy.name,
+                    state="late", last_backup_at=good[2] if good else None,
+                    age_seconds=(standing.age.total_seconds()
+                                 if standing.age is not None else None),
+                    rpo_seconds=policy.rpo.total_seconds() if policy.rpo else None))
+    return LateSystems(lines=attention_order(lines)[:LATE_SHOWN], total=len(lines))
 
 
 def recent_failures(catalog: Catalog, principal: Principal,
                     limit: int = RECENT_FAILURES) -> list[Failure]:
     """The newest ``limit`` failed job runs and open alerts the caller may see, newest
     first. An owner sees no failure that names no system of its own."""
-    visible = _visible(principal)
+    visible = views.visible_systems(principal)
     with catalog.session() as session:
         runs = session.execute(
             sa.select(JobRun.finished_at, JobRun.started_at, Job.kind, JobRun.error,
                       System.name, StoreRow.name)
             .join(Job, Job.id == JobRun.job_id)
             .outerjoin(System, System.id == JobRun.system_id)
-            .outerjoin(Department, Department.id == System.department_id)
             .outerjoin(StoreRow, StoreRow.id == JobRun.store_id)
             .where(JobRun.outcome == "failed", visible)
             .order_by(JobRun.started_at.desc(), JobRun.id.desc()).limit(limit)).all()
@@ -235,7 +197,6 @@ def recent_failures(catalog: Catalog, principal: Principal,
             sa.select(Alert.last_seen_at, Alert.kind, Alert.severity, Alert.message,
                       System.name, StoreRow.name)
             .outerjoin(System, System.id == Alert.system_id)
-            .outerjoin(Department, Department.id == System.department_id)
             .outerjoin(StoreRow, StoreRow.id == Alert.store_id)
             .where(Alert.resolved_at.is_(None), visible)
             .order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(limit)).all()
@@ -251,7 +212,9 @@ def recent_failures(catalog: Catalog, principal: Principal,
 
 
 def _one_line(text: str) -> str:
-    line = " ".join(text.split())
+    """``text`` on one line, cut short, with URL passwords masked (restic's errors
+    quote repository URLs)."""
+    line = " ".join(mask(text).split())
     if len(line) > FAILURE_MESSAGE_CHARACTERS:
         return line[:FAILURE_MESSAGE_CHARACTERS - 1] + "…"
     return line
@@ -265,9 +228,8 @@ def latest_drills(catalog: Catalog, principal: Principal,
             sa.select(Drill.id, System.name, StoreRow.name, Drill.passed, Drill.rto_seconds,
                       Drill.started_at, Drill.finished_at)
             .join(System, System.id == Drill.system_id)
-            .join(Department, Department.id == System.department_id)
             .join(StoreRow, StoreRow.id == Drill.store_id)
-            .where(_visible(principal))
+            .where(views.visible_systems(principal))
             .order_by(Drill.started_at.desc(), Drill.id.desc()).limit(limit)).all()
     return [DrillLine(id=drill_id, system=system, store=store,
                       verdict={True: "passed", False: "FAILED", None: "running"}[passed],
@@ -275,29 +237,32 @@ def latest_drills(catalog: Catalog, principal: Principal,
             for drill_id, system, store, passed, rto, started, finished in rows]
 
 
-def dashboard(catalog: Catalog, principal: Principal, *, page: int = 1,
-              now: dt.datetime | None = None,
-              per_page: int = SYSTEMS_PER_PAGE) -> Dashboard:
-    """The dashboard for ``principal`` at ``now``: page ``page`` of its systems (late
-    ones first, :func:`attention_order`), the stores (operators and admins), its recent
-    failures and latest drills, and counts by RPO state."""
+def dashboard(catalog: Catalog, principal: Principal, *, cursor: str | None = None,
+              now: dt.datetime | None = None, per_page: int = SYSTEMS_PER_PAGE,
+              cache: views.SummaryCache | None = None) -> Dashboard:
+    """The dashboard for ``principal`` at ``now``: the counts and late systems (kept by
+    ``cache``, the app's read cache; computed in place without one), the page of its
+    systems after ``cursor`` (by name), the stores (operators and admins), its recent
+    failures and latest drills.
+
+    Raises :class:`~drd.services.paging.InvalidCursor` for a cursor of another list.
+    """
     now = now or utcnow()
-    statuses = [status for status in system_statuses(catalog, now)
-                if principal.may_read(status.department, status.system)]
-    ordered = attention_order(statuses)
-    counts = dict.fromkeys(RPO_STATES, 0)
-    for status in ordered:
-        counts[rpo_state(status)] += 1
-    counts["systems"] = len(ordered)
+    systems = views.list_systems(catalog, principal, limit=per_page, cursor=cursor, now=now)
+    if cache is not None:
+        counts, counted_at = cache.counts(catalog, principal, (), now)
+        late, _ = cache.get(("dashboard-late", principal.reads_everything, principal.role,
+                             principal.departments, principal.systems),
+                            lambda moment: late_systems(catalog, principal, moment), now)
+    else:
+        counts, counted_at = views.status_counts(catalog, principal, now=now), now
+        late = late_systems(catalog, principal, now)
     return Dashboard(
-        caller=principal, refreshed_at=now, counts=counts,
-        systems=_system_page(ordered, page, per_page),
-        stores=store_lines(catalog, now) if principal.reads_everything else None,
+        caller=principal, refreshed_at=now, counts=counts, counted_at=counted_at, late=late,
+        systems=Page[SystemLine](items=[system_line(item) for item in systems.items],
+                                 next=systems.next),
+        stores=(views.list_stores(catalog, principal, limit=STORES_SHOWN, now=now,
+                                  cache=cache)
+                if principal.reads_everything else None),
         failures=recent_failures(catalog, principal),
         drills=latest_drills(catalog, principal))
-
-
-def _system_page(ordered: Sequence[SystemStatus], page: int, per_page: int) -> Page:
-    chosen = paginate(ordered, page, per_page)
-    return Page(items=system_lines(chosen.items), number=chosen.number, pages=chosen.pages,
-                total=chosen.total)

@@ -1,9 +1,12 @@
 """The dashboard at ``/`` on a real catalog (SQLite and PostgreSQL), through the real app:
-token login and its cookie, what each role sees, escaping, paging, security headers, and
-the cookie accepted by the API's reads but never its writes."""
+token login and its cookie (Secure over https and behind an https public_url), login and
+logout refused to other sites, what each role sees, escaping, paging, counts kept by the
+read API's cache, security headers (the HTML drill report's too), and the cookie
+accepted by the API's reads but never its writes."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import re
 from collections.abc import Iterator
@@ -38,6 +41,8 @@ from drd.config import load_config
 from drd.services import tokens
 from drd.services.centre import initialise, open_catalog, open_master_key
 from drd.services.refusals import NotAuthenticated
+from restore_drills.report import sign_report
+from tests.unit.restore_drills.sample import report as sample_report
 
 pytestmark = pytest.mark.integration
 
@@ -122,12 +127,13 @@ def seed(catalog: Catalog, now: dt.datetime, extra_systems: int = 0) -> None:
                           report={"passed": True}))
 
 
-def seeded_centre(tmp_path: Path, database_url: str, extra_systems: int = 0) -> Seeded:
-    """A centre in ``tmp_path`` on ``database_url``, seeded by :func:`seed`, with an
-    operator token and an owner token of parks."""
+def seeded_centre(tmp_path: Path, database_url: str, extra_systems: int = 0,
+                  public_url: str = "") -> Seeded:
+    """A centre in ``tmp_path`` on ``database_url``, seeded by :func:`seed` (its drill
+    with a signed report), with an operator token and an owner token of parks."""
     home = tmp_path / "centre"
     initialise(home, database_url)
-    config = load_config(home)
+    config = dataclasses.replace(load_config(home), public_url=public_url)
     catalog = open_catalog(config)
     now = utcnow()
     seed(catalog, now, extra_systems)
@@ -135,6 +141,11 @@ def seeded_centre(tmp_path: Path, database_url: str, extra_systems: int = 0) -> 
     owner = tokens.create_token(catalog, role="owner", name="parks-owner",
                                 departments=["parks"]).token
     app = create_app(catalog, open_master_key(config), config)
+    key = app.state.drd.keystore.signing_private_key()
+    with catalog.session() as session:
+        drill = session.scalars(sa.select(Drill)).one()
+        drill.report = sample_report(id=drill.id, system="fs1", passed=True, store="dc-a")
+        drill.signature = sign_report(key, drill.report)
     return Seeded(home, catalog, app, operator.reveal(), owner.reveal(), now)
 
 
@@ -145,16 +156,22 @@ def centre(tmp_path: Path, database_url: str, monkeypatch) -> Iterator[Seeded]:
     yield seeded_centre(tmp_path, database_url)
 
 
-def log_in(client: TestClient, token: str):
+def log_in(client: TestClient, token: str, **headers: str):
     return client.post("/login", content=f"token={token}",
-                       headers={"Content-Type": "application/x-www-form-urlencoded"},
+                       headers={"Content-Type": "application/x-www-form-urlencoded"} | {
+                           name.replace("_", "-"): value for name, value in headers.items()},
                        follow_redirects=False)
 
 
-def rows(page: str) -> list[tuple[str, str]]:
-    """The systems table: (RPO state label, system name as HTML) per row."""
+def rows(page: str, table: str = "all") -> list[tuple[str, str]]:
+    """A systems table (``late`` or ``all``): (RPO state label, system name as HTML) per
+    row."""
+    start = page.find(f'data-table="{table}"')
+    if start < 0:
+        return []
     return re.findall(r'<tr class="row-[^"]+" data-system="[^"]*">\s*<td><span class="state '
-                      r'state-[^"]+">([^<]+)</span></td>\s*<td>([^<]*)</td>', page)
+                      r'state-[^"]+">([^<]+)</span></td>\s*<td>([^<]*)</td>',
+                      page[start:page.index("</table>", start)])
 
 
 def test_operator_logs_in_and_sees_every_system_store_failure_and_drill(
@@ -189,13 +206,15 @@ def test_operator_logs_in_and_sees_every_system_store_failure_and_drill(
         assert page.status_code == 200, page.text
         assert {key: page.headers[key] for key in SECURITY_HEADERS} == SECURITY_HEADERS
         text = page.text
-        assert rows(text) == [("late", "roads-db"), ("pending", "&lt;script&gt;alert(&#34;x&#34;)"
-                                                      "&lt;/script&gt;&amp;"), ("ok", "fs1")]
+        assert rows(text, "late") == [("late", "roads-db")]
+        assert sorted(rows(text)) == [("late", "roads-db"), ("ok", "fs1"), (
+            "pending", "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;&amp;")]
+        assert "<title>drd: 1 late of 3 systems</title>" in text
         assert EVIL not in text and "<script" not in text
         assert "night-shift (operator)" in text and "refreshed at" in text
         assert '<meta http-equiv="refresh" content="60">' in text
         stores = text[text.index('id="stores"'):text.index('id="failures"')]
-        for name, state in (("dc-a", "up"), ("dc-new", "not probed yet"),
+        for name, state in (("dc-a", "up"), ("dc-new", "unknown"),
                             ("vault-s3", "down")):
             assert re.search(rf'state-[a-z-]+">{state}</span></td>\s*<td>{name}</td>',
                              stores), (name, state)
@@ -221,7 +240,7 @@ def test_an_owner_sees_only_its_departments_systems_and_no_stores(centre: Seeded
         accepted = log_in(client, centre.owner)
         assert "secure" in accepted.headers["set-cookie"].lower()
         text = client.get("/").text
-    assert [name for _, name in rows(text)][-1] == "fs1"
+    assert "fs1" in [name for _, name in rows(text)] and rows(text, "late") == []
     assert "roads-db" not in text and "roads" not in text
     assert 'id="stores"' not in text and "vault-s3" not in text  # shared infrastructure
     assert "No failed job runs and no open alerts." in text
@@ -270,19 +289,100 @@ def test_the_cookie_is_never_enough_for_a_write(centre: Seeded) -> None:
             assert answer.status_code == 401, (path, answer.text)
 
 
-def test_a_long_list_of_systems_is_paged_late_ones_first(tmp_path: Path, database_url: str,
-                                                        monkeypatch) -> None:
+def test_a_long_list_of_systems_is_paged_by_name_after_the_late_ones(
+        tmp_path: Path, database_url: str, monkeypatch) -> None:
     monkeypatch.delenv("DRD_MASTER_PASSPHRASE", raising=False)
     centre = seeded_centre(tmp_path, database_url, extra_systems=117)  # 120 in all
+    seen: list[str] = []
+    with TestClient(centre.app) as client:
+        log_in(client, centre.operator)
+        page = client.get("/").text
+        assert rows(page, "late") == [("late", "roads-db")] and "first page" not in page
+        while True:
+            assert len(rows(page)) == (20 if len(seen) == 100 else 50)
+            seen += [name for _, name in rows(page)]
+            following = re.search(r'href="/\?cursor=([^"]+)" rel="next"', page)
+            if following is None:
+                break
+            page = client.get(f"/?cursor={following.group(1)}").text
+            assert rows(page, "late") == [("late", "roads-db")] and 'rel="first"' in page
+        assert len(seen) == len(set(seen)) == 120 and "parks-0116" in seen
+        for bad in ("x", "eyJhIjoxfQ", "A" * 500):
+            refused = client.get("/", params={"cursor": bad})
+            assert refused.status_code == 422 and "cursor" in refused.json()["detail"]
+
+
+def test_counts_and_late_systems_are_kept_by_the_read_cache(centre: Seeded) -> None:
+    """The counts and the late list are the read API's, kept by the app's read cache:
+    a page load does not judge every system again; the systems table is read fresh."""
     with TestClient(centre.app) as client:
         log_in(client, centre.operator)
         first = client.get("/").text
-        assert len(rows(first)) == 50 and rows(first)[0] == ("late", "roads-db")
-        assert "page 1 of 3" in first and 'href="/?page=2"' in first
-        last = client.get("/?page=3").text
-        assert len(rows(last)) == 20 and rows(last)[-1][1] == "parks-0116"
-        assert 'href="/?page=2"' in last and "next" not in last.split("page 3 of 3")[1][:40]
-        assert rows(client.get("/?page=999").text) == rows(last)
-        for bad in ("0", "-1", "abc", "10000000"):
-            refused = client.get(f"/?page={bad}")
-            assert refused.status_code == 422 and "page" in refused.json()["detail"]
+        status = client.get("/v1/status").json()
+        assert status["counts"]["late"] == 1 and status["counts"]["systems"] == 3
+        assert "<title>drd: 1 late of 3 systems</title>" in first
+        with centre.catalog.session() as session:
+            parks = session.scalar(sa.select(Department.id).where(Department.name == "parks"))
+            session.add(System(name="fs9", department_id=parks, status="enrolled",
+                               policy_id=session.scalar(sa.select(Policy.id)),
+                               enrolled_at=centre.now - dt.timedelta(days=1)))
+        again = client.get("/").text
+    assert "fs9" in [name for _, name in rows(again)]  # the table is read fresh
+    assert rows(again, "late") == [("late", "roads-db")]  # the late list is kept
+    assert "<title>drd: 1 late of 3 systems</title>" in again  # so are the counts
+
+
+def test_login_and_logout_refuse_requests_other_sites_sent(centre: Seeded) -> None:
+    with TestClient(centre.app) as client:
+        for headers in ({"origin": "https://evil.example"}, {"origin": "null"},
+                        {"sec_fetch_site": "cross-site"},
+                        {"origin": "http://testserver", "sec_fetch_site": "cross-site"}):
+            refused = log_in(client, centre.operator, **headers)
+            assert refused.status_code == 403, headers
+            assert "refused" in refused.json()["detail"], headers
+            assert SESSION_COOKIE not in refused.cookies
+        accepted = log_in(client, centre.operator, origin="null",  # no-referrer's
+                          sec_fetch_site="same-origin")
+        assert accepted.status_code == 303 and SESSION_COOKIE in client.cookies
+        refused = client.post("/logout", headers={"Origin": "https://evil.example"},
+                              follow_redirects=False)
+        assert refused.status_code == 403 and "another origin" in refused.json()["detail"]
+        assert client.get("/", follow_redirects=False).status_code == 200  # still logged in
+        out = client.post("/logout", headers={"Origin": "http://testserver",
+                                              "Sec-Fetch-Site": "same-origin"},
+                          follow_redirects=False)
+        assert out.status_code == 303 and SESSION_COOKIE not in client.cookies
+
+
+def test_behind_an_https_proxy_the_cookie_is_secure_and_its_origin_accepted(
+        tmp_path: Path, database_url: str, monkeypatch) -> None:
+    """A TLS-terminating proxy at public_url: the request arrives over plain HTTP from
+    the proxy, the browser's Origin is the public one."""
+    monkeypatch.delenv("DRD_MASTER_PASSPHRASE", raising=False)
+    centre = seeded_centre(tmp_path, database_url, public_url="https://drd.example.org:8443")
+    with TestClient(centre.app) as client:
+        accepted = log_in(client, centre.operator, origin="https://drd.example.org:8443")
+        assert accepted.status_code == 303
+        assert "secure" in accepted.headers["set-cookie"].lower()
+        assert log_in(client, centre.operator,
+                      origin="http://drd.example.org:8443").status_code == 403
+
+
+def test_the_html_drill_report_carries_the_dashboards_security_headers(
+        centre: Seeded) -> None:
+    with TestClient(centre.app) as client:
+        log_in(client, centre.operator)
+        link = re.search(r'href="(/v1/drills/\d+/report\?format=html)"', client.get("/").text)
+        assert link is not None
+        report = client.get(link.group(1))
+        assert report.status_code == 200, report.text
+        assert {key: report.headers[key] for key in SECURITY_HEADERS} == SECURITY_HEADERS
+        assert report.headers["content-type"].startswith("text/html")
+        # what the CSP allows is all the report uses: inline style and SVG, no script,
+        # nothing fetched
+        assert "<svg" in report.text and "<style>" in report.text
+        assert "<script" not in report.text.lower()
+        assert not re.search(r'(src|href)="(?!#)', report.text)
+        assert "url(" not in report.text and "@import" not in report.text
+        as_json = client.get(link.group(1).replace("html", "json"))
+        assert as_json.status_code == 200 and "X-Drd-Signature" in as_json.headers

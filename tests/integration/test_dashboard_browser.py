@@ -1,6 +1,7 @@
 """The dashboard in a real browser: headless Chromium logs in through the form, as a
 person would, and the page shows the known systems with their RPO state; a screenshot
-of it is kept for people to look at (``/tmp/drd-dashboard.png``)."""
+of it is kept for people to look at (``/tmp/drd-dashboard.png``). The drill report it
+links to renders under the same Content-Security-Policy."""
 
 from __future__ import annotations
 
@@ -71,7 +72,9 @@ def test_chromium_logs_in_and_sees_the_known_system_late(tmp_path: Path,
         systems = browser.evaluate(
             "Array.from(document.querySelectorAll('tr[data-system]')).map(row => "
             "[row.dataset.system, row.querySelector('.state').textContent])")
-        assert systems == [["roads-db", "late"], [EVIL, "pending"], ["fs1", "ok"]]
+        # the late ones first, then every system by name (SQLite: by code point)
+        assert systems == [["roads-db", "late"], [EVIL, "pending"], ["fs1", "ok"],
+                           ["roads-db", "late"]]
         # the inline style applies under the page's CSP: a late badge is red, ok green
         late, ok = browser.evaluate(
             "['late', 'ok'].map(state => getComputedStyle(document.querySelector("
@@ -82,5 +85,24 @@ def test_chromium_logs_in_and_sees_the_known_system_late(tmp_path: Path,
         assert browser.evaluate("document.scripts.length") == 0
 
         shot = browser.screenshot(tmp_path / "dashboard.png")
+
+        # the drill report opens by the cookie and renders under the same CSP: its
+        # inline stylesheet and style attributes apply, its SVG charts draw
+        browser.evaluate("document.querySelector('a[href*=\"/report?format=html\"]')"
+                         ".click(); true")
+        browser.wait_for("location.pathname.endsWith('/report') && "
+                         "document.readyState === 'complete' && "
+                         "document.getElementById('verdict') !== null")
+        verdict = browser.evaluate("getComputedStyle(document.getElementById('verdict'))"
+                                   ".backgroundColor")
+        assert verdict == "rgb(218, 251, 225)"  # .verdict.passed of the report's <style>
+        charts = browser.evaluate(
+            "Array.from(document.querySelectorAll('svg')).map(svg => "
+            "svg.getBoundingClientRect().width)")
+        assert charts and min(charts) > 0
+        bars = browser.evaluate("Array.from(document.querySelectorAll('.bar span'))"
+                                ".map(bar => bar.getBoundingClientRect().width)")
+        assert bars and max(bars) > 0  # style="width: N%" attributes apply
+        assert browser.evaluate("document.scripts.length") == 0
     assert shot.read_bytes().startswith(b"\x89PNG\r\n\x1a\n") and shot.stat().st_size > 10_000
     shutil.copyfile(shot, SCREENSHOT_FOR_PEOPLE)

@@ -17,6 +17,7 @@ from drd.api.pagination import (
     Limit,
     paged,
 )
+from drd.api.routes.dashboard import SECURITY_HEADERS
 from drd.names import NAME_PATTERN
 from drd.services import drill_views
 from drd.services.paging import Page
@@ -74,5 +75,7 @@ def report(drill_id: DrillId, caller: Caller, context: Context,
         context.catalog, caller, drill_id, format,
         public_key=context.keystore.signing_public_key(),
         private_key=context.keystore.signing_private_key())
+    # the HTML report opens by the dashboard's cookie, from its origin: the same rules
+    headers = SECURITY_HEADERS if format == "html" else {}
     return Response(export.content, media_type=export.media_type,
-                    headers={SIGNATURE_HEADER: export.signature})
+                    headers={**headers, SIGNATURE_HEADER: export.signature})

@@ -1,58 +1,90 @@
-"""The dashboard's pure decisions: RPO state, what comes first, paging, store state."""
+"""The dashboard's pure decisions: RPO state, which late system comes first, and which
+login and logout requests another site sent."""
 
 from __future__ import annotations
 
-import datetime as dt
 from types import SimpleNamespace
 
 import pytest
 
-from drd.services.dashboard import attention_order, paginate, rpo_state, store_state
+from drd.api.routes.dashboard import cross_site_refusal, origin_of
+from drd.services.dashboard import SystemLine, attention_order, rpo_state
 
-HOUR = dt.timedelta(hours=1)
-
-
-def _status(name: str, *, status: str = "enrolled", policy: str | None = "fileserver",
-            rpo: dt.timedelta | None = HOUR, late: bool = False,
-            age: dt.timedelta | None = None) -> SimpleNamespace:
-    """What the decisions read of a :class:`drd.services.status.SystemStatus`."""
-    return SimpleNamespace(system=name, department="parks", policy=policy, status=status,
-                           age=age, rpo=rpo, late=late)
+HOUR = 3600.0
 
 
-@pytest.mark.parametrize(("status", "state"), [
-    (_status("a"), "ok"),
-    (_status("a", late=True, age=2 * HOUR), "late"),
-    (_status("a", status="pending"), "pending"),
-    (_status("a", policy=None, rpo=None), "no policy"),
-    (_status("a", rpo=None), "no policy"),  # a policy without an RPO cannot be judged
+def _system(*, status: str = "enrolled", policy: str | None = "fileserver",
+            rpo_seconds: float | None = HOUR, late: bool = False) -> SimpleNamespace:
+    """What :func:`rpo_state` reads of a :class:`drd.services.views.SystemSummary`."""
+    return SimpleNamespace(status=status, policy=policy, rpo_seconds=rpo_seconds, late=late)
+
+
+@pytest.mark.parametrize(("system", "state"), [
+    (_system(), "ok"),
+    (_system(late=True), "late"),
+    (_system(status="pending"), "pending"),
+    (_system(policy=None, rpo_seconds=None), "no policy"),
+    (_system(rpo_seconds=None), "no policy"),  # a policy without an RPO cannot be judged
 ])
-def test_rpo_state(status: SimpleNamespace, state: str) -> None:
-    assert rpo_state(status) == state
+def test_rpo_state(system: SimpleNamespace, state: str) -> None:
+    assert rpo_state(system) == state
+
+
+def _line(name: str, state: str, age_seconds: float | None = None) -> SystemLine:
+    return SystemLine(system=name, department="parks", policy="fileserver", state=state,
+                      last_backup_at=None, age_seconds=age_seconds, rpo_seconds=HOUR)
 
 
 def test_late_systems_come_first_the_latest_of_them_at_the_top() -> None:
     ordered = attention_order([
-        _status("a-ok"), _status("b-pending", status="pending"),
-        _status("c-late", late=True, age=2 * HOUR), _status("d-none", policy=None, rpo=None),
-        _status("e-later", late=True, age=9 * HOUR), _status("f-late-never", late=True)])
-    assert [status.system for status in ordered] == [
+        _line("a-ok", "ok"), _line("b-pending", "pending"),
+        _line("c-late", "late", 2 * HOUR), _line("d-none", "no policy"),
+        _line("e-later", "late", 9 * HOUR), _line("f-late-never", "late")])
+    assert [line.system for line in ordered] == [
         "f-late-never", "e-later", "c-late", "d-none", "b-pending", "a-ok"]
 
 
-def test_paging_is_bounded_and_clamped() -> None:
-    items = list(range(120))
-    first = paginate(items, 1, 50)
-    assert (first.items, first.number, first.pages, first.total) == (
-        list(range(50)), 1, 3, 120)
-    assert (first.previous, first.next) == (None, 2)
-    assert paginate(items, 3, 50).items == list(range(100, 120))
-    assert paginate(items, 99, 50).number == 3 and paginate(items, 0, 50).number == 1
-    empty = paginate([], 5, 50)
-    assert (empty.items, empty.number, empty.pages, empty.next) == ([], 1, 1, None)
+@pytest.mark.parametrize(("url", "origin"), [
+    ("https://drd.example.org", "https://drd.example.org"),
+    ("HTTPS://DRD.Example.org:443/", "https://drd.example.org"),
+    ("http://127.0.0.1:8443/path?x=1", "http://127.0.0.1:8443"),
+    ("http://[::1]:80", "http://[::1]"),
+    ("null", None), ("", None), ("ftp://drd.example.org", None),
+    ("https://drd.example.org:99999", None),
+])
+def test_origin_of(url: str, origin: str | None) -> None:
+    assert origin_of(url) == origin
 
 
-@pytest.mark.parametrize(("reachable", "state"), [
-    (True, "up"), (False, "down"), (None, "not probed yet")])
-def test_store_state(reachable: bool | None, state: str) -> None:
-    assert store_state(reachable) == state
+OWN = {"http://10.0.0.5:8443", "https://drd.example.org"}
+
+
+@pytest.mark.parametrize(("origin", "fetch_site"), [
+    (None, None),  # no browser, or one that sends neither
+    ("http://10.0.0.5:8443", "same-origin"),
+    ("https://drd.example.org", None),  # through the TLS proxy of public_url
+    ("https://DRD.example.org:443", "same-origin"),
+    (None, "none"),  # typed into the address bar, a bookmark
+    (None, "same-site"),
+    ("null", "same-origin"),  # the login form's own POST under Referrer-Policy: no-referrer
+])
+def test_requests_from_this_server_are_accepted(origin: str | None,
+                                                fetch_site: str | None) -> None:
+    assert cross_site_refusal(origin, fetch_site, OWN) is None
+
+
+@pytest.mark.parametrize(("origin", "fetch_site", "reason"), [
+    ("https://evil.example", None, "another origin"),
+    ("https://drd.example.org.evil.example", None, "another origin"),
+    ("http://drd.example.org", None, "another origin"),  # not the https origin
+    ("null", None, "another origin"),  # a sandboxed frame or a data: page
+    ("null", "same-site", "another origin"),  # a sibling subdomain's page
+    ("null", "cross-site", "Sec-Fetch-Site"),
+    ("https://evil.example", "same-origin", "another origin"),
+    (None, "cross-site", "Sec-Fetch-Site"),
+    ("https://drd.example.org", "cross-site", "Sec-Fetch-Site"),
+])
+def test_requests_another_site_sent_are_refused(origin: str | None, fetch_site: str | None,
+                                                reason: str) -> None:
+    refusal = cross_site_refusal(origin, fetch_site, OWN)
+    assert refusal is not None and reason in refusal and "\n" not in refusal
