@@ -194,6 +194,8 @@ class StatusPage(Page[SystemOverview]):
     counts: StatusCounts
     computed_at: dt.datetime = Field(description="when the counts were computed (they are "
                                                  "kept for a few seconds)")
+    page_read_at: dt.datetime = Field(description="when this page of systems was read (a "
+                                                  "page is kept for a few seconds)")
 
 
 class BackupRequested(BaseModel):
@@ -606,8 +608,9 @@ def status_counts(catalog: Catalog, principal: Principal, *, departments: Sequen
 
 class SummaryCache:
     """Sums over every system, kept ``ttl`` seconds per key, then refreshed: the counts
-    of :func:`status_counts` per scope (:meth:`counts`) and the stores' verification
-    coverage (:meth:`coverage`).
+    of :func:`status_counts` per scope (:meth:`counts`), the stores' verification
+    coverage (:meth:`coverage`), and the pages of ``/v1/status`` (:meth:`status_page`,
+    kept ``page_ttl`` seconds: the page operators' tools poll).
 
     A fresh entry is served at once. A stale one (at most ``max_stale`` seconds old) is
     served too, while one background thread computes the new value; an older one, or a
@@ -616,8 +619,10 @@ class SummaryCache:
     test moving its clock gets fresh values).
     """
 
-    def __init__(self, ttl: float = 15.0, max_stale: float = 300.0, size: int = 256) -> None:
+    def __init__(self, ttl: float = 15.0, max_stale: float = 300.0, size: int = 256,
+                 page_ttl: float = 5.0) -> None:
         self.ttl, self.max_stale, self.size = ttl, max_stale, size
+        self.page_ttl = page_ttl
         self._entries: dict[tuple, tuple[float, Any, dt.datetime]] = {}
         self._refreshing: set[tuple] = set()
         self._lock = threading.Lock()
@@ -640,18 +645,33 @@ class SummaryCache:
 
         return self.get(("coverage",), compute, now)
 
-    def get(self, key: tuple, compute: Callable[[dt.datetime], Any], now: dt.datetime
+    def status_page(self, catalog: Catalog, principal: Principal, departments: Sequence[str],
+                    limit: int, cursor: str | None, now: dt.datetime
+                    ) -> tuple[Page[SystemOverview], dt.datetime]:
+        """One page of :func:`system_overviews` for this scope, and when it was read."""
+        key = ("status-page", principal.reads_everything, principal.role,
+               principal.departments, principal.systems, tuple(sorted(set(departments))),
+               limit, cursor)
+        return self.get(key, lambda moment: system_overviews(
+            catalog, principal, departments=departments, limit=limit, cursor=cursor,
+            now=moment), now, ttl=self.page_ttl, max_stale=3 * self.page_ttl)
+
+    def get(self, key: tuple, compute: Callable[[dt.datetime], Any], now: dt.datetime,
+            ttl: float | None = None, max_stale: float | None = None
             ) -> tuple[Any, dt.datetime]:
         """The value kept for ``key`` (``compute(now)`` when there is none to serve) and
-        the time it was computed for."""
+        the time it was computed for; fresh for ``ttl`` seconds, served while refreshed
+        up to ``max_stale`` (defaults: :attr:`ttl`, :attr:`max_stale`)."""
+        ttl = self.ttl if ttl is None else ttl
+        max_stale = self.max_stale if max_stale is None else max_stale
         with self._lock:
             entry = self._entries.get(key)
         if entry is not None:
             made, value, computed_at = entry
             age = max(time.monotonic() - made, abs((now - computed_at).total_seconds()))
-            if age <= self.ttl:
+            if age <= ttl:
                 return value, computed_at
-            if age <= self.max_stale:
+            if age <= max_stale:
                 self._refresh_later(key, compute, now)
                 return value, computed_at
         return self._compute(key, compute, now), now
@@ -693,15 +713,17 @@ def status_summary(catalog: Catalog, principal: Principal, *,
     of :func:`system_overviews`."""
     if cache is not None:
         counts, computed_at = cache.counts(catalog, principal, departments, now)
+        page, page_read_at = cache.status_page(catalog, principal, departments, limit,
+                                               cursor, now)
     else:
         counts, computed_at = status_counts(catalog, principal, departments=departments,
                                             now=now), now
-    page = system_overviews(catalog, principal, departments=departments, limit=limit,
-                            cursor=cursor, now=now)
+        page, page_read_at = system_overviews(catalog, principal, departments=departments,
+                                              limit=limit, cursor=cursor, now=now), now
     verdict = status_rules.overall_verdict(late=counts.late, alerts=counts.alerts,
                                            stores_down=counts.stores.get("down", 0))
     return StatusPage(items=page.items, next=page.next, verdict=verdict, counts=counts,
-                      computed_at=computed_at)
+                      computed_at=computed_at, page_read_at=page_read_at)
 
 
 # -- requests -------------------------------------------------------------------------------

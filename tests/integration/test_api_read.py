@@ -419,3 +419,23 @@ def test_status_counts_are_kept_a_few_seconds_then_refreshed(seeded: Seeded) -> 
     much_later = NOW + dt.timedelta(hours=1)  # too old to serve: computed in place
     assert cache.counts(catalog, operator, (), much_later) == (
         views.status_counts(catalog, operator, now=much_later), much_later)
+
+
+def test_a_status_page_is_shared_for_a_few_seconds_then_read_again(seeded: Seeded) -> None:
+    catalog, cache = seeded.centre.catalog, views.SummaryCache(page_ttl=5)
+    operator = Principal(token_id=0, name="ops", role="operator")
+
+    def names(moment: dt.datetime, **scope) -> list[str]:
+        return [item.name for item in views.status_summary(
+            catalog, operator, now=moment, cache=cache, **scope).items]
+
+    first = names(NOW)
+    with catalog.session() as session:
+        department = session.scalar(sa.select(Department.id).where(Department.name == "roads"))
+        session.add(System(name="roads-2", department_id=department, status="pending"))
+    assert names(NOW) == first  # within page_ttl: the same reading
+    assert "roads-2" in names(NOW, limit=50)  # another page (limit) is its own reading
+    page = views.status_summary(catalog, operator, now=NOW + dt.timedelta(seconds=20),
+                                cache=cache)  # past 3 x page_ttl: read in place
+    assert "roads-2" in [item.name for item in page.items]
+    assert page.page_read_at == NOW + dt.timedelta(seconds=20)

@@ -27,8 +27,9 @@ def status(caller: Caller, context: Context, request: Request, department: Depar
     then one page of systems by name: last good snapshot and its age against the RPO,
     copies per store, replication watermarks and lag, verification coverage, last drill.
 
-    The counts are computed at most every few seconds (``computed_at``); the page is
-    read for each request.
+    The counts are computed at most every 15 seconds (``computed_at``), a page of systems
+    at most every 5 seconds (``page_read_at``): many operators' tools polling the status
+    share one reading. A system's own page (``/v1/systems/{name}``) is read each time.
     """
     return paged(lambda: views.status_summary(
         context.catalog, caller, departments=department, limit=limit, cursor=cursor,
