@@ -10,7 +10,9 @@ is loaded by ``--concurrency`` client threads for ``--seconds`` each:
   status    ``GET /v1/status`` (an operator's token);
   system    ``GET /v1/systems/{name}`` of random systems;
   reports   agents' snapshot reports, ``POST /v1/agent/snapshots`` (each thread posts for
-            systems of its own, as agents do), counted per second.
+            systems of its own, as agents do), counted per second;
+  healthz   ``GET /healthz`` (reads nothing): the ceiling of the HTTP stack and the
+            clients on this machine, against which the others are read.
 
 Prints p50/p99 latency per read, reports per second, and the daemon's resident memory
 (peak, from /proc) against the goals: p99 <= 100 ms, >= 1,000 reports/s on PostgreSQL,
@@ -320,6 +322,9 @@ def bench_catalog(kind: str, url: str | None, args, work: Path) -> dict:
         httpx.get(f"{base}/v1/status", headers=people, timeout=120)
         httpx.get(f"{base}/v1/systems/{seeded.systems[0]}", headers=people, timeout=60)
 
+        # the ceiling of this machine's HTTP stack and client: a route that reads nothing
+        floor = load("healthz", base, args.concurrency, args.seconds,
+                     lambda client, _: client.get("/healthz"))
         status = load("status", base, args.concurrency, args.seconds,
                       lambda client, _: client.get("/v1/status", headers=people))
         chooser = random.Random(7)
@@ -344,7 +349,8 @@ def bench_catalog(kind: str, url: str | None, args, work: Path) -> dict:
         except subprocess.TimeoutExpired:
             daemon.kill()
     return {"catalog": kind, "systems": args.systems, "snapshots": args.snapshots,
-            "seed_seconds": round(seeded.seconds), "status": status.summary(),
+            "seed_seconds": round(seeded.seconds), "healthz": floor.summary(),
+            "status": status.summary(),
             "system": system.summary(), "reports": reports.summary(),
             "rss_idle_mb": round(idle_rss), "rss_mb": round(rss), "rss_peak_mb": round(peak)}
 
@@ -367,7 +373,10 @@ def postgres_database(server_url: str) -> tuple[str, callable]:
 
 
 def verdicts(result: dict) -> list[str]:
-    lines = []
+    floor = result["healthz"]
+    lines = [f"  healthz  p50 {floor['p50_ms']:7.1f} ms  p99 {floor['p99_ms']:7.1f} ms  "
+             f"({floor['per_second']:.0f}/s: the ceiling of HTTP alone, daemon and "
+             f"clients on these cores)"]
     for read in ("status", "system"):
         p99 = result[read]["p99_ms"]
         lines.append(f"  {read:8} p50 {result[read]['p50_ms']:7.1f} ms  p99 {p99:7.1f} ms  "

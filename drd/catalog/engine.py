@@ -80,9 +80,17 @@ def _configure_sqlite_connection(dbapi_connection, connection_record) -> None:
         cursor.close()
 
 
+READ_ONLY = "drd_read_only"
+"""Execution option of :meth:`drd.catalog.Catalog.read_session`'s connections."""
+
+
 def _begin_sqlite_transaction(connection: sa.Connection) -> None:
     # IMMEDIATE takes the write lock at the start: a transaction that reads and then
     # writes can otherwise fail with "database is locked" when another writer committed
-    # in between, which busy_timeout cannot wait out. Readers still wait at most
-    # busy_timeout; the embedded catalog serves one daemon, so that costs little.
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # in between, which busy_timeout cannot wait out. A read-only session begins
+    # DEFERRED: in WAL mode it reads a consistent snapshot without the lock, so the
+    # API's readers neither wait for writers nor for each other.
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN DEFERRED")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")

@@ -2,7 +2,9 @@
 
 Every command, API handler and job opens its catalog work with ``catalog.session()``:
 everything done inside commits together when the block ends, or not at all if it
-raises -- no failed command leaves a half-written catalog.
+raises -- no failed command leaves a half-written catalog. Work that only reads (the
+status API, metrics, the dashboard) may use ``catalog.read_session()`` instead, which
+never takes SQLite's write lock and refuses to write.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from drd.catalog.engine import display_url, make_engine, unreachable
+from drd.catalog.engine import READ_ONLY, display_url, make_engine, unreachable
 from drd.catalog.schema import head_revision, is_known_revision, schema_version
 from drd.errors import OperationError, UserError
 
@@ -33,6 +35,9 @@ class Catalog:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
+                                     expire_on_commit=False)
+        sa.event.listen(self._readers, "before_flush", _refuse_writes)
 
     def __repr__(self) -> str:
         return f"Catalog({display_url(self.url)!r})"
@@ -46,7 +51,20 @@ class Catalog:
         errors (``IntegrityError`` for a duplicate name, say) propagate unchanged after
         the rollback.
         """
-        session = self._sessions()
+        with self._open(self._sessions) as session:
+            yield session
+
+    @contextmanager
+    def read_session(self) -> Iterator[Session]:
+        """A session for reading only: one consistent snapshot of the catalog, without
+        SQLite's write lock (readers wait for no writer). Flushing a change in it raises
+        :class:`OperationError`; errors are raised as :meth:`session` raises them."""
+        with self._open(self._readers) as session:
+            yield session
+
+    @contextmanager
+    def _open(self, factory: sessionmaker) -> Iterator[Session]:
+        session = factory()
         try:
             yield session
             session.commit()
@@ -105,3 +123,8 @@ class Catalog:
         if url.database.startswith("file:"):  # a sqlite URI: leave it to the driver
             return False
         return not Path(url.database).exists()
+
+
+def _refuse_writes(session: Session, flush_context, instances) -> None:
+    if session.new or session.dirty or session.deleted:
+        raise OperationError("a read-only catalog session cannot write: use catalog.session()")

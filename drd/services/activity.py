@@ -97,7 +97,7 @@ def list_job_runs(catalog: Catalog, principal: Principal, *, departments: Sequen
         query = query.where(JobRun.outcome == outcome)
     if kind is not None:
         query = query.where(Job.kind == kind)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows, following = page_of(session.execute(query).all(), limit,
                                   lambda row: (row[0].id,))
     items = [JobRunView(id=run.id, job=job, kind=job_kind, system=system, store=store,
@@ -120,7 +120,7 @@ def list_alerts(catalog: Catalog, principal: Principal, *, state: str = "open",
              .order_by(Alert.id.desc()).limit(limit + 1))
     if state == "open":
         query = query.where(Alert.resolved_at.is_(None))
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows, following = page_of(session.execute(query).all(), limit,
                                   lambda row: (row[0].id,))
     items = [AlertItem(id=alert.id, kind=alert.kind, severity=alert.severity, system=system,
@@ -145,7 +145,7 @@ def list_audit(catalog: Catalog, principal: Principal, *, action: str | None = N
     if action is not None:
         query = query.where(AuditEntry.action.startswith(action, autoescape=True)
                             if action.endswith(".") else AuditEntry.action == action)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows, following = page_of(session.scalars(query).all(), limit,
                                   lambda row: (row.id,))
     items = [AuditItem(id=entry.id, at=entry.at, actor=entry.actor, action=entry.action,

@@ -55,7 +55,7 @@ def authenticate_agent(catalog: Catalog, credential: str | None,
         raise NotAuthenticated("no credential: send 'Authorization: Bearer <agent token>' "
                                "with the token that enrollment returned")
     now = now or utcnow()
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         token = session.scalar(sa.select(Token).where(
             Token.token_hash == Token.hash_token(credential.strip())))
         if token is None:

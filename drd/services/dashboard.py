@@ -155,7 +155,7 @@ def late_systems(catalog: Catalog, principal: Principal, now: dt.datetime) -> La
     status counts judge them: :func:`drd.services.status.assess` on each enrolled
     system's newest good snapshot, one query per call)."""
     where = sa.and_(views.visible_systems(principal), System.status == "enrolled")
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rules = status_rules.policy_rules(session)
         newest = status_rules.newest_good_snapshots(session, rules, where)
         lines = []
@@ -184,7 +184,7 @@ def recent_failures(catalog: Catalog, principal: Principal,
     """The newest ``limit`` failed job runs and open alerts the caller may see, newest
     first. An owner sees no failure that names no system of its own."""
     visible = views.visible_systems(principal)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         runs = session.execute(
             sa.select(JobRun.finished_at, JobRun.started_at, Job.kind, JobRun.error,
                       System.name, StoreRow.name)
@@ -223,7 +223,7 @@ def _one_line(text: str) -> str:
 def latest_drills(catalog: Catalog, principal: Principal,
                   limit: int = LATEST_DRILLS) -> list[DrillLine]:
     """The newest ``limit`` restore drills the caller may see, newest first."""
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows = session.execute(
             sa.select(Drill.id, System.name, StoreRow.name, Drill.passed, Drill.rto_seconds,
                       Drill.started_at, Drill.finished_at)

@@ -54,7 +54,7 @@ def list_drills(catalog: Catalog, principal: Principal, *, departments: Sequence
     Raises :class:`NotFound`/:class:`NotAllowed` for a ``system`` the caller may not see,
     :class:`~drd.services.paging.InvalidCursor`.
     """
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         where = Drill.system_id.in_(sa.select(System.id).where(
             visible_systems(principal, departments)))
         if system is not None:
@@ -85,7 +85,7 @@ def _visible_drill(session, principal: Principal, drill_id: int) -> Drill:
 
 def drill_detail(catalog: Catalog, principal: Principal, drill_id: int) -> DrillDetail:
     """One drill with its report. Raises :class:`NotFound` or :class:`NotAllowed`."""
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         drill = _visible_drill(session, principal, drill_id)
         ((_, summary),) = drill_summaries(session, Drill.id == drill.id,
                                           status_rules.policy_rules(session))
@@ -116,7 +116,7 @@ def export_report(catalog: Catalog, principal: Principal, drill_id: int, export_
     """
     if export_format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}")
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         drill = _visible_drill(session, principal, drill_id)
         if drill.passed is None or drill.report is None:
             raise Conflict(f"drill #{drill_id} is still running: export it once it has "

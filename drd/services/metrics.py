@@ -103,7 +103,7 @@ def read_metrics(catalog: Catalog, now: dt.datetime | None = None) -> MetricsRea
     now = now or utcnow()
     systems = [status for status in system_statuses(catalog, now)
                if status.status != "retired"]
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         state = scrape_state(catalog)
         coverage = {store_id: coverage_from_counts(parts, now)
                     for store_id, parts in state.ledger(session, now).items()}

@@ -260,7 +260,7 @@ def newest_good_snapshots(session: Session, rules: dict[int | None, PolicyRules]
 def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[SystemStatus]:
     """Every system's standing against its policy's RPO at ``now``, by name."""
     now = now or utcnow()
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rules = policy_rules(session)
         newest = newest_good_snapshots(session, rules)
         counts = dict(session.execute(
@@ -336,7 +336,7 @@ def store_coverage(catalog: Catalog, now: dt.datetime | None = None) -> list[dic
     (as :func:`drd.verification.coverage_report` says): ``coverage``,
     ``oldest_unverified_seconds`` and the bytes and objects tracked."""
     now = now or utcnow()
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         names = dict(session.execute(sa.select(StoreRow.id, StoreRow.name)).all())
         coverage = coverage_per_store(session, now)
     return sorted(({"store": names[store_id]} | value.as_dict()

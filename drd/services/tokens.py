@@ -231,7 +231,7 @@ def authenticate(catalog: Catalog, credential: str | None,
         raise NotAuthenticated("no credential: send 'Authorization: Bearer <token>' (drd "
                                "token create)")
     now = now or utcnow()
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         token = session.scalar(sa.select(Token).where(
             Token.token_hash == Token.hash_token(credential.strip())))
         if token is None or token.role == "enrollment":

@@ -311,7 +311,7 @@ def list_systems(catalog: Catalog, principal: Principal, *, departments: Sequenc
     Raises :class:`~drd.services.paging.InvalidCursor` for a cursor of another list.
     """
     where = visible_systems(principal, departments)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows, following = _system_rows(session, where, limit, cursor)
         items = _summaries(session, status_rules.policy_rules(session), rows, now,
                            page_condition(rows, every_system=principal.reads_everything
@@ -450,7 +450,7 @@ def system_overviews(catalog: Catalog, principal: Principal, *,
     Raises :class:`~drd.services.paging.InvalidCursor` for a cursor of another list.
     """
     where = visible_systems(principal, departments)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rows, following = _system_rows(session, where, limit, cursor)
         items = _overviews(session, rows, now, page_condition(
             rows, every_system=principal.reads_everything and not departments))
@@ -463,7 +463,7 @@ def system_overview(catalog: Catalog, principal: Principal, name: str, *,
 
     Raises :class:`NotFound` or :class:`NotAllowed` (:func:`find_system`).
     """
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         system, _ = find_system(session, principal, name)
         rows, _ = _system_rows(session, System.id == system.id, 1, None)
         (overview,) = _overviews(session, rows, now, System.id == system.id,
@@ -479,7 +479,7 @@ def list_snapshots(catalog: Catalog, principal: Principal, name: str, *,
     Raises :class:`NotFound` or :class:`NotAllowed` (:func:`find_system`),
     :class:`~drd.services.paging.InvalidCursor`.
     """
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         system, _ = find_system(session, principal, name)
         policy = status_rules.policy_rules(session).get(system.policy_id, PolicyRules())
         query = (sa.select(Snapshot).where(Snapshot.system_id == system.id)
@@ -532,7 +532,7 @@ def list_stores(catalog: Catalog, principal: Principal, *, limit: int = DEFAULT_
     """
     refuse_unless_reads_everything(principal, "stores")
     coverage: dict[int, Coverage] = {}
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         query = sa.select(StoreRow).order_by(StoreRow.name).limit(limit + 1)
         if cursor is not None:
             (after,) = decode_cursor(cursor, (str,))
@@ -576,7 +576,7 @@ def status_counts(catalog: Catalog, principal: Principal, *, departments: Sequen
     state, late ones, open alerts by severity (of those systems; all alerts for callers
     that read everything and filter no department), stores by state."""
     where = visible_systems(principal, departments)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         rules = status_rules.policy_rules(session)
         by_state = dict(session.execute(sa.select(System.status, sa.func.count())
                                         .where(where).group_by(System.status)).all())
@@ -640,7 +640,7 @@ class SummaryCache:
         """Per store id, the verification coverage over every system
         (:func:`drd.services.status.coverage_per_store`), and when it was computed."""
         def compute(moment: dt.datetime) -> dict[int, Coverage]:
-            with catalog.session() as session:
+            with catalog.read_session() as session:
                 return status_rules.coverage_per_store(session, moment)
 
         return self.get(("coverage",), compute, now)

@@ -33,7 +33,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance,
           response_headers_conformance]
-EXAMPLES = 8  # per operation, mode and database: the suite has a time budget
+EXAMPLES = 5  # per operation, mode and database: the suite has a time budget
 
 
 @pytest.fixture

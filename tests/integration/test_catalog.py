@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import secrets
 import sqlite3
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -164,6 +165,22 @@ def test_a_constraint_violation_rolls_back_the_whole_session(catalog):
 
     with catalog.session() as session:
         assert session.scalars(sa.select(Department.name)).all() == ["parks"]
+
+
+def test_a_read_session_reads_beside_a_writer_and_refuses_to_write(catalog):
+    with catalog.session() as session:
+        session.add(Department(name="parks"))
+    with catalog.session() as writer:  # holds SQLite's write lock until the block ends
+        writer.add(Department(name="roads"))
+        writer.flush()
+        started = time.monotonic()
+        with catalog.read_session() as reader:  # neither waits for it nor sees it
+            assert reader.scalars(sa.select(Department.name)).all() == ["parks"]
+        assert time.monotonic() - started < 1
+    with pytest.raises(OperationError, match="read-only"):
+        with catalog.read_session() as reader:
+            reader.add(Department(name="libraries"))
+    assert _count(catalog, Department) == 2
 
 
 def test_objects_stay_readable_after_the_session(catalog):
