@@ -24,6 +24,7 @@ from agents.home import AgentHome, is_enrolled, resolve_agent_home
 from agents.service import backup_system, fanout_target, list_snapshots, make_restic
 from agents.spool import Spool
 from drd import __version__
+from drd.cli.completion import completion_command
 from drd.console import output
 from drd.console.progress import ProgressBar
 from drd.console.runner import run
@@ -239,6 +240,9 @@ def run_command(home: str | None, heartbeat_seconds: float, misfire_grace_second
     AgentDaemon(agent_home, heartbeat_seconds=heartbeat_seconds,
                 misfire_grace_seconds=misfire_grace_seconds,
                 stop_grace_seconds=stop_grace_seconds).run()
+
+
+agent_cli.add_command(completion_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -66,6 +66,8 @@ def _register() -> None:
     cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command
     cli.add_command(replicate_command)
+    from drd.cli.completion import completion_command
+    cli.add_command(completion_command)
 
 
 _register()
