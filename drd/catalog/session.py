@@ -9,6 +9,7 @@ never takes SQLite's write lock and refuses to write.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,7 +17,13 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from drd.catalog.engine import READ_ONLY, display_url, make_engine, unreachable
+from drd.catalog.engine import (
+    READ_ONLY,
+    SQLITE_BUSY_TIMEOUT_MS,
+    display_url,
+    make_engine,
+    unreachable,
+)
 from drd.catalog.schema import head_revision, is_known_revision, schema_version
 from drd.errors import OperationError, UserError
 
@@ -38,6 +45,13 @@ class Catalog:
         self._readers = sessionmaker(self.engine.execution_options(**{READ_ONLY: True}),
                                      expire_on_commit=False)
         sa.event.listen(self._readers, "before_flush", _refuse_writes)
+        # SQLite has one writer at a time. Threads of this process queue for it here,
+        # without sleeping; left to SQLite's busy handler they would poll with
+        # sleeps of up to 100 ms each, and under concurrent writes (agents' reports, say)
+        # most of the time would go to sleeping. Other processes still meet the busy
+        # handler. Re-entrant: a thread never waits for itself.
+        self._writer = (threading.RLock() if self.engine.dialect.name == "sqlite"
+                        else None)
 
     def __repr__(self) -> str:
         return f"Catalog({display_url(self.url)!r})"
@@ -51,8 +65,22 @@ class Catalog:
         errors (``IntegrityError`` for a duplicate name, say) propagate unchanged after
         the rollback.
         """
-        with self._open(self._sessions) as session:
+        with self._writing(), self._open(self._sessions) as session:
             yield session
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        if self._writer is None:
+            yield
+            return
+        if not self._writer.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+            raise OperationError(
+                f"cannot use the catalog database {display_url(self.url)}: another thread "
+                f"of this process kept it locked for {SQLITE_BUSY_TIMEOUT_MS // 1000} s")
+        try:
+            yield
+        finally:
+            self._writer.release()
 
     @contextmanager
     def read_session(self) -> Iterator[Session]:
@@ -128,3 +156,4 @@ class Catalog:
 def _refuse_writes(session: Session, flush_context, instances) -> None:
     if session.new or session.dirty or session.deleted:
         raise OperationError("a read-only catalog session cannot write: use catalog.session()")
+

@@ -276,15 +276,29 @@ def sync_jobs(session: Session, now: dt.datetime) -> SyncResult:
     return result
 
 
+_ACTIVE_JOB = sa.select(Job).where(Job.kind == sa.bindparam("kind"),
+                                   Job.system_id == sa.bindparam("system_id"),
+                                   Job.active.is_(True))
+_ACTIVE_JOBS = {  # built once: every snapshot report asks
+    False: _ACTIVE_JOB.where(Job.store_id.is_(None)),
+    True: _ACTIVE_JOB.where(Job.store_id == sa.bindparam("store_id")),
+}
+
+
+def active_job(session: Session, kind: str, system_id: int,
+               store_id: int | None = None) -> Job | None:
+    """The active job of ``kind`` for a system (and store), if there is one."""
+    params = {"kind": kind, "system_id": system_id}
+    if store_id is not None:
+        params["store_id"] = store_id
+    return session.scalar(_ACTIVE_JOBS[store_id is not None], params)
+
+
 def ensure_job(session: Session, kind: str, system_id: int, now: dt.datetime,
                store_id: int | None = None) -> Job | None:
     """The active job of ``kind`` for a system (and store), created from its policy if the
     daemon has not synced it yet; None when the system's policy implies no such job."""
-    query = sa.select(Job).where(Job.kind == kind, Job.system_id == system_id,
-                                 Job.active.is_(True))
-    query = query.where(Job.store_id.is_(None) if store_id is None
-                        else Job.store_id == store_id)
-    job = session.scalar(query)
+    job = active_job(session, kind, system_id, store_id)
     if job is not None:
         return job
     specs = [spec for spec in derive_jobs(policed_systems(session, [system_id]))

@@ -35,7 +35,7 @@ from drd.catalog import Catalog
 from drd.catalog.models import Daemon, Job, JobRun, System, WorkItem
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
-from drd.daemon.jobs import ensure_job
+from drd.daemon.jobs import active_job, ensure_job
 from drd.secrets import mask
 from drd.services.alerts import raise_alert, resolve_alert
 
@@ -86,6 +86,9 @@ def one_line_error(error: BaseException | str, secrets: Iterable[Any] = ()) -> s
 # -- queueing -----------------------------------------------------------------------------
 
 
+_PENDING = sa.select(WorkItem.id).where(WorkItem.pending_key == sa.bindparam("key"))
+
+
 def enqueue(session: Session, job: Job, reason: str, scheduled_for: dt.datetime | None = None,
             not_before: dt.datetime | None = None, params: dict[str, Any] | None = None,
             now: dt.datetime | None = None) -> WorkItem | None:
@@ -97,7 +100,7 @@ def enqueue(session: Session, job: Job, reason: str, scheduled_for: dt.datetime 
     """
     now = now or utcnow()
     key = pending_key(job.id)
-    if session.scalar(sa.select(WorkItem.id).where(WorkItem.pending_key == key)) is not None:
+    if session.scalar(_PENDING, {"key": key}) is not None:
         return None
     item = WorkItem(job_id=job.id, kind=job.kind, system_id=job.system_id,
                     store_id=job.store_id, params=dict(params or {}), pending_key=key,
@@ -123,11 +126,14 @@ def request(session: Session, kind: str, system_id: int, reason: str,
     concurrent request: that one wins.
     """
     now = now or utcnow()
-    try:
-        with session.begin_nested():
+    # the job exists but for a system's first request: no savepoint for the common case
+    job = active_job(session, kind, system_id, store_id)
+    if job is None:
+        try:
+            with session.begin_nested():
+                job = ensure_job(session, kind, system_id, now, store_id=store_id)
+        except sa.exc.IntegrityError:
             job = ensure_job(session, kind, system_id, now, store_id=store_id)
-    except sa.exc.IntegrityError:
-        job = ensure_job(session, kind, system_id, now, store_id=store_id)
     if job is None:
         return None
     return enqueue(session, job, reason, now=now)

@@ -26,6 +26,7 @@ from drd.services import stores as store_service
 from drd.services.enrollment_token import token_state
 from drd.services.protocol import Assignment, HeartbeatRequest, HeartbeatResponse, StoreAccess
 from drd.services.refusals import Conflict, NotAllowed, NotAuthenticated
+from drd.services.tokens import TOKEN_BY_HASH
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,11 @@ class AgentIdentity:
         return f"agent:{self.system}"
 
 
+_AGENT_SYSTEM = (sa.select(System.id, System.name, System.status, Department.name)
+                 .join(Department, System.department_id == Department.id)
+                 .where(System.name == sa.bindparam("name", type_=sa.String())))
+
+
 def authenticate_agent(catalog: Catalog, credential: str | None,
                        now: dt.datetime | None = None) -> AgentIdentity:
     """Resolve an agent's bearer token to its system.
@@ -56,8 +62,7 @@ def authenticate_agent(catalog: Catalog, credential: str | None,
                                "with the token that enrollment returned")
     now = now or utcnow()
     with catalog.read_session() as session:
-        token = session.scalar(sa.select(Token).where(
-            Token.token_hash == Token.hash_token(credential.strip())))
+        token = session.scalar(TOKEN_BY_HASH, {"token_hash": Token.hash_token(credential.strip())})
         if token is None:
             raise NotAuthenticated("unknown agent token: this centre did not issue it "
                                    "(was the agent enrolled with another centre?)")
@@ -69,11 +74,7 @@ def authenticate_agent(catalog: Catalog, credential: str | None,
         if token.role != "agent" or len(token.systems) != 1:
             hint = " (enroll first: drd-agent enroll)" if token.role == "enrollment" else ""
             raise NotAllowed(f"a token of role {token.role!r} cannot call the agent API{hint}")
-        row = session.execute(
-            sa.select(System.id, System.name, System.status, Department.name)
-            .join(Department, System.department_id == Department.id)
-            .where(System.name == token.systems[0])
-        ).one_or_none()
+        row = session.execute(_AGENT_SYSTEM, {"name": token.systems[0]}).one_or_none()
         if row is None or row.status != "enrolled":
             status = "removed" if row is None else row.status
             raise NotAllowed(f"system {token.systems[0]!r} is not enrolled ({status})")

@@ -63,6 +63,12 @@ def copy_state(complete: bool) -> str:
     return "present" if complete else "missing"
 
 
+_STORE_IDS = (sa.select(StoreRow.name, StoreRow.id)
+              .where(StoreRow.name.in_(sa.bindparam("names", expanding=True))))
+_INSERT_SNAPSHOT = sa.insert(Snapshot.__table__).returning(Snapshot.__table__.c.id)
+_INSERT_COPY = sa.insert(SnapshotCopy.__table__)
+
+
 def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport,
                   now: dt.datetime | None = None) -> SnapshotAccepted:
     """Record a snapshot report of ``agent``'s system with one copy row per store, and
@@ -77,38 +83,39 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
     if report.time > now + MAX_CLOCK_SKEW:
         raise BadRequest(f"time: {report.time.isoformat()} is in the future by the centre's "
                          "clock: check the agent's clock")
+    names = sorted(report.stores)
     try:
         with catalog.session() as session:
-            duplicate = _recorded(session, agent, report)
-            if duplicate is not None:
-                return duplicate
-            names = sorted(report.stores)
-            stores = {row.name: row for row in session.scalars(
-                sa.select(StoreRow).where(StoreRow.name.in_(names)))}
+            # no look for an earlier delivery first: the unique report id and (system,
+            # snapshot id) refuse a second one, and that rare case is sorted out below
+            stores = dict(session.execute(_STORE_IDS, {"names": names}).all())
             unknown = [name for name in names if name not in stores]
             if unknown:
+                # a store removed since an earlier delivery does not undo that one
+                duplicate = _recorded(session, agent, report)
+                if duplicate is not None:
+                    return duplicate
                 raise BadRequest(f"stores: unknown to the centre: {', '.join(unknown)}")
-            snapshot = Snapshot(
-                restic_id=report.snapshot_id, report_id=report.report_id,
-                system_id=agent.system_id, time=report.time, hostname=report.hostname,
-                paths=list(report.paths), tags=list(report.tags), tree=report.tree,
-                size_bytes=report.bytes, file_count=report.files,
-                duration_seconds=report.duration_seconds, partial=report.partial,
-                manifest_sha256=report.manifest_sha256, reported_at=now,
-            )
-            snapshot.copies = [
-                SnapshotCopy(store=stores[name], state=copy_state(copy.complete),
-                             missing_objects=copy.missing_objects,
-                             missing=list(copy.missing[:MAX_MISSING_KEPT]))
-                for name, copy in sorted(report.stores.items())
-            ]
-            session.add(snapshot)
-            session.flush()
+            # Core inserts: the ORM's unit of work would cost more than the database
+            connection = session.connection()
+            snapshot_id = connection.execute(_INSERT_SNAPSHOT, {
+                "restic_id": report.snapshot_id, "report_id": report.report_id,
+                "system_id": agent.system_id, "time": report.time,
+                "hostname": report.hostname, "paths": list(report.paths),
+                "tags": list(report.tags), "tree": report.tree, "size_bytes": report.bytes,
+                "file_count": report.files, "duration_seconds": report.duration_seconds,
+                "partial": report.partial, "manifest_sha256": report.manifest_sha256,
+                "reported_at": now}).scalar_one()
+            connection.execute(_INSERT_COPY, [
+                {"snapshot_id": snapshot_id, "store_id": stores[name],
+                 "state": copy_state(copy.complete), "missing_objects": copy.missing_objects,
+                 "missing": list(copy.missing[:MAX_MISSING_KEPT])}
+                for name, copy in sorted(report.stores.items())])
             # replication starts right after each snapshot (committed with it)
             work_queue.request(session, "replicate", agent.system_id, "snapshot", now=now)
     except sa.exc.IntegrityError:
-        # a concurrent delivery of the same report (or snapshot) committed first
-        with catalog.session() as session:
+        # delivered before (or a concurrent delivery of the same report committed first)
+        with catalog.read_session() as session:
             duplicate = _recorded(session, agent, report)
         if duplicate is None:
             raise

@@ -37,6 +37,7 @@ from drd.catalog.models import (
 )
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import UTCDateTime, utcnow
+from drd.services.scope import Scope, statement
 from drd.verification.select import DEFAULT_PERIOD, Coverage, CoverageCounts, coverage_from_counts
 from policies import format_duration, parse_duration
 
@@ -202,11 +203,13 @@ def rules_of(name: str | None, document: dict[str, Any] | None) -> PolicyRules:
                                             or DEFAULT_PERIOD))
 
 
+_POLICIES = sa.select(Policy.id, Policy.name, Policy.document)
+
+
 def policy_rules(session: Session) -> dict[int | None, PolicyRules]:
     """Every policy's rules by policy id; ``None`` (no policy) has the defaults."""
     rules: dict[int | None, PolicyRules] = {None: PolicyRules()}
-    for policy_id, name, document in session.execute(
-            sa.select(Policy.id, Policy.name, Policy.document)):
+    for policy_id, name, document in session.execute(_POLICIES):
         rules[policy_id] = rules_of(name, document)
     return rules
 
@@ -222,6 +225,22 @@ def per_policy(rules: dict[int | None, PolicyRules], value, type_: Any = None) -
              if policy_id is not None}
     default = literal(rules.get(None, PolicyRules()))
     return sa.case(whens, value=System.policy_id, else_=default) if whens else default
+
+
+def per_policy_parameter(rules: dict[int | None, PolicyRules], name: str, value,
+                         type_: Any) -> tuple[Any, dict[str, Any]]:
+    """As :func:`per_policy`, with each policy's value in a bound parameter: the
+    expression (the same for the same policy ids, so a statement holding it can be kept)
+    and the parameters for this call."""
+    params = {f"{name}_default": value(rules.get(None, PolicyRules()))}
+    whens = {}
+    for policy_id, policy in rules.items():
+        if policy_id is not None:
+            whens[policy_id] = sa.bindparam(f"{name}_{policy_id}", type_=type_)
+            params[f"{name}_{policy_id}"] = value(policy)
+    default = sa.bindparam(f"{name}_default", type_=type_)
+    expression = sa.case(whens, value=System.policy_id, else_=default) if whens else default
+    return expression, params
 
 
 def _good_snapshot(min_copies: Any):
@@ -240,21 +259,26 @@ def _good_snapshot(min_copies: Any):
 
 
 def newest_good_snapshots(session: Session, rules: dict[int | None, PolicyRules],
-                          where: Any = None) -> dict[int, tuple[int, str, dt.datetime]]:
-    """Per system id (of the systems matching ``where``, a condition on ``System``; all
-    without one): its newest good snapshot as ``(snapshot row id, restic id, time)``;
-    systems without one are left out.
+                          where: Scope | Any = None) -> dict[int, tuple[int, str, dt.datetime]]:
+    """Per system id (of the systems matching ``where``, a :class:`Scope` or a condition
+    on ``System``; all without one): its newest good snapshot as ``(snapshot row id,
+    restic id, time)``; systems without one are left out.
 
     One query: per system, an index walk on ``(system_id, time)`` from the newest
     snapshot that stops at the first good one, its policy's ``min_copies`` picked by a
     ``CASE`` on the system's policy.
     """
-    good = _good_snapshot(per_policy(rules, lambda policy: policy.min_copies))
-    query = (sa.select(System.id, Snapshot.id, Snapshot.restic_id, Snapshot.time)
-             .join(Snapshot, Snapshot.id == good))
-    if where is not None:
-        query = query.where(where)
-    return {row[0]: (row[1], row[2], row[3]) for row in session.execute(query)}
+    scope = Scope.of(where)
+    copies = tuple((policy_id, policy.min_copies) for policy_id, policy in rules.items())
+
+    def build(condition: Any) -> Any:
+        good = _good_snapshot(per_policy(rules, lambda policy: policy.min_copies))
+        return (sa.select(System.id, Snapshot.id, Snapshot.restic_id, Snapshot.time)
+                .join(Snapshot, Snapshot.id == good).where(condition))
+
+    query = statement(("newest_good_snapshots", copies), scope, build)
+    return {row[0]: (row[1], row[2], row[3])
+            for row in session.execute(query, dict(scope.params))}
 
 
 def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[SystemStatus]:
@@ -288,29 +312,37 @@ def system_statuses(catalog: Catalog, now: dt.datetime | None = None) -> list[Sy
 
 
 def ledger_coverage(session: Session, rules: dict[int | None, PolicyRules], now: dt.datetime,
-                    where: Any = None) -> dict[tuple[int, int], CoverageCounts]:
+                    where: Scope | Any = None) -> dict[tuple[int, int], CoverageCounts]:
     """The verification ledger summed up by the database per ``(system id, store id)``,
-    for the systems matching ``where`` (a condition on ``System``), tombstoned keys left
-    out: what :func:`drd.verification.select.coverage` counts, without loading a row.
-    One query; each system's verification period is picked by a ``CASE`` on its
-    policy."""
-    tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
-                                   Tombstone.key == StoreObject.key)
+    for the systems matching ``where`` (a :class:`Scope` or a condition on ``System``),
+    tombstoned keys left out: what :func:`drd.verification.select.coverage` counts,
+    without loading a row. One query; each system's verification period is picked by a
+    ``CASE`` on its policy."""
+    scope = Scope.of(where)
+    since, params = per_policy_parameter(
+        rules, "verified_since", lambda policy: now - policy.verification_period,
+        UTCDateTime())
+
+    def build(condition: Any) -> Any:
+        tombstoned = sa.exists().where(Tombstone.system_id == StoreObject.system_id,
+                                       Tombstone.key == StoreObject.key)
+        covered = sa.and_(StoreObject.state == "present",
+                          StoreObject.verified_at.is_not(None),
+                          StoreObject.verified_at >= since)
+        return (sa.select(
+            StoreObject.system_id, StoreObject.store_id, sa.func.count(),
+            sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
+            sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
+            sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
+                        type_=UTCDateTime()))
+            .join(System, System.id == StoreObject.system_id)
+            .where(~tombstoned, condition)
+            .group_by(StoreObject.system_id, StoreObject.store_id))
+
+    query = statement(("ledger_coverage", tuple(rules)), scope, build)
     result: dict[tuple[int, int], CoverageCounts] = {}
-    since = per_policy(rules, lambda policy: now - policy.verification_period, UTCDateTime())
-    covered = sa.and_(StoreObject.state == "present", StoreObject.verified_at.is_not(None),
-                      StoreObject.verified_at >= since)
-    query = (sa.select(
-        StoreObject.system_id, StoreObject.store_id, sa.func.count(),
-        sa.func.coalesce(sa.func.sum(StoreObject.size), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((covered, 1), else_=0)), 0),
-        sa.func.coalesce(sa.func.sum(sa.case((covered, StoreObject.size), else_=0)), 0),
-        sa.func.min(sa.func.coalesce(StoreObject.verified_at, StoreObject.first_seen_at),
-                    type_=UTCDateTime()))
-        .join(System, System.id == StoreObject.system_id)
-        .where(~tombstoned, sa.true() if where is None else where)
-        .group_by(StoreObject.system_id, StoreObject.store_id))
-    for row in session.execute(query):
+    for row in session.execute(query, params | dict(scope.params)):
         result[(row[0], row[1])] = CoverageCounts(
             objects=int(row[2]), bytes=int(row[3]), objects_verified=int(row[4]),
             bytes_verified=int(row[5]), oldest_anchor=row[6])

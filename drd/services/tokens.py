@@ -220,6 +220,11 @@ def revoke_token(catalog: Catalog, name: str, *, actor: str = "cli",
         return _view(token, now)
 
 
+# built once: every API request looks its token up
+TOKEN_BY_HASH = sa.select(Token).where(Token.token_hash == sa.bindparam("token_hash",
+                                                                       type_=sa.String()))
+
+
 def authenticate(catalog: Catalog, credential: str | None,
                  now: dt.datetime | None = None) -> Principal:
     """Resolve a bearer token to its :class:`Principal`.
@@ -232,8 +237,7 @@ def authenticate(catalog: Catalog, credential: str | None,
                                "token create)")
     now = now or utcnow()
     with catalog.read_session() as session:
-        token = session.scalar(sa.select(Token).where(
-            Token.token_hash == Token.hash_token(credential.strip())))
+        token = session.scalar(TOKEN_BY_HASH, {"token_hash": Token.hash_token(credential.strip())})
         if token is None or token.role == "enrollment":
             raise NotAuthenticated("unknown token: this centre did not issue it")
         state = token_state(expires_at=token.expires_at, used_at=None,

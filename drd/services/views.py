@@ -52,6 +52,7 @@ from drd.services import status as status_rules
 from drd.services.agents import request_backup
 from drd.services.paging import DEFAULT_LIMIT, Page, decode_cursor, page_of
 from drd.services.refusals import Conflict, NotAllowed, NotFound
+from drd.services.scope import Scope, statement
 from drd.services.status import PolicyRules
 from drd.services.tokens import Principal
 from drd.verification.select import Coverage, coverage_from_counts
@@ -235,14 +236,17 @@ def refuse_unless_reads_everything(principal: Principal, what: str) -> None:
                          f"{principal.role}")
 
 
+_SYSTEM_BY_NAME = (sa.select(System, Department.name)
+                   .join(Department, Department.id == System.department_id)
+                   .where(System.name == sa.bindparam("name", type_=sa.String())))
+
+
 def find_system(session: Session, principal: Principal, name: str) -> tuple[System, str]:
     """The system named ``name`` and its department's name, if ``principal`` may see it.
 
     Raises :class:`NotFound` (for callers that read everything) or :class:`NotAllowed`.
     """
-    row = session.execute(sa.select(System, Department.name)
-                          .join(Department, Department.id == System.department_id)
-                          .where(System.name == name)).first()
+    row = session.execute(_SYSTEM_BY_NAME, {"name": name}).first()
     if row is None and principal.reads_everything:
         raise NotFound(f"no system named {name!r} (GET /v1/systems lists them)")
     if row is None or not principal.may_read(row[1], name):
@@ -253,8 +257,8 @@ def find_system(session: Session, principal: Principal, name: str) -> tuple[Syst
 # -- systems --------------------------------------------------------------------------------
 
 
-def page_condition(rows: Sequence, *, every_system: bool) -> Any:
-    """A condition on ``System`` naming the systems of a page (rows by name).
+def page_scope(rows: Sequence, *, every_system: bool) -> Scope:
+    """The :class:`Scope` of the systems of a page (rows by name).
 
     For a list of ``every_system`` (no scope, no department filter) the page is a range
     of names, cheaper to send and to plan than a list of ids (a system created since in
@@ -262,16 +266,16 @@ def page_condition(rows: Sequence, *, every_system: bool) -> Any:
     rows). A filtered list's page may be spread over the whole range: its ids, then.
     """
     if not rows:
-        return sa.false()
+        return Scope.ids([])
     if every_system:
-        return sa.and_(System.name >= rows[0].name, System.name <= rows[-1].name)
-    return System.id.in_([row.id for row in rows])
+        return Scope.names_between(rows[0].name, rows[-1].name)
+    return Scope.ids([row.id for row in rows])
 
 
 def _summaries(session: Session, rules: dict[int | None, PolicyRules], systems: Sequence,
-               now: dt.datetime, page: Any) -> list[SystemSummary]:
+               now: dt.datetime, page: Scope) -> list[SystemSummary]:
     """:class:`SystemSummary` of ``systems`` (rows of :func:`_system_rows`; ``page`` is
-    their :func:`page_condition`)."""
+    their :func:`page_scope`)."""
     newest = status_rules.newest_good_snapshots(session, rules, page) if systems else {}
     result = []
     for row in systems:
@@ -291,16 +295,24 @@ def _summaries(session: Session, rules: dict[int | None, PolicyRules], systems: 
     return result
 
 
+_SYSTEM_COLUMNS = (System.id, System.name, Department.name.label("department"),
+                   System.policy_id, System.status, System.hostname, System.enrolled_at,
+                   System.last_seen_at, System.backup_requested_at)
+
+
 def _system_rows(session: Session, where: Any, limit: int, cursor: str | None):
-    query = (sa.select(System.id, System.name, Department.name.label("department"),
-                       System.policy_id, System.status, System.hostname, System.enrolled_at,
-                       System.last_seen_at, System.backup_requested_at)
+    query = (sa.select(*_SYSTEM_COLUMNS)
              .join(Department, Department.id == System.department_id)
              .where(where).order_by(System.name).limit(limit + 1))
     if cursor is not None:
         (after,) = decode_cursor(cursor, (str,))
         query = query.where(System.name > after)
     return page_of(session.execute(query).all(), limit, lambda row: (row.name,))
+
+
+_ONE_SYSTEM_ROW = (sa.select(*_SYSTEM_COLUMNS)
+                   .join(Department, Department.id == System.department_id)
+                   .where(System.id == sa.bindparam("system_id", type_=sa.Integer())))
 
 
 def list_systems(catalog: Catalog, principal: Principal, *, departments: Sequence[str] = (),
@@ -314,23 +326,35 @@ def list_systems(catalog: Catalog, principal: Principal, *, departments: Sequenc
     with catalog.read_session() as session:
         rows, following = _system_rows(session, where, limit, cursor)
         items = _summaries(session, status_rules.policy_rules(session), rows, now,
-                           page_condition(rows, every_system=principal.reads_everything
-                                          and not departments))
+                           page_scope(rows, every_system=principal.reads_everything
+                                      and not departments))
     return Page[SystemSummary](items=items, next=following)
 
 
-def _newest_copies(session: Session, page: Any) -> dict[int, dict[int, str]]:
+def _newest_copies(session: Session, page: Scope) -> dict[int, dict[int, str]]:
     """Per system of ``page`` and store: the state of its newest kept snapshot's copy (an
     index walk per system to its newest snapshot, then that snapshot's copies)."""
-    newest = (sa.select(Snapshot.id).where(Snapshot.system_id == System.id,
-                                           Snapshot.status == "active")
-              .order_by(Snapshot.time.desc()).limit(1).correlate(System).scalar_subquery())
+    def build(condition: Any) -> Any:
+        newest = (sa.select(Snapshot.id).where(Snapshot.system_id == System.id,
+                                               Snapshot.status == "active")
+                  .order_by(Snapshot.time.desc()).limit(1).correlate(System)
+                  .scalar_subquery())
+        return (sa.select(System.id, SnapshotCopy.store_id, SnapshotCopy.state)
+                .join(SnapshotCopy, SnapshotCopy.snapshot_id == newest).where(condition))
+
     states: dict[int, dict[int, str]] = {}
     for system_id, store_id, state in session.execute(
-            sa.select(System.id, SnapshotCopy.store_id, SnapshotCopy.state)
-            .join(SnapshotCopy, SnapshotCopy.snapshot_id == newest).where(page)):
+            statement("newest_copies", page, build), dict(page.params)):
         states.setdefault(system_id, {})[store_id] = state
     return states
+
+
+_COPY_COUNTS = (
+    sa.select(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state, sa.func.count())
+    .join(Snapshot, Snapshot.id == SnapshotCopy.snapshot_id)
+    .where(Snapshot.system_id.in_(sa.bindparam("ids", expanding=True, type_=sa.Integer())),
+           SnapshotCopy.state.in_(COPY_STATES))
+    .group_by(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state))
 
 
 def _copies(session: Session, ids: list[int]) -> dict[int, dict[int, dict[str, int]]]:
@@ -338,38 +362,44 @@ def _copies(session: Session, ids: list[int]) -> dict[int, dict[int, dict[str, i
     it forgets ``forgotten``, a state not counted, so the snapshots' own status need not be
     read (the ``(system_id, time)`` index alone leads to the copies)."""
     counts: dict[int, dict[int, dict[str, int]]] = {}
-    for system_id, store_id, state, count in session.execute(
-            sa.select(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state,
-                      sa.func.count())
-            .join(Snapshot, Snapshot.id == SnapshotCopy.snapshot_id)
-            .where(Snapshot.system_id.in_(ids), SnapshotCopy.state.in_(COPY_STATES))
-            .group_by(Snapshot.system_id, SnapshotCopy.store_id, SnapshotCopy.state)):
+    for system_id, store_id, state, count in session.execute(_COPY_COUNTS, {"ids": ids}):
         counts.setdefault(system_id, {}).setdefault(store_id, {})[state] = count
     return counts
 
 
-def _last_drills(session: Session, page: Any, rules: dict[int | None, PolicyRules]
+def _drills(where: Any) -> Any:
+    return (sa.select(Drill, System.name, System.policy_id, Department.name, StoreRow.name)
+            .join(System, System.id == Drill.system_id)
+            .join(Department, Department.id == System.department_id)
+            .join(StoreRow, StoreRow.id == Drill.store_id)
+            .where(where).order_by(Drill.id.desc()))
+
+
+def _last_drills(session: Session, page: Scope, rules: dict[int | None, PolicyRules]
                  ) -> dict[int, DrillSummary]:
     """Per system of ``page``: its newest finished drill."""
-    newest = (sa.select(Drill.id).where(Drill.system_id == System.id,
-                                        Drill.passed.is_not(None))
-              .order_by(Drill.started_at.desc()).limit(1)
-              .correlate(System).scalar_subquery())
-    return {system_id: drill for system_id, drill in drill_summaries(
-        session, Drill.id.in_(sa.select(newest).where(page)), rules)}
+    def build(condition: Any) -> Any:
+        newest = (sa.select(Drill.id).where(Drill.system_id == System.id,
+                                            Drill.passed.is_not(None))
+                  .order_by(Drill.started_at.desc()).limit(1)
+                  .correlate(System).scalar_subquery())
+        return _drills(Drill.id.in_(sa.select(newest).where(condition)))
+
+    rows = session.execute(statement("last_drills", page, build), dict(page.params)).all()
+    return {system_id: drill for system_id, drill in _drill_summaries(rows, rules)}
 
 
 def drill_summaries(session: Session, where: Any, rules: dict[int | None, PolicyRules],
                     limit: int | None = None) -> list[tuple[int, DrillSummary]]:
     """The drills matching ``where`` (a condition on ``Drill``), newest (highest id) first,
     each with its system's id."""
-    query = (
-        sa.select(Drill, System.name, System.policy_id, Department.name, StoreRow.name)
-        .join(System, System.id == Drill.system_id)
-        .join(Department, Department.id == System.department_id)
-        .join(StoreRow, StoreRow.id == Drill.store_id)
-        .where(where).order_by(Drill.id.desc()))
+    query = _drills(where)
     rows = session.execute(query if limit is None else query.limit(limit)).all()
+    return _drill_summaries(rows, rules)
+
+
+def _drill_summaries(rows: Sequence, rules: dict[int | None, PolicyRules]
+                     ) -> list[tuple[int, DrillSummary]]:
     result = []
     for drill, system, policy_id, department, store in rows:
         policy = rules.get(policy_id, PolicyRules())
@@ -384,36 +414,27 @@ def drill_summaries(session: Session, where: Any, rules: dict[int | None, Policy
     return result
 
 
-def _overviews(session: Session, rows: Sequence, now: dt.datetime, page: Any, *,
+def _overviews(session: Session, rows: Sequence, now: dt.datetime, page: Scope, *,
                count_copies: bool = False) -> list[SystemOverview]:
     """:class:`SystemOverview` of ``rows`` (of :func:`_system_rows`; ``page`` is their
-    :func:`page_condition`). ``count_copies`` counts every kept snapshot's copies per
+    :func:`page_scope`). ``count_copies`` counts every kept snapshot's copies per
     store and state: a walk over all of the systems' snapshots, for one system's page
     rather than for lists."""
     if not rows:
         return []
     rules = status_rules.policy_rules(session)
     summaries = _summaries(session, rules, rows, now, page)
-    in_page = sa.select(System.id).where(page)
-    stores = dict(session.execute(sa.select(StoreRow.id, StoreRow.name)).all())
+    params = dict(page.params)
+    stores = dict(session.execute(_STORE_NAMES).all())
     newest = _newest_copies(session, page)
     copies = _copies(session, [row.id for row in rows]) if count_copies else {}
-    replicas: dict[int, dict[int, Replica]] = {}
-    for replica in session.scalars(sa.select(Replica).where(Replica.system_id.in_(in_page))):
+    replicas: dict[int, dict[int, Any]] = {}
+    for replica in session.execute(statement("replicas", page, _replicas), params):
         replicas.setdefault(replica.system_id, {})[replica.store_id] = replica
     coverage = status_rules.ledger_coverage(session, rules, now, page)
     drills = _last_drills(session, page, rules)
-    alerts = dict(session.execute(
-        sa.select(Alert.system_id, sa.func.count())
-        .where(Alert.system_id.in_(in_page), Alert.resolved_at.is_(None))
-        .group_by(Alert.system_id)).all())
-    # a count per system, correlated, so that both databases walk the (system_id, time)
-    # index system by system rather than join every snapshot
-    kept = dict(session.execute(sa.select(System.id, sa.select(sa.func.count())
-                                          .where(Snapshot.system_id == System.id,
-                                                 Snapshot.status == "active")
-                                          .correlate(System).scalar_subquery())
-                                .where(page)).all())
+    alerts = dict(session.execute(statement("open_alerts", page, _open_alerts), params).all())
+    kept = dict(session.execute(statement("kept", page, _kept_snapshots), params).all())
     result = []
     for row, summary in zip(rows, summaries, strict=True):
         store_ids = (set(copies.get(row.id, {})) | set(newest.get(row.id, {}))
@@ -442,6 +463,30 @@ def _overviews(session: Session, rows: Sequence, now: dt.datetime, page: Any, *,
     return result
 
 
+_STORE_NAMES = sa.select(StoreRow.id, StoreRow.name)
+
+
+def _replicas(condition: Any) -> Any:
+    return (sa.select(Replica.system_id, Replica.store_id, Replica.watermark_at,
+                      Replica.lag_objects, Replica.lag_bytes)
+            .where(Replica.system_id.in_(sa.select(System.id).where(condition))))
+
+
+def _open_alerts(condition: Any) -> Any:
+    return (sa.select(Alert.system_id, sa.func.count())
+            .where(Alert.system_id.in_(sa.select(System.id).where(condition)),
+                   Alert.resolved_at.is_(None))
+            .group_by(Alert.system_id))
+
+
+def _kept_snapshots(condition: Any) -> Any:
+    # a count per system, correlated, so that both databases walk the (system_id, time)
+    # index system by system rather than join every snapshot
+    return sa.select(System.id, sa.select(sa.func.count())
+                     .where(Snapshot.system_id == System.id, Snapshot.status == "active")
+                     .correlate(System).scalar_subquery()).where(condition)
+
+
 def system_overviews(catalog: Catalog, principal: Principal, *,
                      departments: Sequence[str] = (), limit: int = DEFAULT_LIMIT,
                      cursor: str | None = None, now: dt.datetime) -> Page[SystemOverview]:
@@ -452,7 +497,7 @@ def system_overviews(catalog: Catalog, principal: Principal, *,
     where = visible_systems(principal, departments)
     with catalog.read_session() as session:
         rows, following = _system_rows(session, where, limit, cursor)
-        items = _overviews(session, rows, now, page_condition(
+        items = _overviews(session, rows, now, page_scope(
             rows, every_system=principal.reads_everything and not departments))
     return Page[SystemOverview](items=items, next=following)
 
@@ -465,9 +510,8 @@ def system_overview(catalog: Catalog, principal: Principal, name: str, *,
     """
     with catalog.read_session() as session:
         system, _ = find_system(session, principal, name)
-        rows, _ = _system_rows(session, System.id == system.id, 1, None)
-        (overview,) = _overviews(session, rows, now, System.id == system.id,
-                                 count_copies=True)
+        rows = session.execute(_ONE_SYSTEM_ROW, {"system_id": system.id}).all()
+        (overview,) = _overviews(session, rows, now, Scope.one(system.id), count_copies=True)
     return overview
 
 
