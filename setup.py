@@ -19,6 +19,8 @@ RUNTIME = [
     "Jinja2>=3.1",
     "PyYAML>=6.0",
     "pydantic>=2.6",
+    # the agent's client of the centre's API (agents/client.py)
+    "httpx>=0.27",
 ]
 
 TEST = [

@@ -52,3 +52,66 @@ def test_the_wheel_declares_both_commands_and_bounded_dependencies(
         assert ">=" in requirement, f"no lower bound: {requirement}"
     extras = {r.split("extra ==")[1].strip(" '\"") for r in requires if "extra ==" in r}
     assert extras >= {"test", "dev"}
+
+
+def _imported_top_level_modules(package_dirs: list[Path]) -> set[str]:
+    """Every top-level module imported anywhere in the given packages' sources."""
+    import ast
+
+    names: set[str] = set()
+    for directory in package_dirs:
+        for source in directory.rglob("*.py"):
+            for node in ast.walk(ast.parse(source.read_text(), str(source))):
+                if isinstance(node, ast.Import):
+                    names.update(alias.name.split(".")[0] for alias in node.names)
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names.add(node.module.split(".")[0])
+    return names
+
+
+def _name(requirement: str) -> str:
+    requirement = requirement.strip()
+    for separator in ("[", ";", " ", ">", "<", "=", "!", "~"):
+        requirement = requirement.split(separator)[0]
+    return requirement.strip().lower().replace("_", "-")
+
+
+def _with_their_dependencies(names: set[str]) -> set[str]:
+    """``names`` and every distribution they need when installed without extras."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    closure, todo = set(), list(names)
+    while todo:
+        name = todo.pop()
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            needed = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        todo.extend(_name(r) for r in needed if "extra ==" not in r)
+    return closure
+
+
+def test_every_third_party_import_of_the_installed_code_is_a_runtime_dependency(
+        wheel: zipfile.ZipFile) -> None:
+    """A plain `pip install drd` (no test extras) must import: a module the code imports
+    from a distribution that only the test extras bring in would crash the daemons (the
+    agent's httpx once did)."""
+    from importlib.metadata import packages_distributions
+
+    (metadata,) = [n for n in wheel.namelist() if n.endswith("METADATA")]
+    runtime = _with_their_dependencies({
+        _name(line.split(":", 1)[1]) for line in wheel.read(metadata).decode().splitlines()
+        if line.startswith("Requires-Dist:") and "extra ==" not in line})
+    ours = {"drd", "agents", "policies", "restore_drills"}
+    providers = packages_distributions()
+    imported = _imported_top_level_modules([REPO / name for name in sorted(ours)])
+    missing = {}
+    for module in sorted(imported - ours - set(sys.stdlib_module_names)):
+        distributions = {_name(d) for d in providers.get(module, [])}
+        assert distributions, f"{module}: imported, but no installed distribution provides it"
+        if not distributions & runtime:
+            missing[module] = sorted(distributions)
+    assert not missing, f"imported by drd but not installed with it: {missing}"
