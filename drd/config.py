@@ -63,6 +63,7 @@ class Config:
     workers: int = 2
     replication_parallel: int = 8
     lease_seconds: int = 30
+    catalog_copy_minutes: int = 60
     alerts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -88,7 +89,8 @@ class Config:
 
 
 _TEXT = {"database_url", "restic_binary", "listen", "public_url"}
-_COUNTS = {"workers": (1, 64), "replication_parallel": (1, 256), "lease_seconds": (5, 3600)}
+_COUNTS = {"workers": (1, 64), "replication_parallel": (1, 256), "lease_seconds": (5, 3600),
+           "catalog_copy_minutes": (5, 10080)}
 _KNOWN = _TEXT | set(_COUNTS) | {"alerts"}
 _DESCRIPTIONS = {
     "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
@@ -100,6 +102,8 @@ _DESCRIPTIONS = {
     "replication_parallel": "how many objects replication copies at once (default 8)",
     "lease_seconds": "how long a daemon's claim on a job lasts without a heartbeat; "
                      "another daemon resumes the job after that (default 30)",
+    "catalog_copy_minutes": "how often the leader writes a copy of the catalog into every "
+                            "store, at the latest (default 60; see docs/recovery.md)",
     "alerts": "alert rules and channels (webhook, email): see docs/alerts.md",
 }
 

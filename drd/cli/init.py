@@ -41,6 +41,9 @@ def init_command(state: CliState, database_url: str | None, hostnames: tuple[str
         f"  master key      {result.master_key_source}",
         f"  keys            {result.home}/keys (escrow, signing, CA; private keys encrypted)",
         f"  CA fingerprint  {result.ca_fingerprint}",
-        "Keep a copy of the keys offline: without the escrow key no sealed repository",
-        "password can be recovered. Next: add stores with 'drd store add'.",
+        "Export the recovery kit now and keep it offline, apart from its passphrase:",
+        f"  drd keys export-recovery-kit --home {result.home} -o drd-recovery-kit.json",
+        "Without the escrow key in it no sealed repository password can be recovered;",
+        "with it and any one store, 'drd recover-catalog' rebuilds this centre",
+        "(docs/recovery.md). Next: add stores with 'drd store add'.",
     ])

@@ -68,6 +68,12 @@ def _register() -> None:
     cli.add_command(replicate_command)
     from drd.cli.completion import completion_command
     cli.add_command(completion_command)
+    from drd.cli.catalog import catalog_group
+    from drd.cli.keys import keys_group
+    from drd.cli.recover import recover_command
+    cli.add_command(keys_group)
+    cli.add_command(catalog_group)
+    cli.add_command(recover_command)
 
 
 _register()

@@ -127,6 +127,27 @@ def set_command(state: CliState, name: str, verify_budget: str) -> None:
                f"{'auto' if budget is None else f'{budget} bytes per run'}")
 
 
+@store_group.command("set-keys")
+@home_option
+@click.argument("name")
+@click.option("--access-key-id", metavar="ID", help="S3 access key id "
+              "(default $AWS_ACCESS_KEY_ID).")
+@click.option("--secret-access-key-file", metavar="F", type=click.Path(dir_okay=False),
+              help="File holding the S3 secret key (default $AWS_SECRET_ACCESS_KEY).")
+@click.pass_obj
+def set_keys_command(state: CliState, name: str, access_key_id: str | None,
+                     secret_access_key_file: str | None) -> None:
+    """Re-enter a store's S3 keys (after drd recover-catalog, or a key rotation).
+
+    The store is checked with the new keys first; on failure nothing changes.
+    """
+    from drd.services.store_keys import set_store_keys
+
+    key_id, secret = _keys(access_key_id, secret_access_key_file)
+    result = set_store_keys(state.catalog(), state.master_key(), name, key_id, secret)
+    output.say(f"store {name}: keys checked and kept ({result.location})")
+
+
 @store_group.command("list")
 @home_option
 @json_option

@@ -27,6 +27,7 @@ from drd.catalog import Catalog
 from drd.config import Config
 from drd.daemon import leader as leadership
 from drd.daemon import queue
+from drd.daemon.catalog_copy import CatalogCopier
 from drd.daemon.notify import Notifier, start_notifier
 from drd.daemon.queue import one_line_error
 from drd.daemon.scheduler import SYNC_SECONDS, Scheduler
@@ -64,6 +65,8 @@ class Daemon:
         self.id = leadership.new_daemon_id()
         self.scheduler = Scheduler(catalog, sync_seconds=sync_seconds)
         self.watch = Watch(config, catalog, master_key)  # the leader probes and alerts
+        # the leader keeps a copy of the catalog in every store (docs/recovery.md)
+        self.catalog_copier = CatalogCopier(config, catalog, master_key, keystore)
         self.leadership = leadership.leadership_for(catalog, config.home)
         self.stopping = threading.Event()
         self.running = RunningItems()
@@ -126,11 +129,13 @@ class Daemon:
                 log.warning("cannot record the lead: %s", one_line_error(error))
             self.scheduler.start()
             self.watch.start()
+            self.catalog_copier.start()
         elif not leads and self.is_leader:
             self.is_leader = False
             log.warning("daemon %s lost the lead: no longer scheduling", self.id)
             self.scheduler.stop()
             self.watch.stop()
+            self.catalog_copier.stop()
 
     def stop(self, timeout: float = STOP_TIMEOUT_SECONDS) -> None:
         """Stop cleanly within about ``timeout`` seconds (see the module's docstring)."""
@@ -147,6 +152,7 @@ class Daemon:
         if self.notifier is not None:
             self.notifier.stop(max(deadline - time.monotonic(), 1.0))
         self.watch.stop()
+        self.catalog_copier.stop()
         try:
             if unfinished:
                 released = queue.release(self.catalog, self.id, unfinished)
