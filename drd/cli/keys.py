@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ def recovery_passphrase(*, confirm: bool) -> Secret:
     value = os.environ.get(kit.PASSPHRASE_VARIABLE)
     if value:
         return Secret(value)
-    if not (click.get_text_stream("stdin").isatty()):
+    if not sys.stdin.isatty():
         raise UserError(f"no recovery passphrase: set {kit.PASSPHRASE_VARIABLE} or run this "
                         "on a terminal to type it")
     typed = click.prompt("Recovery passphrase", hide_input=True,
