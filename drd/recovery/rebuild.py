@@ -132,7 +132,7 @@ def recover(request: RecoverRequest,
     cannot be written. Nothing is left behind on failure.
     """
     home = request.home
-    check_home_is_free(home)
+    check_home_is_free(home)  # again: the caller checked before asking for the passphrase
     parent = home.parent
     if not parent.is_dir():
         raise UserError(f"the parent directory of --home {home} does not exist")
@@ -141,10 +141,14 @@ def recover(request: RecoverRequest,
         staging = parent / f".{home.name}.recover-{secrets.token_hex(4)}"
         ensure_private_directory(staging)
         try:
-            result = _build(request, staging, handle, header, say)
-            if home.exists():
-                home.rmdir()  # empty, checked above
-            staging.rename(home)
+            try:
+                result = _build(request, staging, handle, header, say)
+                if home.exists():
+                    home.rmdir()  # empty, checked above
+                staging.rename(home)
+            except OSError as error:
+                raise OperationError(f"cannot write the new home {home}: "
+                                     f"{error.strerror or error}") from None
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -211,6 +215,9 @@ def _build(request: RecoverRequest, staging: Path, handle: BinaryIO, header: Cop
         say(f"loaded {_summary(loaded.counts)}")
     except (DamagedCopy, DamagedDump) as problem:
         raise OperationError(f"the catalog copy cannot be loaded: {problem}") from None
+    except sa.exc.IntegrityError as error:
+        raise OperationError("the catalog copy cannot be loaded: its rows contradict each "
+                             f"other ({' '.join(str(error.orig).split())[:200]})") from None
     finally:
         catalog.dispose()
     if embedded:
