@@ -419,3 +419,20 @@ def test_old_generations_are_pruned(tmp_path):
     near = FilesystemStore("near", tmp_path / "near")
     assert list_copies(near) == sorted(keys, reverse=True)[:5]
     catalog.dispose()
+
+
+def test_recovery_into_a_given_database_then_never_over_a_used_one(tmp_path, file_centre,
+                                                                    database_url):
+    _, kit = file_centre
+    result = json.loads(recover_from(tmp_path, kit, "near", tmp_path / "new",
+                                     env={"DRD_DATABASE_URL": database_url}).stdout)
+    assert result["counts"]["stores"] == 2 and result["stores_needing_keys"] == []
+    config = load_config(tmp_path / "new")
+    assert config.database_url == database_url
+    assert sorted(path.name for path in (tmp_path / "new").iterdir()) == ["drd.yaml", "keys"]
+    with open_catalog(config) as catalog, catalog.read_session() as session:
+        assert sorted(session.scalars(sa.select(Store.name))) == ["away", "near"]
+    taken = recover_from(tmp_path, kit, "away", tmp_path / "again",
+                         env={"DRD_DATABASE_URL": database_url}, check=2)
+    assert "already holds a centre" in taken.stderr
+    assert not (tmp_path / "again").exists()
