@@ -21,6 +21,7 @@ from agents.daemon import (
 )
 from agents.enroll import enroll
 from agents.home import AgentHome, is_enrolled, resolve_agent_home
+from agents.restore import restore_command
 from agents.service import backup_system, fanout_target, list_snapshots, make_restic
 from agents.spool import Spool
 from drd import __version__
@@ -243,6 +244,7 @@ def run_command(home: str | None, heartbeat_seconds: float, misfire_grace_second
 
 
 agent_cli.add_command(completion_command)
+agent_cli.add_command(restore_command)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,7 +30,6 @@ import json
 import logging
 import os
 import shutil
-import stat
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -51,7 +50,9 @@ from drd.errors import DrdError, OperationError
 from drd.restic import Repository, Restic, ResticError, ResticStopped
 from drd.secrets import Secret
 from drd.services.escrow import unseal_password
-from drd.services.repositories import RepositoryStore, open_repositories
+from drd.services.repositories import RepositoryStore
+from drd.services.restore.centre import open_store_repository
+from drd.services.restore.staging import remove_tree
 from restore_drills import records
 from restore_drills.checks import (
     CheckOutcome,
@@ -301,15 +302,11 @@ class _DrillRun:
 
     def _open_repository(self, password: Secret) -> tuple[Repository, RepositoryStore]:
         try:
-            (opened,) = open_repositories(self.catalog, self.master_key, [self.subject.system],
-                                          stores=[self.store.name])
-            target = opened.store(self.store.name)
-            url, env = target.store.restic_location()
+            return open_store_repository(self.catalog, self.master_key, self.subject.system,
+                                         self.store.name, password)
         except (DrdError, ValueError) as error:
             raise _Stopped("restic_verify", f"store {self.store.name} cannot be opened: "
                                             f"{error}") from None
-        return (Repository(url=url, password=password, env=env,
-                           display=f"{self.store.name}/{self.subject.system}"), target)
 
     def _restic(self, sandbox: Path) -> Restic:
         # a cache of its own: every byte of this drill comes from this store, now
@@ -531,21 +528,6 @@ def _manifest_from_store(target: RepositoryStore, restic_id: str) -> tuple[bytes
 
 
 def remove_sandbox(sandbox: Path) -> None:
-    """Remove a drill's sandbox, also where restic restored read-only directories."""
-    def make_writable(function, path, _excinfo):
-        # restic restores directory modes: open the directory to remove what is in it.
-        # Never chmod a symbolic link: os.chmod would follow it out of the sandbox.
-        for name in (os.path.dirname(path), path):
-            if os.path.islink(name):
-                continue
-            try:
-                os.chmod(name, stat.S_IRWXU)
-            except OSError:
-                pass
-        function(path)
-
-    try:
-        shutil.rmtree(sandbox, onerror=make_writable)
-    except OSError as error:
-        log.error("the drill sandbox %s could not be removed: %s", sandbox, error)
-
+    """Remove a drill's sandbox, also where restic restored read-only directories
+    (:func:`drd.services.restore.staging.remove_tree`: never through a symbolic link)."""
+    remove_tree(sandbox)

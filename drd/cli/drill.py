@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import threading
-from pathlib import Path
 
 import click
 
@@ -14,12 +11,12 @@ from drd.cli.context import CliState
 from drd.cli.drill_report import report_command, verify_report_command
 from drd.cli.options import home_option, json_option
 from drd.console import output
+from drd.console.fill import FillWatcher
 from drd.console.progress import ProgressBar, human_bytes
 from drd.crypto.keystore import KeyStore
 from drd.daemon.locks import LOCK_WAIT_SECONDS, systems_locked
 from drd.daemon.runs import ForegroundRun, record_runs
 from drd.errors import EXIT_FAILED
-from drd.restic import ProgressEvent
 from restore_drills.verdict import format_seconds
 
 
@@ -32,45 +29,14 @@ drill_group.add_command(report_command)
 drill_group.add_command(verify_report_command)
 
 
-class _SandboxWatcher:
-    """Restic 0.14 reports no restore progress; this draws a bar from how much the
-    sandbox's file system filled since the restore began (other writers to the same file
-    system skew it: it is a guide, not a measure)."""
-
-    def __init__(self, bar: ProgressBar) -> None:
-        self.bar = bar
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+class _SandboxWatcher(FillWatcher):
+    """A :class:`~drd.console.fill.FillWatcher` driven by the drill's phases: it watches
+    the sandbox during the ``restore`` phase."""
 
     def __call__(self, progress) -> None:
         self.stop()
         if progress.phase == "restore" and progress.sandbox is not None:
-            self._stop = threading.Event()
-            self._thread = threading.Thread(
-                target=self._watch, args=(progress.sandbox, progress.expected_bytes),
-                daemon=True)
-            self._thread.start()
-
-    def _watch(self, sandbox: Path, expected: int) -> None:
-        try:
-            start = shutil.disk_usage(sandbox).used
-        except OSError:
-            return
-        while not self._stop.wait(0.5):
-            try:
-                written = max(0, shutil.disk_usage(sandbox).used - start)
-            except OSError:
-                return
-            done = min(written, expected)
-            self.bar(ProgressEvent(percent_done=min(done / expected, 0.99) if expected else 0,
-                                   bytes_done=done, total_bytes=expected))
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-            self.bar.finish()
+            self.start(progress.sandbox, progress.expected_bytes)
 
 
 @drill_group.command("run")

@@ -66,6 +66,8 @@ def _register() -> None:
     cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command
     cli.add_command(replicate_command)
+    from drd.cli.restore import restore_command
+    cli.add_command(restore_command)
     from drd.cli.completion import completion_command
     cli.add_command(completion_command)
     from drd.cli.catalog import catalog_group
