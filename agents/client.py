@@ -144,7 +144,7 @@ class CentreClient:
                           timeout=httpx.Timeout(READ_TIMEOUT_SECONDS,
                                                 connect=CONNECT_TIMEOUT_SECONDS),
                           headers={"User-Agent": USER_AGENT}) as http:
-            response = _send(http, server, "GET", "/v1/ca.pem")
+            response = send_request(http, server, "GET", "/v1/ca.pem")
             return response.content
 
     # -- enrollment (the token is the credential) ----------------------------------------
@@ -211,13 +211,14 @@ class CentreClient:
                 raise OperationError("this call needs the agent's token; enroll first")
             headers["Authorization"] = f"Bearer {self._agent_token.reveal()}"
             secrets = (*secrets, self._agent_token)
-        return _send(self._http, self.server, method, path, json=body, headers=headers,
-                     secrets=secrets)
+        return send_request(self._http, self.server, method, path, json=body,
+                            headers=headers, secrets=secrets)
 
 
-def _send(http: httpx.Client, server: str, method: str, path: str, *,
-          secrets: tuple[Secret, ...] = (), **options: Any) -> httpx.Response:
-    """One request; maps transport failures and error statuses to CentreError."""
+def send_request(http: httpx.Client, server: str, method: str, path: str, *,
+                 secrets: tuple[Secret, ...] = (), **options: Any) -> httpx.Response:
+    """One request; maps transport failures and error statuses to CentreError (the
+    ``secrets`` masked in messages). Also used by ``drd --server`` (drd/cli/remote.py)."""
     try:
         response = http.request(method, path, **options)
     except httpx.TimeoutException:
@@ -228,7 +229,7 @@ def _send(http: httpx.Client, server: str, method: str, path: str, *,
         raise CentreUnreachable(_transport_message(server, error, secrets)) from None
     logger.debug("%s %s%s -> %d", method, server, path, response.status_code)
     if response.status_code >= 400:
-        detail = _detail(response)
+        detail = describe_answer(response)
         raise CentreRefused(
             f"the centre refused {method} {path} (HTTP {response.status_code}): "
             + mask(detail, secrets),
@@ -247,7 +248,7 @@ def _transport_message(server: str, error: httpx.TransportError,
             "'drd serve' runs and the URL is right")
 
 
-def _detail(response: httpx.Response) -> str:
+def describe_answer(response: httpx.Response) -> str:
     """The one-line ``detail`` of an error answer, or a short description of it."""
     try:
         document = response.json()

@@ -25,6 +25,7 @@ from drd.api.routes import (
     whoami,
 )
 from drd.api.routes import metrics as metrics_routes
+from drd.api.routes import restore as restore_routes
 from drd.api.routes import status as status_routes
 from drd.catalog import Catalog
 from drd.catalog.types import utcnow
@@ -62,5 +63,6 @@ def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
     app.include_router(whoami.router, prefix="/v1")
     for read_routes in (status_routes, systems, stores, drills, jobs, alerts, audit):
         app.include_router(read_routes.router, prefix="/v1")
+    app.include_router(restore_routes.router, prefix="/v1")
     app.include_router(metrics_routes.router)
     return app

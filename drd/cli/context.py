@@ -20,6 +20,8 @@ from drd.services.centre import open_catalog, open_master_key
 @dataclass
 class CliState:
     home_option: str | None = None
+    # set by ``drd --server URL``: the command calls the centre's API (drd/cli/remote.py)
+    remote: Any = None
     _cache: dict[str, Any] = field(default_factory=dict)
 
     @property

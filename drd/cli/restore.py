@@ -30,8 +30,18 @@ def restore_command(state: CliState, system: str, snapshot: str | None, at: str 
     listing before it is moved into place; symbolic links are restored as links.
     Unseals the system's password and writes the restore to the audit log.
 
+    With --server URL (an owner's token): the centre restores and streams the tree to
+    this machine, where it lands in --target the same way.
+
     Exit status 0 restored, 1 every store failed, 2 bad input (nothing written).
     """
+    if state.remote is not None:
+        from drd.cli.remote import restore_through_api
+
+        restore_through_api(state.remote, system, target=target, snapshot=snapshot, at=at,
+                            store=store, includes=includes, overwrite=overwrite,
+                            verify=verify, as_json=as_json)
+        return
     from drd.services.restore.centre import restore_system
 
     request = make_request(target=target, snapshot=snapshot, at=at, store=store,

@@ -36,7 +36,12 @@ def _size(count: int | None) -> str | None:
 @json_option
 @click.pass_obj
 def snapshots_command(state: CliState, system: str | None, as_json: bool) -> None:
-    """List snapshots (all, or SYSTEM's), oldest first, with each store's copy state."""
+    """List snapshots (all, or SYSTEM's), oldest first, with each store's copy state.
+
+    With --server: the snapshots of the systems the token may see, through the API."""
+    if state.remote is not None:
+        _remote_snapshots(state.remote, system, as_json)
+        return
     views = snapshot_service.list_snapshots(state.catalog(), system)
     if as_json:
         output.emit_json([view.as_dict() for view in views])
@@ -45,5 +50,29 @@ def snapshots_command(state: CliState, system: str | None, as_json: bool) -> Non
              "files": view.files, "size": _size(view.bytes),
              "copies": _copies(view.copies) + (" (partial)" if view.partial else "")}
             for view in views]
+    output.emit_table(rows, ["time", "id", "system", "files", "size", "copies"],
+                      empty="no snapshots yet")
+
+
+def _remote_snapshots(options, system: str | None, as_json: bool) -> None:
+    from drd.cli.remote import RemoteCentre, system_path
+
+    found = []
+    with RemoteCentre(options) as centre:
+        names = [system] if system else [item["name"] for item in
+                                         centre.pages("/v1/systems")]
+        for name in names:
+            for snapshot in centre.pages(system_path(name, "snapshots")):
+                found.append(snapshot | {"system": name})
+    found.sort(key=lambda snapshot: (snapshot["time"], snapshot["system"]))
+    if as_json:
+        output.emit_json(found)
+        return
+    rows = [{"time": snapshot["time"], "id": snapshot["id"][:8], "system": snapshot["system"],
+             "files": snapshot["file_count"], "size": _size(snapshot["size_bytes"]),
+             "copies": " ".join(f"{store}:{state}"
+                                for store, state in sorted(snapshot["copies"].items()))
+             + (" (partial)" if snapshot["partial"] else "")}
+            for snapshot in found if snapshot["status"] == "active"]
     output.emit_table(rows, ["time", "id", "system", "files", "size", "copies"],
                       empty="no snapshots yet")

@@ -15,7 +15,12 @@ from drd.services import status as status_service
 @json_option
 @click.pass_obj
 def status_command(state: CliState, as_json: bool) -> None:
-    """Each system's last good backup, its age and whether it is later than its RPO."""
+    """Each system's last good backup, its age and whether it is later than its RPO.
+
+    With --server: the systems the token may see, through the centre's API."""
+    if state.remote is not None:
+        _remote_status(state.remote, as_json)
+        return
     statuses = status_service.system_statuses(state.catalog())
     totals = status_service.totals(statuses)
     coverage = status_service.store_coverage(state.catalog())
@@ -37,3 +42,31 @@ def status_command(state: CliState, as_json: bool) -> None:
             output.echo(f"store {store['store']}: verified {store['coverage'] * 100:.1f}% "
                         f"within the period, oldest unverified "
                         f"{store['oldest_unverified_seconds'] // 3600}h")
+
+
+def _remote_status(options, as_json: bool) -> None:
+    from drd.cli.remote import PAGE_LIMIT, RemoteCentre
+
+    with RemoteCentre(options) as centre:
+        first = centre.get("/v1/status", limit=PAGE_LIMIT)
+        systems = list(first["items"])
+        if first.get("next"):
+            systems += list(centre.pages("/v1/status", cursor=first["next"]))
+    if as_json:
+        output.emit_json({"verdict": first["verdict"], "counts": first["counts"],
+                          "systems": systems})
+        return
+    rows = [{"system": system["name"], "department": system["department"],
+             "policy": system["policy"], "status": system["status"],
+             "last_backup_at": (system["last_good_snapshot"] or {}).get("time"),
+             "age": status_service.short_age(system["age_seconds"]),
+             "rpo": status_service.short_age(system["rpo_seconds"]),
+             "late": "LATE" if system["late"] else ("ok" if system["status"] == "enrolled"
+                                                    else "-")}
+            for system in systems]
+    output.emit_table(rows, ["system", "department", "policy", "status", "last_backup_at",
+                             "age", "rpo", "late"],
+                      empty="this token sees no system (ask the centre's administrator)")
+    counts = first["counts"]
+    output.echo(f"{first['verdict']}: {counts['systems']} system(s), {counts['late']} late, "
+                f"open alerts {sum(counts['alerts'].values())}")

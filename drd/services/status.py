@@ -127,6 +127,11 @@ class SystemStatus:
         }
 
 
+def short_age(seconds: float | None) -> str | None:
+    """:func:`_short` of a number of seconds (as the API gives ages)."""
+    return None if seconds is None else _short(dt.timedelta(seconds=seconds))
+
+
 def _short(age: dt.timedelta | None) -> str | None:
     """An age for people, to the minute: ``3d4h``, ``2h5m``, ``12m``, ``0m``."""
     if age is None:
