@@ -46,6 +46,19 @@ def verify_report_signature(public_key: Ed25519PublicKey, report: Mapping[str, A
     signing.verify(public_key, canonical_bytes(report), signature)
 
 
+def signature_key_fingerprint(signature_path: Path) -> str | None:
+    """The fingerprint of the key a detached signature file says made it, or ``None`` if
+    the file cannot be read or is not a signature document (the check then fails on it).
+
+    Lets a verifier pick the right key of its keyring, current or retired.
+    """
+    try:
+        key = json.loads(Path(signature_path).read_text(encoding="utf-8"))["key"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return key if isinstance(key, str) else None
+
+
 def json_export(report: Mapping[str, Any]) -> bytes:
     """The report as an exported file: indented JSON, sorted keys, a trailing newline.
 

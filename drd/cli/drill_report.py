@@ -28,7 +28,12 @@ from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import SIGNATURE_SUFFIX, public_key_fingerprint, verify_file
 from drd.errors import EXIT_FAILED, OperationError, UserError
 from restore_drills.html import render_html
-from restore_drills.report import json_export, verify_report_signature, write_signed_export
+from restore_drills.report import (
+    json_export,
+    signature_key_fingerprint,
+    verify_report_signature,
+    write_signed_export,
+)
 
 HISTORY_LENGTH = 100
 
@@ -127,11 +132,16 @@ def verify_report_command(state: CliState, report_file: Path, signature_path: Pa
 
     Prints `OK: signed by <key fingerprint>` (exit 0) or `FAILED: <why>` (exit 1).
     """
+    signature_path = signature_path or Path(f"{report_file}{SIGNATURE_SUFFIX}")
+    retired = False
     if public_key_path is not None:
         public_key = load_signing_public_key(public_key_path.read_bytes())
     else:
-        public_key = KeyStore(state.config().keys_dir, None).signing_public_key()
-    signature_path = signature_path or Path(f"{report_file}{SIGNATURE_SUFFIX}")
+        # the current key or one retired by `drd keys rotate-signing`, as the file names it
+        keyring = KeyStore(state.config().keys_dir, None).signing_keyring()
+        named = signature_key_fingerprint(signature_path)
+        entry = next((entry for entry in keyring if entry.fingerprint == named), keyring[0])
+        public_key, retired = entry.public_key, entry.retired
     try:
         verify_file(public_key, report_file, signature_path)
     except BadSignature as error:
@@ -140,4 +150,5 @@ def verify_report_command(state: CliState, report_file: Path, signature_path: Pa
     except OSError as error:
         output.echo(f"FAILED: cannot read {error.filename}: {error.strerror}")
         raise SystemExit(EXIT_FAILED) from None
-    output.echo(f"OK: signed by {public_key_fingerprint(public_key)}")
+    output.echo(f"OK: signed by {public_key_fingerprint(public_key)}"
+                + (" (a retired signing key of this centre)" if retired else ""))

@@ -1,5 +1,8 @@
 """``drd keys export-recovery-kit | check-recovery-kit``: the keys kept offline.
 
+(``change-passphrase``, ``rotate-escrow``, ``rotate-signing`` and ``finish-rotation``
+live in :mod:`drd.cli.keys_rotation` and are added to the group at the end.)
+
 The recovery kit holds the escrow, signing and CA private keys under a passphrase of
 the administrators' choosing (``$DRD_RECOVERY_PASSPHRASE``, else typed twice, hidden).
 With it and any one store, ``drd recover-catalog`` rebuilds the centre.
@@ -41,7 +44,7 @@ def recovery_passphrase(*, confirm: bool) -> Secret:
 
 @click.group("keys")
 def keys_group() -> None:
-    """The centre's keys: the recovery kit administrators keep offline."""
+    """The centre's keys: the recovery kit administrators keep offline, and rotation."""
 
 
 @keys_group.command("export-recovery-kit")
@@ -66,7 +69,8 @@ def export_command(state: CliState, target: str, as_json: bool) -> None:
     keys = kit.RecoveryKeys(escrow=keystore.escrow_private_key(),
                             signing=keystore.signing_private_key(),
                             ca_key=keystore.ca_private_key(),
-                            ca_certificate=keystore.ca_certificate())
+                            ca_certificate=keystore.ca_certificate(),
+                            retired_signing=tuple(keystore.retired_signing_public_keys()))
     passphrase = recovery_passphrase(confirm=True)
     kit.check_new_passphrase(passphrase)
     data = kit.build_kit(keys, passphrase, hostname=socket.gethostname())
@@ -131,3 +135,13 @@ def _summary(document: dict, path: Path) -> dict:
             "escrow_key_sha256": public["escrow_key_sha256"],
             "signing_key_sha256": public["signing_key_sha256"],
             "ca_certificate_sha256": public["ca_certificate_sha256"]}
+
+
+def _add_rotation_commands() -> None:
+    from drd.cli.keys_rotation import COMMANDS
+
+    for command in COMMANDS:
+        keys_group.add_command(command)
+
+
+_add_rotation_commands()

@@ -84,6 +84,9 @@ def recover_command(state: CliState, url: str, endpoint: str | None, region: str
         f"  CA fingerprint  {result.ca_fingerprint} (the same: enrolled agents trust it)",
         f"  master key      {result.master_key_source}",
     ]
+    if result.copy_signed_by_retired_key:
+        lines.append(f"  signed by       the retired signing key "
+                     f"{result.copy_signed_by_retired_key} (listed in the kit)")
     for skipped in result.skipped_copies:
         lines.append(f"  skipped         {skipped['copy']}: {skipped['reason']}")
     lines.append("Next:")

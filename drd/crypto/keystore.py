@@ -12,6 +12,8 @@ Layout (the directory is mode 0700; ``master.*`` belong to :mod:`drd.crypto.mast
       ca.crt.pem         0644  CA certificate: agents pin its SHA-256 fingerprint
       server.key.enc     0600  TLS server private key (ECDSA P-256)
       server.crt.pem     0644  TLS server certificate, signed by the CA
+      retired/signing-<sha256>.pub.pem  0644  signing public keys retired by
+                         ``drd keys rotate-signing``: reports they signed stay verifiable
 
 Each ``*.key.enc`` is encrypted with the context ``keystore:<file name>``, so one key file
 renamed to another's name does not decrypt. Every file is written atomically and never
@@ -44,6 +46,7 @@ from drd.crypto import ca
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import load_escrow_public_key, load_signing_public_key, public_key_pem
+from drd.crypto.signing import public_key_fingerprint
 from drd.errors import UserError
 from drd.fsutil import (
     PRIVATE_FILE_MODE,
@@ -64,8 +67,25 @@ SERVER_CERTIFICATE = "server.crt.pem"
 FILES = (ESCROW_KEY, ESCROW_PUBLIC, SIGNING_KEY, SIGNING_PUBLIC, CA_KEY, CA_CERTIFICATE,
          SERVER_KEY, SERVER_CERTIFICATE)
 
+RETIRED_DIR = "retired"
+RETIRED_SIGNING_PREFIX = "signing-"
+RETIRED_SIGNING_SUFFIX = ".pub.pem"
+
 DEFAULT_HOSTNAMES = ("localhost",)
 DEFAULT_IP_ADDRESSES = ("127.0.0.1", "::1")
+
+
+@dataclass(frozen=True)
+class SigningKeyringEntry:
+    """One public key that drill reports and catalog copies may be signed with.
+
+    ``fingerprint`` is the SHA-256 (hex) of the raw key, as signature files name it;
+    ``retired`` is true for a key replaced by ``drd keys rotate-signing``.
+    """
+
+    fingerprint: str
+    public_key: Ed25519PublicKey
+    retired: bool
 
 
 @dataclass(frozen=True)
@@ -175,6 +195,30 @@ class KeyStore:
         """The key that verifies drill reports."""
         return load_signing_public_key(self._read(SIGNING_PUBLIC))
 
+    def retired_signing_public_keys(self) -> list[Ed25519PublicKey]:
+        """The signing keys retired by ``drd keys rotate-signing`` (oldest file name first:
+        the order does not matter, each is named by its fingerprint)."""
+        directory = self.keys_dir / RETIRED_DIR
+        if not directory.is_dir():
+            return []
+        return [load_signing_public_key(path.read_bytes())
+                for path in sorted(directory.glob(
+                    f"{RETIRED_SIGNING_PREFIX}*{RETIRED_SIGNING_SUFFIX}"))]
+
+    def signing_keyring(self) -> list[SigningKeyringEntry]:
+        """The current signing public key first, then the retired ones.
+
+        A report or catalog copy names the key that signed it by fingerprint; checking it
+        against this keyring keeps what was signed before a rotation verifiable.
+        """
+        current = self.signing_public_key()
+        entries = [SigningKeyringEntry(public_key_fingerprint(current), current, False)]
+        for key in self.retired_signing_public_keys():
+            fingerprint = public_key_fingerprint(key)
+            if all(entry.fingerprint != fingerprint for entry in entries):
+                entries.append(SigningKeyringEntry(fingerprint, key, True))
+        return entries
+
     def ca_private_key(self) -> ec.EllipticCurvePrivateKey:
         """The CA key, to issue further server certificates."""
         return self._decrypt_private_key(CA_KEY, ec.EllipticCurvePrivateKey)
@@ -252,6 +296,16 @@ class KeyStore:
 
 def _context(name: str) -> str:
     return f"keystore:{name}"
+
+
+def key_file_context(name: str) -> str:
+    """The master-key context a ``*.key.enc`` file of this layout is encrypted with."""
+    return _context(name)
+
+
+def encrypt_private_key(master_key: MasterKey, name: str, key) -> bytes:
+    """``key`` as the content of the key file ``name`` (PKCS#8 DER under ``master_key``)."""
+    return _encrypt_private_key(master_key, name, key)
 
 
 def _encrypt_private_key(master_key: MasterKey, name: str, key) -> bytes:

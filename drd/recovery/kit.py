@@ -57,7 +57,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from drd.crypto import ca
-from drd.crypto.pem import public_key_pem
+from drd.crypto.pem import load_signing_public_key, public_key_pem
 from drd.errors import UserError
 from drd.secrets import Secret
 
@@ -89,11 +89,14 @@ class RecoveryKeys:
     signing: Ed25519PrivateKey
     ca_key: ec.EllipticCurvePrivateKey
     ca_certificate: x509.Certificate = field()
+    # signing public keys retired by `drd keys rotate-signing`: copies they signed are
+    # still accepted (public; in the kit's clear part, which the passphrase authenticates)
+    retired_signing: tuple[Ed25519PublicKey, ...] = ()
 
     def __repr__(self) -> str:
         return f"RecoveryKeys(escrow={escrow_fingerprint(self.escrow.public_key())[:16]}..)"
 
-    def public_summary(self) -> dict[str, str]:
+    def public_summary(self) -> dict[str, Any]:
         """The fingerprints (and public keys) a kit carries in clear."""
         return {
             "escrow_key_sha256": escrow_fingerprint(self.escrow.public_key()),
@@ -102,7 +105,9 @@ class RecoveryKeys:
             "escrow_public_key_pem": public_key_pem(self.escrow.public_key()).decode(),
             "signing_public_key_pem": public_key_pem(self.signing.public_key()).decode(),
             "ca_certificate_pem": ca.certificate_pem(self.ca_certificate).decode(),
-        }
+        } | ({"retired_signing_public_keys_pem": [public_key_pem(key).decode()
+                                                  for key in self.retired_signing]}
+             if self.retired_signing else {})
 
 
 def escrow_fingerprint(public_key: X25519PublicKey) -> str:
@@ -214,6 +219,9 @@ def open_kit(data: bytes, passphrase: Secret) -> RecoveryKeys:
             ca_key=_load(inner["ca_private_key"], ec.EllipticCurvePrivateKey),
             ca_certificate=ca.load_certificate_pem(
                 document["public"]["ca_certificate_pem"].encode()),
+            retired_signing=tuple(
+                load_signing_public_key(text.encode())
+                for text in document["public"].get("retired_signing_public_keys_pem", [])),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise UserError(f"the recovery kit is damaged: {error}") from None

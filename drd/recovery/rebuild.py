@@ -43,10 +43,10 @@ from drd.crypto.masterkey import MasterKey, create_master_key, passphrase_from_e
 from drd.crypto.pem import public_key_pem
 from drd.errors import OperationError, UserError
 from drd.fsutil import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, ensure_private_directory, write_new_file
-from drd.recovery.container import CopyHeader, DamagedCopy, open_payload, verify
+from drd.recovery.container import CopyHeader, DamagedCopy, open_payload, read_header, verify
 from drd.recovery.copies import fetch, list_copies
 from drd.recovery.dump import DamagedDump, LoadResult, load_lines
-from drd.recovery.kit import RecoveryKeys
+from drd.recovery.kit import RecoveryKeys, signing_fingerprint
 from drd.secrets import Secret
 from drd.services.stores import secret_context
 from drd.stores.base import Store as ObjectStore
@@ -92,6 +92,7 @@ class RecoverResult:
     ca_fingerprint: str = ""
     database_url: str = ""
     master_key_source: str = "file"
+    copy_signed_by_retired_key: str | None = None  # fingerprint, when not the kit's current
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +106,7 @@ class RecoverResult:
             "ca_fingerprint": self.ca_fingerprint,
             "database_url": display_url(self.database_url),
             "master_key": self.master_key_source,
+            "copy_signed_by_retired_key": self.copy_signed_by_retired_key,
         }
 
 
@@ -155,6 +157,9 @@ def recover(request: RecoverRequest,
     finally:
         handle.close()
     result.copy_key, result.skipped_copies = key, skipped
+    named = header.document.get("signing_key_sha256")
+    if named != signing_fingerprint(request.keys.signing.public_key()):
+        result.copy_signed_by_retired_key = named
     return result
 
 
@@ -172,13 +177,21 @@ def _newest_good_copy(request: RecoverRequest, directory: Path,
                              "one? (drd catalog backup)")
     skipped: list[dict[str, str]] = []
     signing_public = request.keys.signing.public_key()
+    # a copy written before `drd keys rotate-signing` names a retired key the kit lists
+    retired = {signing_fingerprint(key): key for key in request.keys.retired_signing}
     for key in keys:
         handle = fetch(request.source, key, directory)
         try:
-            header = verify(handle, signing_public)
+            named = read_header(handle).document.get("signing_key_sha256")
+            header = verify(handle, retired.get(named, signing_public))
+            if named in retired:
+                say(f"{key} is signed by the retired signing key {named[:16]}... (the kit "
+                    "lists it as retired)")
             if header.document["escrow_key_sha256"] != request.keys.public_summary()[
                     "escrow_key_sha256"]:
-                raise DamagedCopy("the copy was encrypted for another centre's escrow key")
+                raise DamagedCopy("the copy was encrypted for another escrow key (another "
+                                  "centre's, or one rotated away since: the recovery kit "
+                                  "exported before that rotation opens it)")
         except DamagedCopy as problem:
             handle.close()
             log.warning("catalog copy %s refused: %s", key, problem)
@@ -259,8 +272,13 @@ def _write_keys(keys_dir: Path, master_key: MasterKey, request: RecoverRequest) 
         keystore.SERVER_KEY: _encrypted(master_key, keystore.SERVER_KEY, server_key),
         keystore.SERVER_CERTIFICATE: ca.certificate_pem(server_certificate),
     }
+    for retired in kit.retired_signing:  # keeps reports signed before a rotation checkable
+        name = (f"{keystore.RETIRED_DIR}/{keystore.RETIRED_SIGNING_PREFIX}"
+                f"{signing_fingerprint(retired)}{keystore.RETIRED_SIGNING_SUFFIX}")
+        contents[name] = public_key_pem(retired)
     for name, data in contents.items():
         mode = PRIVATE_FILE_MODE if name.endswith(".enc") else PUBLIC_FILE_MODE
+        ensure_private_directory((keys_dir / name).parent)
         write_new_file(keys_dir / name, data, mode)
     written = KeyStore(keys_dir, master_key)
     # read back what a daemon will read: a mistake here must fail now, not at the first drill
