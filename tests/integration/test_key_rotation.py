@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -411,3 +412,13 @@ def test_a_running_daemon_is_refused_and_nothing_changes(tmp_path):
     assert (keys / "escrow.pub.pem").read_bytes() == before
     assert audit_entries(stage.catalog, "escrow.unseal") == []
     stage.catalog.dispose()
+
+
+def test_the_administrators_guide_names_only_keys_commands_that_exist():
+    from drd.cli.keys import keys_group
+
+    text = (Path(__file__).parents[2] / "docs" / "administrators.md").read_text()
+    named = set(re.findall(r"drd keys ([a-z-]+)", text))
+    assert {"change-passphrase", "rotate-escrow", "rotate-signing", "finish-rotation",
+            "export-recovery-kit", "check-recovery-kit"} <= named
+    assert named <= set(keys_group.commands), named - set(keys_group.commands)
