@@ -25,11 +25,21 @@ import sqlalchemy as sa
 
 from agents.home import AgentConfig, AgentHome, identity_key_pem
 from drd.catalog.models import AuditEntry, System
+from drd.catalog.models import Store as StoreRow
 from drd.cli.main import main
 from drd.crypto.pem import public_key_pem
 from drd.devstores import start_many_in
 from drd.secrets import Secret
 from drd.services.agents import AgentIdentity, assignment_for
+from drd.services.restore import RestoreRequest
+from drd.services.restore.centre import (
+    load_snapshots,
+    policy_stores,
+    restore_system,
+    store_health,
+)
+from drd.services.restore.plan import choose_point, order_stores
+from tests.conftest import _postgres_schema_url
 from tests.integration.conftest import _need_weed
 from tests.integration.staging import StoreSetup, make_stage
 
@@ -274,6 +284,47 @@ def test_the_agent_restores_its_own_system_only(stage):
     assert "its own system only" in other.stderr
     assert not (stage.base / "agent-other").exists()
     assert stage.password.reveal() not in other.stderr
+
+
+def test_the_catalogs_health_picks_the_store_on_postgresql(tmp_path, servers, restic_binary,
+                                                         postgres_url):
+    """restore_system in this process on a PostgreSQL catalog: a store the daemon's probe
+    found down, and one whose copy is missing, come after a healthy one."""
+    url, drop = _postgres_schema_url(postgres_url)
+    try:
+        pg = make_stage(tmp_path, restic_binary=restic_binary, database_url=url,
+                        stores=[StoreSetup("dc-a", "region-a", servers[0], "pg-a"),
+                                StoreSetup("dc-b", "region-a", servers[0], "pg-b"),
+                                StoreSetup("far", "region-b", servers[1], "pg-far")])
+        pg.init("dc-a")
+        build_tree(pg.source)
+        snapshot = pg.backup("dc-a")
+        pg.report(snapshot, {"dc-a": True, "dc-b": False, "far": True})
+        pg.copy_all("dc-a")
+        with pg.catalog.session() as session:
+            session.execute(sa.update(StoreRow).where(StoreRow.name == "dc-a")
+                            .values(reachable=False, checked_at=dt.datetime.now(dt.UTC)))
+            session.execute(sa.update(StoreRow).where(StoreRow.name != "dc-a")
+                            .values(reachable=True, checked_at=dt.datetime.now(dt.UTC)))
+        names = policy_stores(pg.catalog, "fs1")
+        point = choose_point(load_snapshots(pg.catalog, "fs1"))
+        assert [h.name for h in order_stores(store_health(pg.catalog, "fs1", names, point))] \
+            == ["far", "dc-b", "dc-a"]
+        events = []
+        result = restore_system(pg.catalog, pg.master_key, pg.keystore, pg.config, "fs1",
+                                RestoreRequest(target=tmp_path / "r"), actor="test:pg",
+                                on_event=events.append)
+        assert result.store == "far" and len(result.attempts) == 1
+        assert [e.kind for e in events] == ["attempt", "restoring", "moving", "done"]
+        assert tree_state(tmp_path / "r" / pg.source.relative_to("/")) == \
+            tree_state(pg.source)
+        with pg.catalog.session() as session:
+            (entry,) = session.scalars(sa.select(AuditEntry).where(
+                AuditEntry.action == "system.restore")).all()
+            assert entry.actor == "test:pg" and entry.details["store"] == "far"
+        pg.catalog.dispose()
+    finally:
+        drop()
 
 
 def test_a_dead_store_falls_back_to_the_next_one(stage, servers):

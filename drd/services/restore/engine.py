@@ -10,7 +10,7 @@ and choose the snapshot.
    target (:func:`~drd.services.restore.plan.check_nodes`) and includes that match
    nothing -- bad input, exit 2, no other store is tried;
 3. ``restic restore`` each snapshot into a fresh staging directory in the target, a
-   watchdog stopping restic when nothing was written for a while and the store no
+   watchdog stopping restic when it moved next to nothing for a while and the store no
    longer answers (restic itself retries a dead store for minutes);
 4. check the staging tree against the listings (nothing the snapshot does not hold,
    nothing it holds missing) and move it into the target.
@@ -24,7 +24,7 @@ every store failed, :class:`RestoreFailed` carries the attempts.
 from __future__ import annotations
 
 import logging
-import shutil
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,6 +43,10 @@ STALL_SECONDS = 20.0
 """Nothing written for this long: probe the store."""
 PROBE_SECONDS = 10.0
 """At most one probe this often while stalled."""
+PROGRESS_BYTES = 64 * 1024
+"""Less than this read or written by restic is no progress (its retries, its timers)."""
+WALK_SECONDS = 5.0
+"""Without /proc, the staging tree is measured this often."""
 
 
 @dataclass(frozen=True)
@@ -171,21 +175,63 @@ class _StoreFailed(Exception):
     """This attempt failed on the store's account: the next store may do better."""
 
 
+def children_io() -> int | None:
+    """Bytes this process's children (restic) read and wrote so far, network included
+    (``rchar + wchar`` of ``/proc/<pid>/io``); None where /proc cannot tell."""
+    try:
+        pids: set[str] = set()
+        for task in os.scandir("/proc/self/task"):
+            with open(os.path.join(task.path, "children"), encoding="ascii") as listing:
+                pids.update(listing.read().split())
+    except OSError:
+        return None
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/io", encoding="ascii") as counters:
+                for line in counters:
+                    name, _, value = line.partition(":")
+                    if name in ("rchar", "wchar"):
+                        total += int(value)
+        except (OSError, ValueError):
+            continue  # it ended meanwhile, or is not ours to read
+    return total
+
+
+def _tree_bytes(root: Path) -> int:
+    """Bytes allocated under ``root`` (links not followed): the fallback measure."""
+    total = 0
+    for directory, _dirs, names in os.walk(root):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(directory, name)).st_blocks * 512
+            except OSError:
+                continue
+    return total
+
+
 @dataclass
 class _Watchdog:
-    """``should_stop`` for restic: the caller's wish, or a store that stopped answering
-    (nothing written for :data:`STALL_SECONDS` and a probe that fails)."""
+    """``should_stop`` for restic: the caller's wish, or a store that stopped answering.
+
+    Progress is what restic reads and writes (its ``/proc`` I/O counters, the network
+    included; else the bytes in the staging tree, looked at every few seconds). After
+    :data:`STALL_SECONDS` with less than :data:`PROGRESS_BYTES` of it, the store is
+    probed; a probe that fails stops restic.
+    """
 
     staging: Path
     probe: Callable[[], None] | None
     caller: Callable[[], bool]
     stall_seconds: float = STALL_SECONDS
     clock: Callable[[], float] = time.monotonic
+    measure: Callable[[], int | None] = children_io
     dead: str | None = None
     interrupted: bool = False
-    _used: int = -1
+    _mark: int | None = None
     _last_growth: float = field(default=0.0)
     _last_probe: float = field(default=float("-inf"))
+    _last_walk: float = field(default=float("-inf"))
 
     def __post_init__(self) -> None:
         self._last_growth = self.clock()
@@ -197,12 +243,10 @@ class _Watchdog:
         if self.probe is None:
             return False
         now = self.clock()
-        try:
-            used = shutil.disk_usage(self.staging).used
-        except OSError:
-            used = self._used
-        if used != self._used:
-            self._used, self._last_growth = used, now
+        done = self._progress(now)
+        if done is not None and (self._mark is None or done - self._mark >= PROGRESS_BYTES
+                                 or done < self._mark):
+            self._mark, self._last_growth = done, now
         if plan.stalled(now, self._last_growth, self._last_probe,
                         stall_seconds=self.stall_seconds, probe_seconds=PROBE_SECONDS):
             self._last_probe = now
@@ -213,6 +257,15 @@ class _Watchdog:
                     type(error).__name__
                 return True
         return False
+
+    def _progress(self, now: float) -> int | None:
+        measured = self.measure()
+        if measured is not None:
+            return measured
+        if now - self._last_walk < WALK_SECONDS:
+            return None
+        self._last_walk = now
+        return _tree_bytes(self.staging)
 
 
 def run_restore(system: str, candidates: Sequence[Candidate], request: RestoreRequest,

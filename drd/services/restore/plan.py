@@ -379,7 +379,7 @@ def worst_copy(states: Sequence[str | None]) -> str | None:
 
 def stalled(now: float, last_growth: float, last_probe: float, *, stall_seconds: float,
             probe_seconds: float) -> bool:
-    """Whether to probe the store now: nothing written for ``stall_seconds`` and no probe
+    """Whether to probe the store now: no progress for ``stall_seconds`` and no probe
     within the last ``probe_seconds`` (pure). restic retries a dead store for minutes
     (about 7 for a server stopped mid-restore, seen with 0.14): a probe that fails then
     stops restic and the restore moves on to the next store."""
