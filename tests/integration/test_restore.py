@@ -18,6 +18,7 @@ import secrets
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,7 @@ from drd.services.restore.centre import (
     store_health,
 )
 from drd.services.restore.plan import choose_point, order_stores
+from drd.services.restore.staging import promote
 from tests.conftest import _postgres_schema_url
 from tests.integration.conftest import _need_weed
 from tests.integration.staging import StoreSetup, make_stage
@@ -142,6 +144,12 @@ def refused(stage, capsys, *args: str) -> str:
     return capsys.readouterr().err
 
 
+def unseal_count(stage) -> int:
+    with stage.catalog.session() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(AuditEntry).where(
+            AuditEntry.action == "escrow.unseal"))
+
+
 def restored(stage, target: Path) -> Path:
     """Where the source lands in ``target`` (restic keeps its absolute path)."""
     return target / stage.source.relative_to("/")
@@ -223,8 +231,10 @@ def test_a_non_empty_target_is_refused_unless_overwrite_and_links_there_are_repl
     target = stage.base / "busy"
     target.mkdir()
     (target / "keep.txt").write_text("mine\n")
+    unsealed = unseal_count(stage)
     said = refused(stage, capsys, "restore", "fs1", "--target", str(target))
     assert "is not empty" in said and "--overwrite" in said
+    assert unseal_count(stage) == unsealed  # refused before the password was unsealed
     assert os.listdir(target) == ["keep.txt"]
     file_target = stage.base / "a-file"
     file_target.write_text("x")
@@ -325,6 +335,46 @@ def test_the_catalogs_health_picks_the_store_on_postgresql(tmp_path, servers, re
         pg.catalog.dispose()
     finally:
         drop()
+
+
+def test_read_only_directories_are_moved_and_merged_by_a_plain_user(tmp_path_factory):
+    """restic restores directory modes; a 0555 directory must still move into the target
+    and merge with one there -- checked as an unprivileged user (root ignores modes)."""
+    base = Path(tempfile.mkdtemp(prefix="drd-restore-perm-"))
+    try:
+        os.chmod(base, 0o777)
+        staging, target = base / "target" / ".drd-restore-x", base / "target"
+        (staging / "srv" / "ro" / "inner").mkdir(parents=True)
+        (staging / "srv" / "ro" / "inner" / "file").write_text("new\n")
+        (staging / "srv" / "fresh-ro").mkdir()
+        (target / "srv" / "ro").mkdir(parents=True)
+        (target / "srv" / "ro" / "mine").write_text("kept\n")
+        for directory in (staging / "srv" / "ro" / "inner", staging / "srv" / "ro",
+                          staging / "srv" / "fresh-ro", target / "srv" / "ro"):
+            os.chmod(directory, 0o555)
+        as_root = os.geteuid() == 0
+        if as_root:
+            for root, dirs, files in os.walk(base):
+                for name in (root, *(os.path.join(root, n) for n in (*dirs, *files))):
+                    os.lchown(name, 65534, 65534)
+            os.setegid(65534)
+            os.seteuid(65534)
+        try:
+            promote(staging, target)
+        finally:
+            if as_root:
+                os.seteuid(0)
+                os.setegid(0)
+        assert not staging.exists()
+        assert (target / "srv" / "ro" / "inner" / "file").read_text() == "new\n"
+        assert (target / "srv" / "ro" / "mine").read_text() == "kept\n"
+        for directory in ("srv/ro", "srv/ro/inner", "srv/fresh-ro"):
+            assert stat.S_IMODE((target / directory).stat().st_mode) == 0o555, directory
+    finally:
+        for root, dirs, _files in os.walk(base):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o755)
+        subprocess.run(["rm", "-rf", str(base)], check=False)
 
 
 def test_a_dead_store_falls_back_to_the_next_one(stage, servers):

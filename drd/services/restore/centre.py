@@ -40,6 +40,7 @@ from drd.services.restore.engine import (
     run_restore,
 )
 from drd.services.restore.plan import RestorePoint, SnapshotInfo, StoreHealth
+from drd.services.restore.staging import check_target
 
 PROBE_OPTIONS = {"retry_attempts": 1, "connect_timeout": 3.0, "read_timeout": 10.0,
                  "check_timeout": 5.0}
@@ -162,6 +163,7 @@ def restore_system(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
         order = [health.name for health in
                  plan.order_stores(store_health(catalog, system, names, point))]
     target = str(Path(request.target).absolute())
+    check_target(Path(target), overwrite=request.overwrite)  # before the password
     password = unseal_password(catalog, keystore, system, actor=actor,
                                reason=f"restore into {target}")
     candidates = [_candidate(catalog, master_key, system, name, password) for name in order]
@@ -180,17 +182,22 @@ def restore_system(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
 
 def _candidate(catalog: Catalog, master_key: MasterKey, system: str, store: str,
                password: Secret) -> Candidate:
+    """A store to try; opened when tried (on the caller's thread, with the catalog), its
+    probe then too, so that the watchdog's thread touches no catalog."""
+    prober: list[RepositoryStore] = []
+
     def repository() -> Repository:
         try:
             opened, _ = open_store_repository(catalog, master_key, system, store, password)
+            prober[:] = [open_store_repository(catalog, master_key, system, store, password,
+                                               **PROBE_OPTIONS)[1]]
         except ValueError as error:
             raise OperationError(f"store {store} cannot be opened: {error}") from None
         return opened
 
     def probe() -> None:
-        _, target = open_store_repository(catalog, master_key, system, store, password,
-                                          **PROBE_OPTIONS)
-        target.store.head("config")
+        if prober:
+            prober[0].store.head("config")
 
     return Candidate(store, repository, probe)
 

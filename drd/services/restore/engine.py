@@ -177,7 +177,9 @@ class _StoreFailed(Exception):
 
 def children_io() -> int | None:
     """Bytes this process's children (restic) read and wrote so far, network included
-    (``rchar + wchar`` of ``/proc/<pid>/io``); None where /proc cannot tell."""
+    (``rchar + wchar`` of ``/proc/<pid>/io``); None where /proc cannot tell. In a process
+    running other children at once (the daemon's drills), their I/O counts too: the
+    watchdog then gives up on a dead store later, never sooner."""
     try:
         pids: set[str] = set()
         for task in os.scandir("/proc/self/task"):

@@ -14,7 +14,6 @@ itself. Symbolic links in the snapshot are restored as links.
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -33,32 +32,51 @@ _TYPES = ((stat.S_ISDIR, "dir"), (stat.S_ISREG, "file"), (stat.S_ISLNK, "symlink
           (stat.S_ISBLK, "dev"))
 
 
-def prepare_target(target: Path, *, overwrite: bool) -> bool:
-    """Check ``target`` and create it if missing (0700, with its parents).
+def check_target(target: Path, *, overwrite: bool) -> None:
+    """Refuse a target the restore must not write into (nothing is created here).
 
-    Returns whether the target was created here (so that a failed restore removes it
-    again). A target that exists must be a directory (a symbolic link to one is taken
-    as the directory it names), empty unless ``overwrite``.
+    A target that exists must be a directory (a symbolic link to one is taken as the
+    directory it names), empty unless ``overwrite`` (staging directories of another
+    restore do not count), and writable.
 
     Raises:
-        UserError: the target is a file, not empty without ``overwrite``, or cannot be
-            created; nothing is written then.
+        UserError: the target is a file, not empty without ``overwrite``, or not
+            writable; or its nearest existing parent is not a directory.
     """
     if not str(target):
         raise UserError("--target: give a directory to restore into")
-    if target.exists() or target.is_symlink():
-        if not target.is_dir():
-            raise UserError(f"--target {target} exists and is not a directory; give a "
-                            "directory (new or empty)")
-        leftovers = [entry for entry in os.listdir(target)
-                     if not entry.startswith(STAGING_PREFIX)]
-        if leftovers and not overwrite:
-            raise UserError(f"--target {target} is not empty ({len(leftovers)} entries, "
-                            f"e.g. {sorted(leftovers)[0]!r}): restore into a new or empty "
-                            "directory, or give --overwrite to replace what the snapshot "
-                            "holds (other files stay)")
-        if not os.access(target, os.W_OK | os.X_OK):
-            raise UserError(f"--target {target} is not writable by this user")
+    if not (target.exists() or target.is_symlink()):
+        parent = next((p for p in target.parents if p.exists()), None)
+        if parent is not None and not parent.is_dir():
+            raise UserError(f"--target {target} cannot be created: {parent} is not a "
+                            "directory")
+        return
+    if not target.is_dir():
+        raise UserError(f"--target {target} exists and is not a directory; give a "
+                        "directory (new or empty)")
+    leftovers = [entry for entry in os.listdir(target)
+                 if not entry.startswith(STAGING_PREFIX)]
+    if leftovers and not overwrite:
+        raise UserError(f"--target {target} is not empty ({len(leftovers)} entries, "
+                        f"e.g. {sorted(leftovers)[0]!r}): restore into a new or empty "
+                        "directory, or give --overwrite to replace what the snapshot "
+                        "holds (other files stay)")
+    if not os.access(target, os.W_OK | os.X_OK):
+        raise UserError(f"--target {target} is not writable by this user")
+
+
+def prepare_target(target: Path, *, overwrite: bool) -> bool:
+    """:func:`check_target`, then create the target if missing (0700, with its parents).
+
+    Returns whether the target was created here (so that a failed restore removes it
+    again).
+
+    Raises:
+        UserError: as :func:`check_target`, or the target cannot be created; nothing is
+            written then.
+    """
+    check_target(target, overwrite=overwrite)
+    if target.is_dir():
         return False
     try:
         target.mkdir(mode=0o700, parents=True)
@@ -183,31 +201,44 @@ def promote(staging: Path, target: Path) -> None:
     remove_tree(staging)
 
 
-def _merge(source: Path, destination: Path) -> None:
+def _merge(source: Path, destination: Path, *, top: bool = True) -> None:
+    """Move ``source``'s entries into ``destination``; unless ``top``, the directory
+    then takes ``source``'s mode and times (the snapshot's)."""
+    original = os.lstat(source)
+    # restic restores directory modes: a read-only one (0555) would refuse the renames
+    # out of it and into it (for anyone but root); both are opened for the merge
+    _writable(source, original.st_mode)
+    _writable(destination, os.lstat(destination).st_mode)
     for entry in os.scandir(source):
         there = destination / entry.name
         try:
             existing = os.lstat(there)
         except FileNotFoundError:
-            os.rename(entry.path, there)
+            _move(entry.path, there)
             continue
         if entry.is_dir(follow_symlinks=False) and stat.S_ISDIR(existing.st_mode):
-            _merge(Path(entry.path), there)
-            _copy_directory_metadata(Path(entry.path), there)
+            _merge(Path(entry.path), there, top=False)
             continue
-        if stat.S_ISDIR(existing.st_mode):
-            remove_tree(there)
-        try:
-            os.replace(entry.path, there)
-        except OSError as error:
-            if error.errno not in (errno.EISDIR, errno.ENOTDIR, errno.ENOTEMPTY):
-                raise
-            remove_tree(there)
-            os.replace(entry.path, there)
+        remove_tree(there)  # a file, a link (not followed) or a directory: replaced
+        _move(entry.path, there)
+    if not top:
+        os.chmod(destination, stat.S_IMODE(original.st_mode))
+        os.utime(destination, ns=(original.st_atime_ns, original.st_mtime_ns),
+                 follow_symlinks=False)
 
 
-def _copy_directory_metadata(source: Path, destination: Path) -> None:
-    """The restored directory's mode and times onto the directory it merged into."""
+def _writable(directory: Path, mode: int) -> None:
+    if not mode & stat.S_IWUSR:
+        os.chmod(directory, stat.S_IMODE(mode) | stat.S_IRWXU)
+
+
+def _move(source: str, destination: Path) -> None:
+    """Rename ``source`` to ``destination`` (absent); a read-only directory is opened
+    for the rename (it updates its ``..``) and closed again."""
     info = os.lstat(source)
-    os.chmod(destination, stat.S_IMODE(info.st_mode))
-    os.utime(destination, ns=(info.st_atime_ns, info.st_mtime_ns), follow_symlinks=False)
+    if stat.S_ISDIR(info.st_mode) and not info.st_mode & stat.S_IWUSR:
+        os.chmod(source, stat.S_IMODE(info.st_mode) | stat.S_IWUSR)
+        os.rename(source, destination)
+        os.chmod(destination, stat.S_IMODE(info.st_mode))
+        return
+    os.rename(source, destination)
