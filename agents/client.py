@@ -60,30 +60,48 @@ class CentreRefused(CentreError):
         return self.status >= 500 or self.status in _TRANSIENT_STATUSES
 
 
-def pinned_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
-    """An SSL context that verifies the server against ``ca_pem`` and nothing else.
+def single_certificate(ca_pem: bytes) -> x509.Certificate:
+    """The one certificate of ``ca_pem``.
+
+    A PEM with more than one certificate is refused: a fingerprint checks one
+    certificate, and a second one riding along (fetched from an unverified connection)
+    would otherwise be trusted too.
 
     Raises:
-        OperationError: ``ca_pem`` is not a usable certificate.
+        OperationError: ``ca_pem`` holds no certificate, or more than one.
     """
     try:
-        return ssl.create_default_context(cadata=ca_pem.decode("ascii"))
-    except (ssl.SSLError, ValueError, UnicodeDecodeError) as error:
+        certificates = x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as error:
+        raise OperationError(f"the centre's CA is not a PEM certificate: {error}") from None
+    if len(certificates) != 1:
+        raise OperationError(f"the centre's CA PEM holds {len(certificates)} certificates, "
+                             "not one: refused (is something between you and the centre?)")
+    return certificates[0]
+
+
+def pinned_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
+    """An SSL context that verifies the server against the one certificate of ``ca_pem``
+    and nothing else (see :func:`single_certificate`).
+
+    Raises:
+        OperationError: ``ca_pem`` is not one usable certificate.
+    """
+    certificate = single_certificate(ca_pem)
+    try:
+        return ssl.create_default_context(
+            cadata=certificate.public_bytes(Encoding.PEM).decode("ascii"))
+    except (ssl.SSLError, ValueError) as error:
         raise OperationError(f"the pinned CA certificate is not usable: {error}") from None
 
 
 def ca_fingerprint(ca_pem: bytes) -> str:
-    """SHA-256 (lowercase hex) of the DER form of the first certificate in ``ca_pem``.
+    """SHA-256 (lowercase hex) of the DER form of the one certificate in ``ca_pem``.
 
     Raises:
-        OperationError: ``ca_pem`` holds no PEM certificate.
+        OperationError: ``ca_pem`` holds no certificate, or more than one.
     """
-    try:
-        certificate = x509.load_pem_x509_certificate(ca_pem)
-    except ValueError as error:
-        raise OperationError(f"the centre's /v1/ca.pem is not a PEM certificate: {error}") \
-            from None
-    return hashlib.sha256(certificate.public_bytes(Encoding.DER)).hexdigest()
+    return hashlib.sha256(single_certificate(ca_pem).public_bytes(Encoding.DER)).hexdigest()
 
 
 class CentreClient:

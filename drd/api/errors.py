@@ -26,6 +26,7 @@ from drd.services.refusals import (
     NotAuthenticated,
     NotFound,
     Refused,
+    TooBusy,
 )
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ STATUS = {
     NotAllowed: 403,
     NotFound: 404,
     Conflict: 409,
+    TooBusy: 429,
 }
 MAX_LISTED_PROBLEMS = 5
 

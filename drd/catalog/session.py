@@ -49,7 +49,9 @@ class Catalog:
         # without sleeping; left to SQLite's busy handler they would poll with
         # sleeps of up to 100 ms each, and under concurrent writes (agents' reports, say)
         # most of the time would go to sleeping. Other processes still meet the busy
-        # handler. Re-entrant: a thread never waits for itself.
+        # handler. The lock is held from the session's start, so a session must not do
+        # slow work (a store listing) before its first statement. Re-entrant, so that a
+        # nested session meets SQLite's own lock (and its timeout), not a deadlock here.
         self._writer = (threading.RLock() if self.engine.dialect.name == "sqlite"
                         else None)
 
@@ -70,6 +72,7 @@ class Catalog:
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
+        """Hold this process's SQLite writer lock for the block (nothing on PostgreSQL)."""
         if self._writer is None:
             yield
             return
@@ -156,4 +159,3 @@ class Catalog:
 def _refuse_writes(session: Session, flush_context, instances) -> None:
     if session.new or session.dirty or session.deleted:
         raise OperationError("a read-only catalog session cannot write: use catalog.session()")
-

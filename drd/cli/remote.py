@@ -43,6 +43,9 @@ REMOTE_COMMANDS = frozenset({"status", "snapshots", "backup-now", "restore"})
 """The subcommands that work with ``--server``; the others need the centre's home."""
 
 TIMEOUT = httpx.Timeout(120.0, connect=10.0)
+# the centre restores before it sends: no limit on waiting for it (its own watchdog ends
+# a restore from a dead store), only on connecting
+RESTORE_TIMEOUT = httpx.Timeout(None, connect=10.0)
 PAGE_LIMIT = 500
 _FINGERPRINT = re.compile(r"^(sha256:)?[0-9a-f]{64}$")
 
@@ -63,6 +66,10 @@ class RemoteOptions:
         parts = urlsplit(server)
         if parts.scheme not in ("https", "http") or not parts.hostname:
             raise UserError(f"--server: {server!r} is not an https:// URL of a drd centre")
+        if parts.scheme == "http" and parts.hostname not in ("127.0.0.1", "::1", "localhost"):
+            raise UserError("--server: plain http is for a centre on this machine only "
+                            "(drd serve --insecure-http); the token would cross the network "
+                            "in the clear")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
             raise UserError(f"--server: give the centre's base URL only "
                             f"({parts.scheme}://{parts.netloc})")
@@ -132,9 +139,9 @@ class RemoteCentre:
     def post(self, path: str, body: Any = None) -> Any:
         return self._call("POST", path, json=body).json()
 
-    def pages(self, path: str, **params: Any) -> Iterator[dict[str, Any]]:
-        """Every item of a paged list, following ``next``."""
-        cursor = None
+    def pages(self, path: str, cursor: str | None = None, **params: Any
+              ) -> Iterator[dict[str, Any]]:
+        """Every item of a paged list (from ``cursor``), following ``next``."""
         while True:
             page = self.get(path, limit=PAGE_LIMIT, **params,
                             **({"cursor": cursor} if cursor else {}))
@@ -166,10 +173,10 @@ class RemoteCentre:
 
     def _call(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
-            return send_request(self._http, self.server, method, path, secrets=(self._token,),
-                         **options)
+            return send_request(self._http, self.server, method, path,
+                                secrets=(self._token,), **options)
         except CentreRefused as refused:
-            if refused.status < 500:
+            if _callers_fault(refused.status):
                 raise UserError(str(refused)) from None
             raise
 
@@ -178,7 +185,13 @@ def _refusal(method: str, path: str, response: httpx.Response) -> Exception:
     """The error for an error answer: the caller's input (4xx) or the centre (5xx)."""
     reason = f"the centre refused {method} {path} (HTTP {response.status_code}): " \
              f"{describe_answer(response)}"
-    return UserError(reason) if response.status_code < 500 else OperationError(reason)
+    return UserError(reason) if _callers_fault(response.status_code) else OperationError(reason)
+
+
+def _callers_fault(status: int) -> bool:
+    """A refusal of what the caller asked (exit 2), rather than a centre that cannot
+    serve it now (5xx, or 429: busy; exit 1)."""
+    return status < 500 and status != 429
 
 
 def system_path(name: str, *rest: str) -> str:
@@ -186,7 +199,6 @@ def system_path(name: str, *rest: str) -> str:
     return "/".join(["/v1/systems", quote(name, safe=""), *rest])
 
 
-RESTORE_TIMEOUT = httpx.Timeout(3600.0, connect=10.0)  # the centre restores before it sends
 
 
 class _ResponseReader(io.RawIOBase):
@@ -205,6 +217,9 @@ class _ResponseReader(io.RawIOBase):
                 self._pending = next(self._chunks)
             except StopIteration:
                 return 0
+            except httpx.HTTPError as error:
+                raise OperationError(f"the centre's stream broke off ({error}): "
+                                     "try again") from None
         count = min(len(buffer), len(self._pending))
         buffer[:count] = self._pending[:count]
         self._pending = self._pending[count:]
@@ -220,16 +235,8 @@ def restore_through_api(options: RemoteOptions, system: str, *, target: Path,
     into a staging directory inside ``target``, checked against the centre's summary, and
     moved into place. A failure leaves the target as it was."""
     from drd.console import output
-    from drd.console.progress import ProgressBar
-    from drd.restic import ProgressEvent
     from drd.services.restore.engine import RestoreRequest
-    from drd.services.restore.remote import extract
-    from drd.services.restore.staging import (
-        make_staging,
-        prepare_target,
-        promote,
-        remove_tree,
-    )
+    from drd.services.restore.staging import make_staging, prepare_target, promote, remove_tree
 
     if snapshot is not None and at is not None:
         raise UserError("give --snapshot or --at, not both")
@@ -243,32 +250,11 @@ def restore_through_api(options: RemoteOptions, system: str, *, target: Path,
         with RemoteCentre(options) as centre:
             if not as_json:
                 output.say(f"restoring {system} on the centre {centre.server} ...")
-            with centre.stream_post(system_path(system, "restore"), body) as response:
-                summary = json.loads(response.headers.get("X-Drd-Restore", "{}"))
-                bar = (ProgressBar("restore", unit="files")
-                       if not as_json and output.is_terminal() else None)
-                done = {"files": 0, "bytes": 0}
-
-                def arrived(size: int) -> None:
-                    done["files"] += 1
-                    done["bytes"] += size
-                    if bar is not None:
-                        total = summary.get("bytes") or 0
-                        bar(ProgressEvent(
-                            percent_done=done["bytes"] / total if total else 0.0,
-                            files_done=done["files"], total_files=summary.get("files", 0),
-                            bytes_done=done["bytes"], total_bytes=total))
-
-                try:
-                    files, size = extract(_ResponseReader(response), staging,
-                                          on_bytes=arrived)
-                finally:
-                    if bar is not None:
-                        bar.finish()
-        if (files, size) != (summary.get("files"), summary.get("bytes")):
+            summary, files, size = _receive(centre, system_path(system, "restore"), body,
+                                            staging, bar=not as_json and output.is_terminal())
+        if (files, size) != (summary["files"], summary["bytes"]):
             raise OperationError(f"the centre sent {files} files ({size} bytes), its summary "
-                                 f"says {summary.get('files')} ({summary.get('bytes')}): "
-                                 "try again")
+                                 f"says {summary['files']} ({summary['bytes']}): try again")
         promote(staging, target)
     except BaseException:
         remove_tree(staging)
@@ -280,9 +266,52 @@ def restore_through_api(options: RemoteOptions, system: str, *, target: Path,
     if as_json:
         output.emit_json(summary)
         return
-    attempts = summary.get("attempts", [])
-    failed = [attempt for attempt in attempts if not attempt.get("ok")]
+    failed = [attempt for attempt in summary.get("attempts", []) if not attempt.get("ok")]
     output.echo(f"restored {system} snapshot {summary['snapshot'][:12]} ({summary['time']}) "
                 f"from store {summary['store']}"
                 + (f" after {len(failed)} failed store(s)" if failed else ""))
     output.echo(f"{files} files, {human_bytes(size)}, into {target}")
+
+
+def _receive(centre: RemoteCentre, path: str, body: dict[str, Any], staging: Path, *,
+             bar: bool) -> tuple[dict[str, Any], int, int]:
+    """POST the restore and extract the streamed tree into ``staging``; return the
+    centre's summary and the files and bytes received (a progress bar if ``bar``)."""
+    from drd.console.progress import ProgressBar
+    from drd.restic import ProgressEvent
+    from drd.services.restore.remote import extract
+
+    with centre.stream_post(path, body) as response:
+        summary = _summary(response)
+        progress = ProgressBar("restore", unit="files") if bar else None
+        done = ProgressEvent(total_files=summary["files"], total_bytes=summary["bytes"])
+
+        def arrived(size: int) -> None:
+            nonlocal done
+            files, received = done.files_done + 1, done.bytes_done + size
+            done = ProgressEvent(
+                percent_done=received / done.total_bytes if done.total_bytes else 0.0,
+                files_done=files, total_files=done.total_files, bytes_done=received,
+                total_bytes=done.total_bytes)
+            if progress is not None:
+                progress(done)
+
+        try:
+            files, size = extract(_ResponseReader(response), staging, on_file=arrived)
+        finally:
+            if progress is not None:
+                progress.finish()
+    return summary, files, size
+
+
+def _summary(response: httpx.Response) -> dict[str, Any]:
+    """The restore's summary from ``X-Drd-Restore``; OperationError if it is not one."""
+    try:
+        summary = json.loads(response.headers["X-Drd-Restore"])
+        if not all(isinstance(summary[key], int) for key in ("files", "bytes")) or \
+                not all(isinstance(summary[key], str) for key in ("snapshot", "time", "store")):
+            raise ValueError("fields missing")
+    except (KeyError, ValueError, TypeError):
+        raise OperationError("the centre's answer has no restore summary (X-Drd-Restore): "
+                             "is this a drd centre of this version?") from None
+    return summary

@@ -13,6 +13,7 @@ from drd.cli.options import home_option
 from drd.crypto.keystore import KeyStore
 from drd.daemon.service import Daemon
 from drd.services.enrollment import server_url
+from drd.services.restore.remote import sweep_scratch
 
 log = logging.getLogger("drd.serve")
 
@@ -42,6 +43,10 @@ def serve_command(state: CliState, listen: str | None, insecure_http: bool,
     catalog = state.catalog()
     master_key = state.master_key()
     configure_logging()
+    swept = sweep_scratch(config.home)
+    if swept:
+        log.info("removed %d scratch copies of API restores left by a daemon that stopped",
+                 swept)
     keystore = KeyStore(config.keys_dir, master_key)
     app = create_app(catalog, master_key, config, keystore=keystore)
     if insecure_http:

@@ -339,14 +339,15 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
         return
     candidates = list(dict.fromkeys([*(unfinished or {}).get("snapshots", []), *to_forget]))
 
+    # the ledger of the pruned store is what prune starts from: after prune, whatever it
+    # had and the store lacks is what prune removed -- except what the store lacked
+    # already (missing, waiting to be healed: never tombstoned). Listed again now:
+    # objects a backup wrote since the run's first listing are in prune's reach, and must
+    # be in the ledger to be tombstoned if it removes them. Listed before the catalog
+    # session opens, so that no writer waits on a store's listing.
+    listing = _list(chosen) if unfinished is None else None
     with catalog.session() as session:
         if unfinished is None:
-            # the ledger of the pruned store is what prune starts from: after prune,
-            # whatever it had and the store lacks is what prune removed -- except what
-            # the store lacked already (missing, waiting to be healed: never tombstoned).
-            # Listed again now: objects a backup wrote since the run's first listing are
-            # in prune's reach, and must be in the ledger to be tombstoned if it removes them
-            listing = _list(chosen)
             if listing is None:
                 raise OperationError(f"{chosen.name} cannot be listed before the prune of "
                                      f"{system}: nothing was forgotten")

@@ -37,3 +37,8 @@ class NotFound(Refused):
 class Conflict(Refused):
     """The request clashes with the catalog's state: a used token, a system enrolled
     already, a different manifest recorded before (HTTP 409)."""
+
+
+class TooBusy(Refused):
+    """As much of this work runs already as the centre allows; try again later (HTTP
+    429)."""

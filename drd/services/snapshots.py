@@ -65,7 +65,7 @@ def copy_state(complete: bool) -> str:
 
 _STORE_IDS = (sa.select(StoreRow.name, StoreRow.id)
               .where(StoreRow.name.in_(sa.bindparam("names", expanding=True))))
-_INSERT_SNAPSHOT = sa.insert(Snapshot.__table__).returning(Snapshot.__table__.c.id)
+_INSERT_SNAPSHOT = sa.insert(Snapshot.__table__)  # no RETURNING: SQLite < 3.35 lacks it
 _INSERT_COPY = sa.insert(SnapshotCopy.__table__)
 
 
@@ -105,7 +105,7 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
                 "tags": list(report.tags), "tree": report.tree, "size_bytes": report.bytes,
                 "file_count": report.files, "duration_seconds": report.duration_seconds,
                 "partial": report.partial, "manifest_sha256": report.manifest_sha256,
-                "reported_at": now}).scalar_one()
+                "reported_at": now}).inserted_primary_key[0]
             connection.execute(_INSERT_COPY, [
                 {"snapshot_id": snapshot_id, "store_id": stores[name],
                  "state": copy_state(copy.complete), "missing_objects": copy.missing_objects,

@@ -208,7 +208,7 @@ def rules_of(name: str | None, document: dict[str, Any] | None) -> PolicyRules:
                                             or DEFAULT_PERIOD))
 
 
-_POLICIES = sa.select(Policy.id, Policy.name, Policy.document)
+_POLICIES = sa.select(Policy.id, Policy.name, Policy.document).order_by(Policy.id)
 
 
 def policy_rules(session: Session) -> dict[int | None, PolicyRules]:

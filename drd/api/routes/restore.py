@@ -18,9 +18,10 @@ from drd.api.pagination import SYSTEM, ErrorDetail, SystemName
 from drd.names import NAME_PATTERN
 from drd.services import views
 from drd.services.refusals import NotAllowed
+from drd.services.restore.centre import restore_system
 from drd.services.restore.engine import RestoreRequest
 from drd.services.restore.plan import parse_at
-from drd.services.restore.remote import scratch_directory, tar_stream
+from drd.services.restore.remote import Slot, scratch_directory, tar_stream
 from drd.services.restore.staging import remove_tree
 
 router = APIRouter(prefix="/systems", tags=["systems"])
@@ -57,6 +58,8 @@ class RestoreBody(BaseModel):
               "model": ErrorDetail},
         403: {"description": "the token may not see the system, or may not restore it "
                              "(operators and agents read only)", "model": ErrorDetail},
+        429: {"description": "as many restores run on the centre as it allows (2): try "
+                             "again later", "model": ErrorDetail},
         503: {"description": "every store failed", "model": ErrorDetail}})
 def restore(name: SystemName, body: RestoreBody, caller: Caller,
             context: Context) -> StreamingResponse:
@@ -68,10 +71,10 @@ def restore(name: SystemName, body: RestoreBody, caller: Caller,
         raise NotAllowed(f"this token ({caller.role}) may not restore {name!r}: owners of "
                          "the system and administrators may")
     moment = parse_at(body.at, context.now()) if body.at is not None else None
-    scratch = scratch_directory(context.config.home)
+    slot = Slot()  # 429 when as many restores run already
+    scratch = None
     try:
-        from drd.services.restore.centre import restore_system
-
+        scratch = scratch_directory(context.config.home)
         result = restore_system(
             context.catalog, context.master_key, context.keystore, context.config, name,
             RestoreRequest(target=scratch / "tree", snapshot=body.snapshot, at=moment,
@@ -79,16 +82,22 @@ def restore(name: SystemName, body: RestoreBody, caller: Caller,
                            verify=body.verify),
             actor=caller.actor, now=context.now())
     except BaseException:
-        remove_tree(scratch)
+        if scratch is not None:
+            remove_tree(scratch)
+        slot.release()
         raise
+
+    def finished() -> None:
+        remove_tree(scratch)
+        slot.release()
+
     summary = result.as_dict() | {"target": None}
     return StreamingResponse(
-        tar_stream(scratch / "tree"), media_type="application/x-tar",
+        tar_stream(scratch / "tree", on_end=finished), media_type="application/x-tar",
         headers={"X-Drd-Restore": json.dumps(summary, default=_json_default),
                  "Content-Disposition": f'attachment; filename="{name}.tar"'},
-        # the stream removes the tree; this removes the scratch directory around it,
         # also when the client went away before the stream began
-        background=BackgroundTask(remove_tree, scratch))
+        background=BackgroundTask(finished))
 
 
 def _json_default(value):

@@ -127,6 +127,20 @@ def test_the_pinned_ca_is_the_only_trust_for_https():
         ca_fingerprint(b"<html>not a certificate</html>")
 
 
+def test_a_ca_pem_with_a_second_certificate_is_refused_not_trusted():
+    """Someone between agent (or owner) and centre could add their own CA behind the
+    real one: its fingerprint matches the first, but the second must not be trusted."""
+    _, real = create_ca("drd test CA")
+    _, intruder = create_ca("someone else")
+    bundle = certificate_pem(real) + certificate_pem(intruder)
+    with pytest.raises(OperationError, match="2 certificates"):
+        ca_fingerprint(bundle)
+    with pytest.raises(OperationError, match="2 certificates"):
+        pinned_ssl_context(bundle)
+    with pytest.raises(OperationError, match="0 certificates|not a PEM"):
+        ca_fingerprint(b"")
+
+
 def test_fetching_the_ca_needs_no_credentials():
     def handler(request):
         assert "Authorization" not in request.headers
