@@ -32,7 +32,7 @@ from drd.crypto.pem import public_key_pem
 from drd.devstores import start_many_in
 from drd.secrets import Secret
 from drd.services.agents import AgentIdentity, assignment_for
-from drd.services.restore import RestoreRequest
+from drd.services.restore import RestoreInterrupted, RestoreRequest
 from drd.services.restore.centre import (
     load_snapshots,
     policy_stores,
@@ -216,7 +216,7 @@ def test_include_restores_only_that_subtree(stage, capsys):
         {k: v for k, v in stage.old_state.items() if k.startswith("docs/deep")}
     odd = stage.base / "include-odd"
     drd(stage, "restore", "fs1", "--include", str(stage.source / ODD_NAME), "--target",
-        str(odd))
+        str(odd), "--verify")
     assert tree_state(restored(stage, odd)) == {ODD_NAME: stage.new_state[ODD_NAME]}
 
     for include, says in (("docs", "absolute"), (f"{stage.source}/../etc", "'..'"),
@@ -250,6 +250,20 @@ def test_a_non_empty_target_is_refused_unless_overwrite_and_links_there_are_repl
     assert os.listdir(outside) == []
     assert tree_state(restored(stage, target)) == stage.new_state
     assert (target / "keep.txt").read_text() == "mine\n"
+
+
+def test_an_interrupted_restore_leaves_no_trace(stage):
+    target = stage.base / "interrupted"
+    seen = []
+
+    def stop_once_restoring() -> bool:
+        return bool(seen) and seen[-1].kind == "restoring"
+
+    with pytest.raises(RestoreInterrupted):
+        restore_system(stage.catalog, stage.master_key, stage.keystore, stage.config, "fs1",
+                       RestoreRequest(target=target), actor="test", on_event=seen.append,
+                       should_stop=stop_once_restoring)
+    assert not target.exists()  # it made the target, and took it away again
 
 
 def test_the_agent_restores_its_own_system_only(stage):
