@@ -8,6 +8,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.drd-installed
 PYTEST_ARGS ?=
+# test processes for `make test` (pytest-xdist); each module's tests stay in one, so that
+# a module's servers and stages are made once
+TEST_WORKERS ?= 2
 
 .PHONY: all deps system-deps demo test test-unit test-integration lint bench clean
 
@@ -29,7 +32,7 @@ demo: deps
 
 test: deps
 	@scripts/ensure-system-deps --test
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 test-unit: deps
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

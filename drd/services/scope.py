@@ -46,6 +46,7 @@ class Scope:
 
     @classmethod
     def one(cls, system_id: int) -> Scope:
+        """The system with this id."""
         return cls(_SHAPES["one"], "one", {"scope_system": system_id})
 
     @classmethod
@@ -55,10 +56,12 @@ class Scope:
 
     @classmethod
     def ids(cls, system_ids: Sequence[int]) -> Scope:
+        """The systems with these ids (any number, an empty list too)."""
         return cls(_SHAPES["ids"], "ids", {"scope_ids": list(system_ids)})
 
     @classmethod
     def every(cls) -> Scope:
+        """Every system."""
         return cls(_SHAPES["every"], "every")
 
     @classmethod

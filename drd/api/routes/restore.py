@@ -101,6 +101,7 @@ def restore(name: SystemName, body: RestoreBody, caller: Caller,
 
 
 def _json_default(value):
+    """Times in the summary header as ISO 8601."""
     if isinstance(value, dt.datetime):
         return value.isoformat()
     raise TypeError(type(value).__name__)
