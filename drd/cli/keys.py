@@ -74,7 +74,10 @@ def export_command(state: CliState, target: str, as_json: bool) -> None:
     passphrase = recovery_passphrase(confirm=True)
     kit.check_new_passphrase(passphrase)
     data = kit.build_kit(keys, passphrase, hostname=socket.gethostname())
-    write_new_file(path, data, PRIVATE_FILE_MODE)
+    try:
+        write_new_file(path, data, PRIVATE_FILE_MODE)
+    except OSError as error:
+        raise UserError(f"-o {path}: cannot write it: {error.strerror or error}") from None
     summary = _summary(kit.read_kit(data), path)
     if as_json:
         output.emit_json(summary)

@@ -48,8 +48,15 @@ def _new_passphrase() -> Secret:
                                show_default=False))
 
 
+def _hold_lock(state: CliState) -> None:
+    """Be the only keys command of this centre until this command ends."""
+    click.get_current_context().call_on_close(key_rotation.RotationLock(state.home).release)
+
+
 def _prepare(state: CliState) -> None:
-    """Finish or undo an interrupted rotation, then refuse if a daemon runs."""
+    """Hold the rotation lock, finish or undo an interrupted rotation, then refuse if a
+    daemon runs."""
+    _hold_lock(state)
     outcome = key_rotation.finish_pending(state.home, state.catalog())
     if outcome.outcome != "none":
         output.say(f"an interrupted key rotation ({outcome.kind or 'incomplete'}) was "
@@ -165,6 +172,7 @@ def finish_rotation_command(state: CliState, as_json: bool) -> None:
     Finished when the catalog holds its audit entry (its change was committed), else
     undone; the old or the new keys are in keys/ afterwards, never a mix.
     """
+    _hold_lock(state)
     outcome = key_rotation.finish_pending(state.home, state.catalog())
     if as_json:
         output.emit_json(vars(outcome))

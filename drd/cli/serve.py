@@ -12,7 +12,9 @@ from drd.cli.context import CliState
 from drd.cli.options import home_option
 from drd.crypto.keystore import KeyStore
 from drd.daemon.service import Daemon
+from drd.errors import UserError
 from drd.services.enrollment import server_url
+from drd.services.key_rotation import rotation_pending
 from drd.services.restore.remote import sweep_scratch
 
 log = logging.getLogger("drd.serve")
@@ -39,6 +41,10 @@ def serve_command(state: CliState, listen: str | None, insecure_http: bool,
     Logs go to stderr, one line each, without timestamps (journald adds them).
     """
     config = state.config()
+    if rotation_pending(config.home):
+        raise UserError("a key rotation of this centre stopped half-way: run 'drd keys "
+                        "finish-rotation' first (a daemon on the old keys would write what "
+                        "the new ones cannot read)")
     address = parse_listen(listen or config.listen)
     catalog = state.catalog()
     master_key = state.master_key()

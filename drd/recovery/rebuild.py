@@ -19,6 +19,7 @@ The steps, and why in this order:
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import logging
 import secrets
@@ -44,6 +45,7 @@ from drd.crypto.pem import public_key_pem
 from drd.errors import OperationError, UserError
 from drd.fsutil import PRIVATE_FILE_MODE, PUBLIC_FILE_MODE, ensure_private_directory, write_new_file
 from drd.recovery.container import CopyHeader, DamagedCopy, open_payload, read_header, verify
+from drd.recovery.copies import copy_key as key_of_copy
 from drd.recovery.copies import fetch, list_copies
 from drd.recovery.dump import DamagedDump, LoadResult, load_lines
 from drd.recovery.kit import RecoveryKeys, signing_fingerprint
@@ -187,6 +189,11 @@ def _newest_good_copy(request: RecoverRequest, directory: Path,
             if named in retired:
                 say(f"{key} is signed by the retired signing key {named[:16]}... (the kit "
                     "lists it as retired)")
+            if key != _signed_key(header):
+                # names are not signed: anyone holding the store's keys could copy an old
+                # signed copy under a newer name, to have a stale catalog recovered
+                raise DamagedCopy(f"its signed time {header.document.get('created_at')} "
+                                  "does not match its name: an older copy renamed")
             if header.document["escrow_key_sha256"] != request.keys.public_summary()[
                     "escrow_key_sha256"]:
                 raise DamagedCopy("the copy was encrypted for another escrow key (another "
@@ -204,6 +211,14 @@ def _newest_good_copy(request: RecoverRequest, directory: Path,
         f"recovery kit's signing key (changed, damaged, or another centre's): "
         f"{skipped[0]['reason']}. Try another store, or check that the kit is this "
         "centre's")
+
+
+def _signed_key(header: CopyHeader) -> str | None:
+    """The key a copy with ``header`` was written under (its name holds its signed time)."""
+    try:
+        return key_of_copy(dt.datetime.fromisoformat(header.document["created_at"]))
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _build(request: RecoverRequest, staging: Path, handle: BinaryIO, header: CopyHeader,
@@ -334,6 +349,10 @@ def _fix_stores(session, request: RecoverRequest, master_key: MasterKey
                 f"at {wanted} (its stores: {', '.join(row.name for row in rows)}): say "
                 "which one this is with --store NAME")
     source = matches[0]
+    if source.kind == "s3" and request.secret_access_key is None:
+        # read through another way (a local mirror, say): its keys are to be re-entered
+        needing = [row.name for row in rows if row.kind == "s3"]
+        return source.name, needing
     if source.kind == "s3":
         source.access_key_id = request.access_key_id
         source.secret_encrypted = master_key.encrypt(

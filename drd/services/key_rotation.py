@@ -124,6 +124,39 @@ def check_daemons_stopped(catalog: Catalog, config: Config,
                         "memory; nothing was changed")
 
 
+# -- one rotation at a time ---------------------------------------------------------------
+
+LOCK_FILE = "keys.rotating.lock"
+
+
+class RotationLock:
+    """This process is the only one rotating keys of ``home`` until :meth:`release`.
+
+    Two rotations at once (or a rotation and ``finish-rotation``) could undo each other's
+    staging directory between a catalog commit and the swap, leaving passwords sealed to a
+    key that exists nowhere. Raises :class:`UserError` when another process holds it.
+    """
+
+    def __init__(self, home: Path) -> None:
+        import fcntl
+
+        self._handle = open(home / LOCK_FILE, "a")  # noqa: SIM115 -- until release()
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise UserError("another drd keys command is rotating this centre's keys "
+                            "right now: wait for it to end; nothing was changed") from None
+
+    def release(self) -> None:
+        self._handle.close()  # closing the file releases the lock
+
+
+def rotation_pending(home: Path) -> bool:
+    """Whether a rotation stopped half-way (``drd keys finish-rotation`` settles it)."""
+    return (home / MARKER_FILE).exists() or (home / STAGING_DIR).exists()
+
+
 # -- interrupted rotations ----------------------------------------------------------------
 
 

@@ -354,6 +354,8 @@ def test_a_rotation_stopped_after_its_commit_is_finished(tmp_path, monkeypatch):
     # committed: the catalog holds passwords sealed to the staged key, keys/ the old one
     assert (keys / "escrow.pub.pem").read_bytes() == old_public
     assert (home / key_rotation.STAGING_DIR).is_dir()
+    # no daemon starts on the old keys meanwhile
+    assert "finish-rotation" in drd("serve", home=home, check=2).stderr
     # and the crash came between the two renames
     keys.rename(home / key_rotation.RETIRING_DIR)
     finished = json.loads(drd("keys", "finish-rotation", "--json", home=home).stdout)
@@ -397,6 +399,27 @@ def test_a_rotation_stopped_before_its_commit_is_undone(tmp_path, monkeypatch):
     (home / key_rotation.STAGING_DIR).mkdir()
     assert json.loads(drd("keys", "finish-rotation", "--json", home=home).stdout)[
         "outcome"] == "discarded"
+    stage.catalog.dispose()
+
+
+def test_one_rotation_at_a_time(tmp_path):
+    """Another process rotating (it holds the lock) makes every keys command wait its
+    turn: two at once could remove each other's staged keys."""
+    import subprocess
+    import sys
+
+    stage = file_stage(tmp_path)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(stage.home / key_rotation.LOCK_FILE)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        refused = drd("keys", "finish-rotation", home=stage.home, check=2)
+        assert "another drd keys command" in refused.stderr
+    finally:
+        holder.kill()
+        holder.wait()
     stage.catalog.dispose()
 
 

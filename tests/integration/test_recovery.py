@@ -256,6 +256,21 @@ def test_a_changed_copy_is_refused_and_the_newest_good_one_taken(tmp_path, file_
     assert not (tmp_path / "two").exists()
 
 
+def test_an_older_copy_under_a_newer_name_is_refused(tmp_path, file_centre):
+    """Copy names are not signed: whoever holds a store's keys (every agent of it) could
+    put an old, genuinely signed copy under a newer name to have a stale catalog (revoked
+    tokens back, say) recovered. The signed time must match the name."""
+    home, kit = file_centre
+    store = FilesystemStore("near", tmp_path / "near")
+    (genuine,) = list_copies(store)[:1]
+    renamed = genuine.replace("catalog-2", "catalog-9", 1)  # the year 9xxx: the newest
+    (tmp_path / "near" / renamed).write_bytes((tmp_path / "near" / genuine).read_bytes())
+    result = json.loads(recover_from(tmp_path, kit, "near", tmp_path / "one").stdout)
+    assert result["copy"] == genuine
+    assert result["skipped_copies"][0]["copy"] == renamed
+    assert "does not match its name" in result["skipped_copies"][0]["reason"]
+
+
 def test_another_centres_kit_is_refused(tmp_path, file_centre):
     _, _ = file_centre
     other = tmp_path / "other"

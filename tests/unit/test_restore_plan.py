@@ -164,6 +164,11 @@ def test_paths_that_would_land_outside_the_target_are_refused():
     # across the snapshots of one restore point too: they share the tree
     with pytest.raises(UserError, match="beneath the symbolic link /x"):
         check_nodes({"s1": nodes("/x@"), "s2": nodes("/x/", "/x/passwd")})
+    # a link in one snapshot and a file (or a link again) in another: restic would write
+    # the second through the first
+    for other in ("/x", "/x@", "/x/"):
+        with pytest.raises(UserError, match="written through the other's link"):
+            check_nodes({"s1": nodes("/x@"), "s2": nodes(other)})
 
 
 def test_a_selection_is_the_include_its_contents_and_the_directories_above():

@@ -352,6 +352,7 @@ def _attempt(restic: Restic, candidate: Candidate, request: RestoreRequest, targ
     :func:`run_restore`.
     """
     tree_root = staging.make_staging(target)
+    kept = False
     try:
         try:
             repository = candidate.repository()
@@ -397,10 +398,15 @@ def _attempt(restic: Restic, candidate: Candidate, request: RestoreRequest, targ
             raise _StoreFailed(f"{len(lacking)} entries of the snapshot were not restored "
                                f"(e.g. {lacking[0]!r})")
         emit(RestoreEvent("moving", candidate.name))
-        staging.promote(tree_root, target)
+        try:
+            staging.promote(tree_root, target)
+        except OperationError:
+            kept = True  # what was not moved stays in the staging tree, as promote says
+            raise
         return tree
     finally:
-        staging.remove_tree(tree_root)
+        if not kept:
+            staging.remove_tree(tree_root)
 
 
 def _selections(nodes: Mapping[str, Sequence[Node]], includes: Sequence[str]

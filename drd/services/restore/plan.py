@@ -281,7 +281,9 @@ def check_nodes(nodes_by_snapshot: Mapping[str, Sequence[Node]]) -> None:
     Every path must be absolute without ``.``/``..``/empty parts (restic writes
     ``<target><path>``), and none may lie beneath a symbolic link of the restore point
     (restic would write through the link, wherever it points) -- across all its
-    snapshots, since they are restored into the same tree.
+    snapshots, since they are restored into the same tree. For the same reason a path
+    that is a symbolic link in one snapshot may not be anything in another: restic would
+    write that snapshot's file through the other's link.
 
     Raises:
         UserError: the first offending path and why.
@@ -289,6 +291,11 @@ def check_nodes(nodes_by_snapshot: Mapping[str, Sequence[Node]]) -> None:
     links: set[str] = set()
     for nodes in nodes_by_snapshot.values():
         links.update(node.path for node in nodes if node.type == "symlink")
+    holders: dict[str, set[str]] = {}  # a link's path -> the snapshots that hold it
+    for snapshot, nodes in nodes_by_snapshot.items():
+        for node in nodes:
+            if node.path in links:
+                holders.setdefault(node.path, set()).add(snapshot)
     for snapshot, nodes in nodes_by_snapshot.items():
         for node in nodes:
             problem = "it is not absolute" if not node.path.startswith("/") else \
@@ -303,6 +310,12 @@ def check_nodes(nodes_by_snapshot: Mapping[str, Sequence[Node]]) -> None:
             if problem:
                 raise UserError(f"snapshot {snapshot[:12]} holds {node.path!r}, which would "
                                 f"land outside the target: {problem}; refused")
+    for path, snapshots in sorted(holders.items()):
+        if len(snapshots) > 1:
+            raise UserError(f"snapshots {', '.join(sorted(s[:12] for s in snapshots))} all "
+                            f"hold {path!r}, a symbolic link in one of them: restored into "
+                            "the same tree, one would be written through the other's link; "
+                            "refused")
 
 
 def unmatched_includes(includes: Sequence[str],

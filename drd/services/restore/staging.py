@@ -45,6 +45,13 @@ def check_target(target: Path, *, overwrite: bool) -> None:
     """
     if not str(target):
         raise UserError("--target: give a directory to restore into")
+    try:
+        _check_target(target, overwrite=overwrite)
+    except OSError as error:  # a parent this user may not read, say
+        raise UserError(f"--target {target}: {error.strerror or error}") from None
+
+
+def _check_target(target: Path, *, overwrite: bool) -> None:
     if not (target.exists() or target.is_symlink()):
         parent = next((p for p in target.parents if p.exists()), None)
         if parent is not None and not parent.is_dir():
@@ -219,12 +226,30 @@ def _merge(source: Path, destination: Path, *, top: bool = True) -> None:
         if entry.is_dir(follow_symlinks=False) and stat.S_ISDIR(existing.st_mode):
             _merge(Path(entry.path), there, top=False)
             continue
-        remove_tree(there)  # a file, a link (not followed) or a directory: replaced
-        _move(entry.path, there)
+        _replace(entry.path, there, existing)
     if not top:
         os.chmod(destination, stat.S_IMODE(original.st_mode))
         os.utime(destination, ns=(original.st_atime_ns, original.st_mtime_ns),
                  follow_symlinks=False)
+
+
+def _replace(source: str, destination: Path, existing: os.stat_result) -> None:
+    """Put ``source`` where ``destination`` is (a file, a link -- not followed -- or a
+    directory where the snapshot has something else). A file or link goes by one atomic
+    rename over it; a directory is first renamed aside and put back if the move fails,
+    so that a failed move (across file systems, say) loses neither side."""
+    source_is_directory = os.path.isdir(source) and not os.path.islink(source)
+    if not source_is_directory and not stat.S_ISDIR(existing.st_mode):
+        os.replace(source, destination)
+        return
+    aside = destination.with_name(f"{STAGING_PREFIX}old-{destination.name}")
+    os.rename(destination, aside)
+    try:
+        _move(source, destination)
+    except OSError:
+        os.rename(aside, destination)
+        raise
+    remove_tree(aside)
 
 
 def _writable(directory: Path, mode: int) -> None:
