@@ -26,7 +26,7 @@ import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -150,8 +150,7 @@ class KeyStore:
         server_key, server_certificate = ca.issue_server_certificate(
             ca_key,
             ca_certificate,
-            _unique([*DEFAULT_HOSTNAMES, *_this_hostname(), *hostnames]),
-            _unique([*DEFAULT_IP_ADDRESSES, *ip_addresses]),
+            *server_names(hostnames, ip_addresses),
         )
         contents = {
             ESCROW_KEY: _encrypt_private_key(master_key, ESCROW_KEY, escrow),
@@ -311,6 +310,14 @@ def encrypt_private_key(master_key: MasterKey, name: str, key) -> bytes:
 def _encrypt_private_key(master_key: MasterKey, name: str, key) -> bytes:
     der = key.private_bytes(Encoding.DER, PrivateFormat.PKCS8, NoEncryption())
     return master_key.encrypt(der, _context(name))
+
+
+def server_names(hostnames: Sequence[str] = (), ip_addresses: Sequence[str] = ()
+                 ) -> tuple[list[str], list[str]]:
+    """The DNS names and IP addresses of the centre's server certificate: the defaults
+    (localhost, loopback), this machine's name, then those given, each once."""
+    return (_unique([*DEFAULT_HOSTNAMES, *_this_hostname(), *hostnames]),
+            _unique([*DEFAULT_IP_ADDRESSES, *ip_addresses]))
 
 
 def _this_hostname() -> list[str]:

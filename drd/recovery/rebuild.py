@@ -24,7 +24,6 @@ import gzip
 import logging
 import secrets
 import shutil
-import socket
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -275,8 +274,7 @@ def _write_keys(keys_dir: Path, master_key: MasterKey, request: RecoverRequest) 
     kit = request.keys
     server_key, server_certificate = ca.issue_server_certificate(
         kit.ca_key, kit.ca_certificate,
-        _unique([*keystore.DEFAULT_HOSTNAMES, *_this_hostname(), *request.hostnames]),
-        _unique([*keystore.DEFAULT_IP_ADDRESSES, *request.ip_addresses]))
+        *keystore.server_names(request.hostnames, request.ip_addresses))
     contents = {
         keystore.ESCROW_KEY: _encrypted(master_key, keystore.ESCROW_KEY, kit.escrow),
         keystore.ESCROW_PUBLIC: public_key_pem(kit.escrow.public_key()),
@@ -379,14 +377,3 @@ def _config(home: Path, database_url: str, loaded: LoadResult) -> Config:
 
 def _summary(counts: dict[str, int]) -> str:
     return ", ".join(f"{count} {table.replace('_', ' ')}" for table, count in counts.items())
-
-
-def _this_hostname() -> list[str]:
-    hostname = socket.gethostname()
-    if hostname and hostname.isascii() and all(c.isalnum() or c in "-." for c in hostname):
-        return [hostname.lower()]
-    return []
-
-
-def _unique(values: list[str]) -> list[str]:
-    return list(dict.fromkeys(values))
