@@ -48,6 +48,9 @@ NAMING_CONVENTION = {
 }
 
 STORE_KINDS = ("s3", "file")
+# how the centre makes an agent's own keys for a store (drd.stores.credentials)
+CREDENTIAL_BROKERS = ("seaweedfs", "aws-iam", "shared")
+CREDENTIAL_STATES = ("pending", "active", "superseded", "disabling", "disabled")
 SNAPSHOT_COPY_STATES = ("pending", "present", "missing", "damaged", "forgotten")
 TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
 OBJECT_STATES = ("present", "corrupt", "missing", "lost")
@@ -136,12 +139,17 @@ class Store(Base):
     ``secret_encrypted`` is the secret access key encrypted with
     :meth:`drd.crypto.masterkey.MasterKey.encrypt` under the context ``store:<name>``;
     the clear secret is never stored. ``checked_at``, ``reachable`` and ``check_error`` are
-    the daemon's latest probe of the store (None: never probed).
+    the daemon's latest probe of the store (None: never probed). ``credentials`` names the
+    broker that makes each system's own keys here (one of :data:`CREDENTIAL_BROKERS`;
+    None: not determined yet), ``iam_endpoint`` the IAM API it speaks to when that is not
+    the store's own endpoint.
     """
 
     __tablename__ = "stores"
     __table_args__ = (
         sa.CheckConstraint(_one_of("kind", STORE_KINDS), name="kind"),
+        sa.CheckConstraint(f"credentials IS NULL OR {_one_of('credentials', CREDENTIAL_BROKERS)}",
+                           name="credentials"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -158,6 +166,51 @@ class Store(Base):
     checked_at: Mapped[dt.datetime | None]
     reachable: Mapped[bool | None]
     check_error: Mapped[str | None] = mapped_column(sa.Text)
+    credentials: Mapped[str | None]
+    iam_endpoint: Mapped[str | None]
+
+
+class StoreCredential(Base):
+    """A key pair that belongs to one system in one store, scoped to its repository prefix.
+
+    ``state`` (one of :data:`CREDENTIAL_STATES`): ``pending`` (to be made: the store was
+    unreachable, or the key is being replaced), ``active`` (handed to the agent),
+    ``superseded`` (a newer key is active; this one works until the agent confirms the new
+    one), ``disabling`` (to be disabled in the store; retried until done), ``disabled``.
+    At most one row per system and store is ``pending`` or ``active``. ``principal`` is
+    the store's user the key belongs to; ``secret_encrypted`` the secret key under the
+    master key (context ``store-credential:<store>:<access key id>``), None for a shared
+    broker (the store's own keys) and once disabled. ``reason`` says why a key was
+    disabled; ``attempts``, ``next_attempt_at`` and ``last_error`` track the retries of
+    making or disabling it.
+    """
+
+    __tablename__ = "store_credentials"
+    __table_args__ = (
+        sa.CheckConstraint(_one_of("state", CREDENTIAL_STATES), name="state"),
+        sa.Index(None, "system_id", "store_id"),
+        sa.Index(None, "state", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    store_id: Mapped[int] = mapped_column(sa.ForeignKey("stores.id"))
+    state: Mapped[str] = mapped_column(default="pending")
+    principal: Mapped[str | None]
+    access_key_id: Mapped[str | None]
+    secret_encrypted: Mapped[bytes | None]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    issued_at: Mapped[dt.datetime | None]
+    confirmed_at: Mapped[dt.datetime | None]
+    superseded_at: Mapped[dt.datetime | None]
+    disabled_at: Mapped[dt.datetime | None]
+    reason: Mapped[str | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(sa.Text)
+
+    system: Mapped[System] = relationship()
+    store: Mapped[Store] = relationship()
 
 
 class Snapshot(Base):
