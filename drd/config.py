@@ -64,6 +64,7 @@ class Config:
     replication_parallel: int = 8
     lease_seconds: int = 30
     catalog_copy_minutes: int = 60
+    credential_rotation_days: int = 90
     alerts: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,7 +91,7 @@ class Config:
 
 _TEXT = {"database_url", "restic_binary", "listen", "public_url"}
 _COUNTS = {"workers": (1, 64), "replication_parallel": (1, 256), "lease_seconds": (5, 3600),
-           "catalog_copy_minutes": (5, 10080)}
+           "catalog_copy_minutes": (5, 10080), "credential_rotation_days": (0, 3650)}
 _KNOWN = _TEXT | set(_COUNTS) | {"alerts"}
 _DESCRIPTIONS = {
     "database_url": "the catalog (sqlite:///FILE or postgresql+psycopg://USER@HOST/DB)",
@@ -104,6 +105,9 @@ _DESCRIPTIONS = {
                      "another daemon resumes the job after that (default 30)",
     "catalog_copy_minutes": "how often the leader writes a copy of the catalog into every "
                             "store, at the latest (default 60; see docs/recovery.md)",
+    "credential_rotation_days": "how often each system's own store keys are replaced by new "
+                                "ones (the old disabled once the agent uses the new); 0: "
+                                "never (default 90; see docs/administrators.md)",
     "alerts": "alert rules and channels (webhook, email): see docs/alerts.md",
 }
 

@@ -51,6 +51,7 @@ STORE_KINDS = ("s3", "file")
 # how the centre makes an agent's own keys for a store (drd.stores.credentials)
 CREDENTIAL_BROKERS = ("seaweedfs", "aws-iam", "shared")
 CREDENTIAL_STATES = ("pending", "active", "superseded", "disabling", "disabled")
+LIVE_CREDENTIAL = "state IN ('pending', 'active')"
 SNAPSHOT_COPY_STATES = ("pending", "present", "missing", "damaged", "forgotten")
 TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
 OBJECT_STATES = ("present", "corrupt", "missing", "lost")
@@ -190,6 +191,9 @@ class StoreCredential(Base):
         sa.CheckConstraint(_one_of("state", CREDENTIAL_STATES), name="state"),
         sa.Index(None, "system_id", "store_id"),
         sa.Index(None, "state", "next_attempt_at"),
+        # one live key per system and store, whoever races to make it
+        sa.Index("ux_store_credentials_live", "system_id", "store_id", unique=True,
+                 sqlite_where=sa.text(LIVE_CREDENTIAL), postgresql_where=sa.text(LIVE_CREDENTIAL)),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

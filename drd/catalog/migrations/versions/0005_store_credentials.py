@@ -24,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 
 DATETIME = sa.DateTime(timezone=True)
 BROKERS = "credentials IS NULL OR credentials IN ('seaweedfs', 'aws-iam', 'shared')"
+LIVE = "state IN ('pending', 'active')"
 STATES = "state IN ('pending', 'active', 'superseded', 'disabling', 'disabled')"
 
 
@@ -62,9 +63,12 @@ def upgrade() -> None:
                     ["system_id", "store_id"], unique=False)
     op.create_index(op.f("ix_store_credentials_state_next_attempt_at"), "store_credentials",
                     ["state", "next_attempt_at"], unique=False)
+    op.create_index("ux_store_credentials_live", "store_credentials", ["system_id", "store_id"],
+                    unique=True, sqlite_where=sa.text(LIVE), postgresql_where=sa.text(LIVE))
 
 
 def downgrade() -> None:
+    op.drop_index("ux_store_credentials_live", table_name="store_credentials")
     op.drop_index(op.f("ix_store_credentials_state_next_attempt_at"),
                   table_name="store_credentials")
     op.drop_index(op.f("ix_store_credentials_system_id_store_id"),
