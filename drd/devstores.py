@@ -211,6 +211,9 @@ def weed_command(weed: str, data_dir: Path, port_base: int, socket_dir: Path) ->
         "-admin.ui=false",
         "-webdav=false",
         f"-s3.config={data_dir / 's3.json'}",
+        # the centre makes each system's own user through the embedded IAM API
+        # (drd.stores.credentials), which is read-only unless told otherwise
+        "-s3.iam.readOnly=false",
         "-volume.max=0",
         f"-filer.localSocket={socket_dir / 'filer.sock'}",
         f"-s3.localSocket={socket_dir / 's3.sock'}",
