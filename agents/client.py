@@ -173,11 +173,17 @@ class CentreClient:
                           secrets=(token,))
 
     def enroll(self, token: Secret, *, hostname: str, agent_public_key_pem: str,
-               sealed_password_b64: str) -> dict[str, Any]:
-        """``POST /v1/agent/enroll``: consumes the token; returns ``agent_token`` and more."""
+               sealed_password_b64: str,
+               config: tuple[str, int] | None = None) -> dict[str, Any]:
+        """``POST /v1/agent/enroll``: consumes the token; returns ``agent_token`` and more.
+
+        ``config`` is the SHA-256 and size of the repository's ``config`` as stored.
+        """
         body = {"token": token.reveal(), "hostname": hostname,
                 "agent_public_key": agent_public_key_pem,
                 "sealed_password": sealed_password_b64}
+        if config is not None:
+            body["config_sha256"], body["config_size"] = config
         return self._json("POST", "/v1/agent/enroll", body=body, secrets=(token,))
 
     # -- agent calls ---------------------------------------------------------------------

@@ -15,8 +15,9 @@ retry resumes where the last attempt stopped:
    already there is reused when the pending password opens it (an earlier attempt made
    it), refused when it does not.
 7. Put the sealed password in every store (``drd/escrow/password.sealed``).
-8. Enroll: the centre consumes the token and answers with the agent's credential, which
-   is kept in ``pending/`` at once.
+8. Enroll: the centre consumes the token, records the digests of the sealed password and
+   of ``config`` (read back from the stores) that every copy must have, and answers with
+   the agent's credential, which is kept in ``pending/`` at once.
 9. Write the secrets and the assignment, then ``agent.yaml`` last; remove ``pending/``.
 
 If step 9 fails after the centre answered, the next ``drd-agent enroll`` with the same
@@ -26,6 +27,7 @@ token finishes it from ``pending/`` without asking the centre to enroll again.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import secrets
 from collections.abc import Callable
@@ -50,9 +52,10 @@ from agents.token import normalise_server_url, parse_token
 from drd.crypto.pem import load_escrow_public_key, public_key_pem
 from drd.crypto.seal import password_context, seal
 from drd.errors import OperationError, UserError
+from drd.recorded.keys import CONFIG
 from drd.restic import Restic, ResticRepositoryExists, ResticWrongPassword
 from drd.secrets import Secret
-from drd.stores import Store, parse_store_url
+from drd.stores import Store, StoreError, parse_store_url
 
 logger = logging.getLogger(__name__)
 
@@ -157,10 +160,11 @@ def enroll(
         repository = _init_repository(restic, target_factory(assignment, stores, password),
                                       assignment)
         _escrow(stores, assignment, sealed, now)
+        config = config_digest(stores)
         answer = _enrollment_call(lambda: client.enroll(
             token.text, hostname=hostname,
             agent_public_key_pem=public_key_pem(identity.public_key()).decode(),
-            sealed_password_b64=base64.b64encode(sealed).decode()))
+            sealed_password_b64=base64.b64encode(sealed).decode(), config=config))
         agent_token = answer.get("agent_token")
         if not isinstance(agent_token, str) or not agent_token:
             raise OperationError("the centre enrolled the system but sent no agent_token; "
@@ -260,6 +264,29 @@ def _init_repository(restic: Restic, target: Target, assignment: Assignment) -> 
             logger.warning("store %s lacks %d object(s) of the new repository; the centre "
                            "will repair it", name, store_state.missing_objects)
     return state
+
+
+def config_digest(stores: list[Store]) -> tuple[str, int] | None:
+    """SHA-256 (hex) and size of the ``config`` that ``restic init`` stored, read back
+    from the stores, for the centre to check every copy against (``drd.recorded``).
+
+    None (with a warning) when no store could be read: the centre then learns it from a
+    locked copy. Raises :class:`OperationError` when the stores hold different configs.
+    """
+    seen: dict[str, tuple[str, int]] = {}
+    for store in stores:
+        try:
+            data = store.read(CONFIG)
+        except StoreError as error:
+            logger.warning("store %s: the repository's config could not be read back: %s",
+                           store.name, error)
+            continue
+        seen[store.name] = (hashlib.sha256(data).hexdigest(), len(data))
+    if len(set(seen.values())) > 1:
+        raise OperationError("the stores hold different restic config objects for this "
+                             f"repository ({', '.join(sorted(seen))}): the centre's "
+                             "administrator must look into it before this system enrolls")
+    return next(iter(seen.values()), None)
 
 
 def _escrow(stores: list[Store], assignment: Assignment, sealed: bytes, now: datetime) -> None:

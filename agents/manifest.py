@@ -47,12 +47,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agents.excludes import ExcludeMatcher
 from drd.crypto.signing import public_key_fingerprint, sign
+from drd.recorded.keys import manifest_keys, signature_document
 from policies.sampling import in_sample
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
-MANIFEST_PREFIX = "drd/manifests/"
 _READ_CHUNK = 1 << 20
 
 
@@ -88,14 +88,12 @@ class SignedManifest:
         return base64.b64encode(self.signature).decode()
 
     def signature_document(self) -> bytes:
-        """The ``.json.sig`` object's bytes."""
-        return (json.dumps({"version": 1, "algorithm": "ed25519", "key": self.key_fingerprint,
-                            "signature": self.signature_b64}, indent=2) + "\n").encode()
+        """The ``.json.sig`` object's bytes (the centre records their digest too)."""
+        return signature_document(self.key_fingerprint, self.signature_b64)
 
     def object_keys(self) -> tuple[str, str]:
         """Store keys of the manifest and its signature."""
-        key = f"{MANIFEST_PREFIX}{self.snapshot_id}.json"
-        return key, key + ".sig"
+        return manifest_keys(self.snapshot_id)
 
 
 def sign_manifest(key: Ed25519PrivateKey, manifest: dict[str, Any]) -> SignedManifest:

@@ -374,6 +374,31 @@ class StoreObject(Base):
     failed_at: Mapped[dt.datetime | None]
 
 
+class RecordedObject(Base):
+    """The SHA-256 and size an object not named by its hash must have in every store.
+
+    Restic names ``data/``, ``index/``, ``snapshots/`` and ``keys/`` objects by their
+    SHA-256; ``config``, drd's sealed password (``drd/escrow/password.sealed``) and the
+    manifests (``drd/manifests/<id>.json`` and ``.json.sig``) have fixed names, so a copy
+    of one is checked against this record, made when the object was first written
+    (:func:`drd.recorded.catalog.record_object`), never against the other copies. ``key``
+    is relative to the repository, as in :class:`StoreObject`; ``sha256`` and ``size``
+    are those of the bytes as stored; ``source`` says where the digest came from (the agent
+    at enrollment, the catalog's own bytes, a locked copy in a named store).
+    """
+
+    __tablename__ = "recorded_objects"
+    __table_args__ = (sa.UniqueConstraint("system_id", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    system_id: Mapped[int] = mapped_column(sa.ForeignKey("systems.id"))
+    key: Mapped[str] = mapped_column(sa.String(200))
+    sha256: Mapped[str] = mapped_column(sa.String(64))
+    size: Mapped[int] = mapped_column(sa.BigInteger)
+    source: Mapped[str]
+    recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 class Replica(Base):
     """One system's repository on one store: replication's watermark and lag.
 

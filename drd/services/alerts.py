@@ -24,6 +24,9 @@ log = logging.getLogger("drd.alerts")
 
 KINDS = ("damage", "check_failed", "replication_failed", "retention_failed", "drill_failed",
          "drill_overdue", "job_failed",
+         # a copy of config, the sealed password or a manifest differs from the catalog's
+         # record; config of a system whose digest cannot be known (drd.recorded)
+         "tamper", "unverifiable",
          # raised and resolved by the rules (drd.alerting.rules)
          "rpo_breached", "backup_failed", "store_down", "replication_lag", "object_lock_short")
 

@@ -31,6 +31,8 @@ from drd.crypto.pem import load_signing_public_key, public_key_pem
 from drd.crypto.signing import public_key_fingerprint
 from drd.errors import UserError
 from drd.names import require_name
+from drd.recorded.catalog import record_bytes, record_object
+from drd.recorded.keys import CONFIG, ESCROW_KEY
 from drd.secrets import Secret
 from drd.services.agents import build_assignment
 from drd.services.enrollment_token import (
@@ -308,6 +310,21 @@ def enroll(catalog: Catalog, request: EnrollRequest, now: dt.datetime | None = N
         audit.record(session, f"agent:{token.system}", "system.enroll", token.system,
                      department=department, hostname=request.hostname,
                      agent_key_sha256=fingerprint, enrollment_token_id=row.id)
+        record_enrolled_objects(session, system.id, request, sealed, now)
     log.info("system %s (%s) enrolled from host %s", token.system, department,
              request.hostname)
     return Enrolled(system=token.system, department=department, agent_token=agent_token)
+
+
+def record_enrolled_objects(session: Session, system_id: int, request: EnrollRequest,
+                            sealed: bytes, now: dt.datetime) -> None:
+    """Record what the agent put in every store before it enrolled, so that each copy is
+    checked against it rather than against the other copies (:mod:`drd.recorded`): the
+    sealed password (the very bytes sent here) and ``config`` (its digest, when the
+    agent sent one; for older agents the centre learns it from a locked copy)."""
+    record_bytes(session, system_id, ESCROW_KEY, sealed, source="agent at enrollment",
+                 now=now, replace=True)
+    if request.config_sha256 is not None and request.config_size is not None:
+        record_object(session, system_id, CONFIG, sha256=request.config_sha256,
+                      size=request.config_size, source="agent at enrollment", now=now,
+                      replace=True)

@@ -62,6 +62,16 @@ class EnrollRequest(Message):
                                            description="Ed25519 public key, PEM")]
     sealed_password: Annotated[str, Field(min_length=1, max_length=8192,
                                           description="base64 of the drd.crypto.seal blob")]
+    # the repository's config as restic init stored it: the centre checks every copy
+    # against this digest (drd.recorded); older agents send neither
+    config_sha256: Hex64 | None = None
+    config_size: Annotated[int, Field(strict=True, ge=1, le=65536)] | None = None
+
+    @model_validator(mode="after")
+    def _config_digest_whole(self) -> EnrollRequest:
+        if (self.config_sha256 is None) != (self.config_size is None):
+            raise ValueError("config_sha256 and config_size come together")
+        return self
 
 
 class StoreAccess(BaseModel):

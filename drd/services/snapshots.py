@@ -36,6 +36,7 @@ from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import verify
 from drd.daemon import queue as work_queue
 from drd.errors import UserError
+from drd.recorded.catalog import record_manifest
 from drd.services.agents import AgentIdentity
 from drd.services.protocol import MAX_CLOCK_SKEW, SnapshotAccepted, SnapshotReport
 from drd.services.refusals import BadRequest, Conflict, NotFound
@@ -197,6 +198,9 @@ def store_manifest(catalog: Catalog, agent: AgentIdentity, snapshot_id: str,
                            "already")
         session.add(SnapshotManifest(snapshot_id=snapshot.id, content=content, sha256=digest,
                                      signature=signature, received_at=now))
+        # what the agent put in the stores, for verification to check every copy against
+        record_manifest(session, agent.system_id, snapshot_id, content, signature,
+                        snapshot.system.agent_public_key, now=now)
     return True
 
 

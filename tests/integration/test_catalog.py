@@ -43,7 +43,7 @@ TREE = "b" * 64
 MIGRATIONS = Path(__file__).parents[2] / "drd" / "catalog" / "migrations" / "versions"
 TABLES = {"departments", "policies", "systems", "stores", "snapshots", "snapshot_copies",
           "jobs", "job_runs", "drills", "tokens", "audit_entries", "snapshot_manifests",
-          "store_credentials"}
+          "store_credentials", "recorded_objects"}
 
 
 @pytest.fixture
