@@ -37,7 +37,21 @@ class StoreAssignment:
     kind: str = ""
     access_key_id: str | None = None
     secret_access_key: Secret | None = field(default=None, repr=False)
+    # the broker that made the key; write_once: the store refuses overwrites, so every
+    # write outside locks/ must be create-only (drd.stores.s3.S3Store's overwritable)
+    credentials: str | None = None
+    write_once: bool = False
 
+    @property
+    def has_keys(self) -> bool:
+        """A file store needs none; an S3 store is usable only with its key."""
+        return not self.url.startswith("s3://") or bool(self.access_key_id
+                                                        and self.secret_access_key)
+
+    @property
+    def brokered(self) -> bool:
+        """The key is the system's own, made by the centre's broker for this store."""
+        return self.credentials not in (None, "", "shared")
     def spec(self, repository_path: str) -> StoreSpec:
         """The store rooted at the system's repository (``<url>/<repository_path>``)."""
         return StoreSpec(name=self.name, url=f"{self.url.rstrip('/')}/{repository_path}",
@@ -82,16 +96,22 @@ def parse_assignment(document: Any) -> Assignment:
         stores_document = document.get("stores")
         if not isinstance(stores_document, list) or not stores_document:
             raise _bad("it names no stores")
-        stores = tuple(_store(item) for item in stores_document)
+        listed = tuple(_store(item) for item in stores_document)
     except InvalidKey as error:
         raise _bad(f"repository_path: {error}") from None
     except ValidationError as error:
         first = error.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ()))
         raise _bad(f"its policy does not validate ({where}: {first.get('msg')})") from None
-    names = [store.name for store in stores]
+    names = [store.name for store in listed]
     if len(set(names)) != len(names):
         raise _bad("a store is named twice")
+    # a store whose key the centre is still making: skipped until a later assignment
+    stores = tuple(store for store in listed if store.has_keys)
+    if not stores:
+        raise _bad("it holds no keys for any store yet (the centre makes them: try again "
+                   "in a minute, and see drd status on the centre)")
+    names = [store.name for store in stores]
     missing = sorted(set(policy.stores) - set(names))
     if missing:
         logger.warning("the assignment has no keys for store(s) %s of policy %s",
@@ -114,7 +134,23 @@ def _store(item: Any) -> StoreAssignment:
         kind=str(item.get("kind") or ""),
         access_key_id=item.get("access_key_id") or None,
         secret_access_key=Secret(secret) if isinstance(secret, str) and secret else None,
+        credentials=str(item.get("credentials") or "") or None,
+        write_once=bool(item.get("write_once", False)),
     )
+
+
+def store_keys(assignment: Assignment) -> dict[str, str]:
+    """The id of the key the agent holds for each store with a key of its own (what the
+    heartbeat tells the centre, so that a replaced key can be disabled)."""
+    return {store.name: store.access_key_id for store in assignment.stores
+            if store.brokered and store.access_key_id}
+
+
+def keys_version(assignment: Assignment) -> str:
+    """The digest the centre's heartbeat answer carries when this assignment is current."""
+    from drd.services.protocol import keys_digest
+
+    return keys_digest(store_keys(assignment).values())
 
 
 def _text(document: Mapping[str, Any], name: str) -> str:

@@ -31,6 +31,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from agents.assignment import keys_version
 from agents.home import AgentHome
 from agents.service import (
     BackupOutcome,
@@ -99,6 +100,7 @@ class AgentDaemon:
         assignment = cached_assignment(home)
         self.schedule = assignment.policy.schedule
         self.policy_version = assignment.policy_version
+        self.keys_version = keys_version(assignment)
         self._trigger(self.schedule)  # refuse an unusable schedule before starting
         self._cancel = threading.Event()
         self._lock = threading.Lock()
@@ -236,8 +238,11 @@ class AgentDaemon:
         try:
             answer = send_heartbeat(self.home, client, restic_version=self._restic())
             self._reachable(True)
-            if answer.policy_version is not None and answer.policy_version != \
-                    self.policy_version:
+            policy_changed = answer.policy_version is not None and \
+                answer.policy_version != self.policy_version
+            keys_changed = answer.keys_version is not None and \
+                answer.keys_version != self.keys_version
+            if policy_changed or keys_changed:
                 self._refresh(client)
             if answer.backup_now:
                 logger.info("the centre asks for a backup now")
@@ -252,6 +257,7 @@ class AgentDaemon:
         logger.info("policy %s is now at version %d", assignment.policy.name,
                     assignment.policy_version)
         self.policy_version = assignment.policy_version
+        self.keys_version = keys_version(assignment)
         if assignment.policy.schedule != self.schedule:
             try:
                 trigger = self._trigger(assignment.policy.schedule)

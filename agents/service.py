@@ -24,7 +24,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from agents.assignment import Assignment, current_assignment, parse_assignment
+from agents.assignment import (
+    Assignment,
+    current_assignment,
+    keys_version,
+    parse_assignment,
+    store_keys,
+)
 from agents.backup import (
     BackupResult,
     Progress,
@@ -247,6 +253,7 @@ def last_success(home: AgentHome) -> str | None:
 class HeartbeatAnswer:
     backup_now: bool
     policy_version: int | None
+    keys_version: str | None = None
 
 
 def send_heartbeat(home: AgentHome, client: CentreClient, *, restic_version: str,
@@ -264,10 +271,21 @@ def send_heartbeat(home: AgentHome, client: CentreClient, *, restic_version: str
         "last_backup_at": last_success(home),
         "spooled_reports": Spool(home.spool_dir).count(),
         "last_failure": last_failure(home),
+        "store_keys": _held_keys(home),
     })
     version = answer.get("policy_version")
+    keys = answer.get("keys_version")
     return HeartbeatAnswer(backup_now=bool(answer.get("backup_now")),
-                           policy_version=version if isinstance(version, int) else None)
+                           policy_version=version if isinstance(version, int) else None,
+                           keys_version=keys if isinstance(keys, str) else None)
+
+
+def _held_keys(home: AgentHome) -> dict[str, str]:
+    """The key ids of the cached assignment ({} when there is none to read)."""
+    try:
+        return store_keys(cached_assignment(home))
+    except OperationError:
+        return {}
 
 
 def refresh_assignment(home: AgentHome, client: CentreClient) -> Assignment:

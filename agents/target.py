@@ -79,6 +79,10 @@ class Target(Protocol):
     def can_be_durable(self) -> bool: ...
 
 
+# what a system may replace (and delete) in its repository: restic's lock files
+OVERWRITABLE = ("locks/",)
+
+
 def open_stores(assignment) -> list[Store]:
     """The assignment's stores, each rooted at the system's repository, in order.
 
@@ -86,7 +90,8 @@ def open_stores(assignment) -> list[Store]:
         UserError: a store the agent cannot open (bad URL, no keys).
     """
     return [open_store(store.spec(assignment.repository_path), store.access_key_id,
-                       store.secret_access_key)
+                       store.secret_access_key,
+                       **({"overwritable": OVERWRITABLE} if store.write_once else {}))
             for store in assignment.stores]
 
 

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ValidationError
 from policies import schema
 from policies.messages import error_message
 from policies.problems import PolicyError, Problem, format_path
-from policies.rules import check_policy
+from policies.rules import StoreFacts, check_policy
 from policies.schema import Policy
 from policies.yaml_lines import YamlDocument, YamlSyntaxError, read_yaml
 
@@ -68,7 +68,8 @@ def _schema_problems(error: ValidationError, document: YamlDocument,
     return problems
 
 
-def _parse(text: str, filename: str, store_regions: Mapping[str, str] | None) -> _Parsed:
+def _parse(text: str, filename: str, store_regions: Mapping[str, str] | None,
+           store_facts: Mapping[str, StoreFacts] | None = None) -> _Parsed:
     try:
         document = read_yaml(text)
     except YamlSyntaxError as error:
@@ -83,7 +84,7 @@ def _parse(text: str, filename: str, store_regions: Mapping[str, str] | None) ->
         policy = Policy.model_validate(document.data)
     except ValidationError as error:
         return _Parsed(None, problems + _schema_problems(error, document, filename))
-    for path, message in check_policy(policy, store_regions):
+    for path, message in check_policy(policy, store_regions, store_facts):
         problems.append(Problem(filename, document.line_of(path), format_path(path), message))
     if problems:
         return _Parsed(None, problems)
@@ -152,8 +153,12 @@ def load_policy(path: str | os.PathLike,
 
 
 def load_policies(paths: Iterable[str | os.PathLike],
-                  store_regions: Mapping[str, str] | None = None) -> list[Policy]:
+                  store_regions: Mapping[str, str] | None = None,
+                  store_facts: Mapping[str, StoreFacts] | None = None) -> list[Policy]:
     """Read and validate several policy files, all or nothing, in the order given.
+
+    ``store_facts`` (from the catalog; None skips them) lets the credential rules run
+    (:func:`policies.rules.check_policy`).
 
     Problems of every file are collected, and a policy name used by two files is a
     problem of the second, before :class:`PolicyError` is raised with all of them.
@@ -166,7 +171,7 @@ def load_policies(paths: Iterable[str | os.PathLike],
         if unreadable is not None:
             problems.append(unreadable)
             continue
-        parsed = _parse(text, filename, store_regions)
+        parsed = _parse(text, filename, store_regions, store_facts)
         problems += parsed.problems
         if parsed.policy is None:
             continue

@@ -4,6 +4,10 @@
 - the stores span at least two regions, unless ``single_region_ok: true``: one store
   is always one region; with the stores' regions known (``store_regions``, from the
   catalog) every store must exist and their regions are counted;
+- with the stores' facts known (``store_facts``): a store where every agent gets the
+  store's own keys needs ``allow_shared_credentials: true``; a store that cannot refuse a
+  system's overwrite or delete (SeaweedFS) needs Object Lock there (the store made with
+  ``--object-lock`` and ``object_lock_days`` above 0), so the good versions survive;
 - the RPO is not shorter than the longest gap between scheduled backups (the system
   would be late before every backup);
 - ``object_lock_days`` does not outlive the retention (``policies.object_lock``);
@@ -18,6 +22,7 @@ Pure: the stores' regions are passed in.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 
 from policies.cron import fewest_runs_after_a_run, longest_gap
@@ -28,6 +33,22 @@ from policies.schema import Policy
 
 RuleProblem = tuple[PathTuple, str]
 """A broken rule: the field it is reported at, and the message."""
+
+
+
+@dataclass(frozen=True)
+class StoreFacts:
+    """What the rules need to know of a registered store (from the catalog).
+
+    ``credentials``: its broker (``seaweedfs``, ``aws-iam``, ``shared``; None: not
+    determined yet); ``object_lock``: its bucket has Object Lock; ``needs_object_lock``:
+    it cannot refuse a system's overwrite or delete by itself.
+    """
+
+    credentials: str | None
+    object_lock: bool
+    needs_object_lock: bool
+
 
 _TWO_REGIONS = "name stores in at least two regions, or set single_region_ok: true"
 
@@ -59,6 +80,35 @@ def _store_problems(policy: Policy, store_regions: Mapping[str, str] | None) -> 
     return problems
 
 
+def _credential_problems(policy: Policy, store_facts: Mapping[str, StoreFacts]
+                         ) -> list[RuleProblem]:
+    problems: list[RuleProblem] = []
+    for index, name in enumerate(policy.stores):
+        facts = store_facts.get(name)
+        if facts is None:
+            continue
+        if facts.credentials is None:
+            problems.append((("stores", index), f"store {name!r}: drd does not know yet how to "
+                             f"give systems keys of their own there; run `drd store check "
+                             f"{name}` first"))
+        elif facts.credentials == "shared":
+            if not policy.allow_shared_credentials:
+                problems.append((("stores", index), f"store {name!r} gives every agent the "
+                                 "store's own keys: any one compromised system could read, "
+                                 "overwrite and delete every repository there; set "
+                                 "allow_shared_credentials: true to accept that, or use an "
+                                 "S3 store where drd makes each system's own keys"))
+        elif facts.needs_object_lock and not (facts.object_lock
+                                              and policy.object_lock_days > 0):
+            missing = ("the store has no Object Lock (add a store with --object-lock)"
+                       if not facts.object_lock else "object_lock_days is 0")
+            problems.append((("stores", index), f"store {name!r} cannot refuse a system's "
+                             f"overwrite of its own objects ({facts.credentials}), so the "
+                             "policy must use Object Lock there to keep the good versions: "
+                             f"{missing}"))
+    return problems
+
+
 def _rpo_problems(policy: Policy, gap: timedelta) -> list[RuleProblem]:
     if gap <= policy.rpo:
         return []
@@ -83,15 +133,18 @@ def _drill_problems(policy: Policy) -> list[RuleProblem]:
              "or lengthen drill.period")]
 
 
-def check_policy(policy: Policy, store_regions: Mapping[str, str] | None = None
-                 ) -> list[RuleProblem]:
+def check_policy(policy: Policy, store_regions: Mapping[str, str] | None = None,
+                 store_facts: Mapping[str, StoreFacts] | None = None) -> list[RuleProblem]:
     """Every cross-field rule ``policy`` breaks, as ``(field path, message)``; ``[]`` if none.
 
     ``store_regions`` maps each known store name to its region; None skips the checks
-    that need it (unknown stores, counting regions).
+    that need it (unknown stores, counting regions). ``store_facts`` (None: skipped) lets
+    the credential rules run.
     """
     gap = longest_gap(policy.schedule)
     problems = _store_problems(policy, store_regions)
+    if store_facts is not None:
+        problems += _credential_problems(policy, store_facts)
     problems += _rpo_problems(policy, gap)
     lock = object_lock_problem(policy.object_lock_days, policy.retention, gap)
     if lock:

@@ -452,6 +452,14 @@ class Policy(_Model):
         "are required).",
         examples=[False],
     )
+    allow_shared_credentials: bool = Field(
+        False,
+        description="Allow stores where every agent gets the store's own keys (file stores, "
+        "S3 stores added with --credentials shared): any one compromised system could then "
+        "read, overwrite and delete every repository in them. Otherwise each system gets "
+        "keys of its own, scoped to its repository.",
+        examples=[False],
+    )
     retention: Retention = Field(
         description="Which snapshots to keep (restic `forget --keep-*` rules); `{}` keeps all.",
         examples=[{"keep_last": 7, "keep_hourly": 24, "keep_daily": 14, "keep_weekly": 8,

@@ -40,9 +40,12 @@ def validate_command(state: CliState, files: tuple[str, ...], as_json: bool) -> 
     With an initialised home the store names and regions are checked against the
     centre's stores too. Nothing is applied.
     """
-    regions = stores.store_regions(state.catalog()) if is_initialised(state.home) else None
+    regions = facts = None
+    if is_initialised(state.home):
+        regions = stores.store_regions(state.catalog())
+        facts = stores.store_facts(state.catalog())
     try:
-        loaded = policy_service.validate(files, regions)
+        loaded = policy_service.validate(files, regions, facts)
     except PolicyError as error:
         _report_problems(error, as_json)
     if as_json:

@@ -7,6 +7,7 @@ import click
 from drd.cli.context import CliState
 from drd.cli.options import home_option, json_option
 from drd.console import output
+from drd.services import credentials
 from drd.services import status as status_service
 
 
@@ -24,9 +25,10 @@ def status_command(state: CliState, as_json: bool) -> None:
     statuses = status_service.system_statuses(state.catalog())
     totals = status_service.totals(statuses)
     coverage = status_service.store_coverage(state.catalog())
+    keys = credentials.pending_work(state.catalog())
     if as_json:
         output.emit_json({"systems": [s.as_dict() for s in statuses], "totals": totals,
-                          "stores": coverage})
+                          "stores": coverage, "credentials": [k.as_dict() for k in keys]})
         return
     rows = [s.as_dict() | {"late": "LATE" if s.late else ("ok" if s.status == "enrolled"
                                                           else "-")}
@@ -42,6 +44,15 @@ def status_command(state: CliState, as_json: bool) -> None:
             output.echo(f"store {store['store']}: verified {store['coverage'] * 100:.1f}% "
                         f"within the period, oldest unverified "
                         f"{store['oldest_unverified_seconds'] // 3600}h")
+    for key in keys:
+        output.echo(f"keys of {key.system} in store {key.store}: {_KEY_WORK[key.state]}"
+                    + (f" ({key.reason})" if key.reason else "")
+                    + (f"; {key.attempts} failed attempt(s), last: {key.last_error}"
+                       if key.last_error else ""))
+
+
+_KEY_WORK = {"pending": "to be made", "disabling": "TO BE DISABLED",
+             "superseded": "replaced, waiting for the agent to use its new key"}
 
 
 def _remote_status(options, as_json: bool) -> None:

@@ -63,19 +63,27 @@ def store_group() -> None:
               help="Bytes each verification run reads from this store, all systems "
                    "together (default: enough to re-read everything within each policy's "
                    "verification period).")
+@click.option("--credentials", type=click.Choice(stores.CREDENTIAL_CHOICES), default="auto",
+              show_default=True,
+              help="How each system gets keys of its own here: found out (auto), "
+                   "SeaweedFS's IAM, an AWS-style IAM API, or shared (every agent gets "
+                   "the store's own keys; policies must allow it).")
+@click.option("--iam-endpoint", metavar="URL",
+              help="The IAM API, when it is not the S3 endpoint (aws-iam).")
 @json_option
 @click.pass_obj
 def add_command(state: CliState, name: str, url: str, endpoint: str | None, region: str,
                 object_lock: bool, access_key_id: str | None,
                 secret_access_key_file: str | None, verify_budget: str | None,
-                as_json: bool) -> None:
+                credentials: str, iam_endpoint: str | None, as_json: bool) -> None:
     """Check a store (creating its bucket if missing) and add it to the centre."""
     key_id, secret = _keys(access_key_id, secret_access_key_file)
     budget = _verify_budget(verify_budget)
     spec = StoreSpec(name=name, url=url, endpoint=endpoint, region=region,
                      object_lock=object_lock)
     catalog = state.catalog()
-    result = stores.add_store(catalog, state.master_key(), spec, key_id, secret)
+    result = stores.add_store(catalog, state.master_key(), spec, key_id, secret,
+                              credentials=credentials, iam_endpoint=iam_endpoint)
     if budget is not None:
         _set_verify_budget(catalog, name, budget)
     if as_json:
@@ -83,7 +91,9 @@ def add_command(state: CliState, name: str, url: str, endpoint: str | None, regi
         output.emit_json(stores.describe(row) | {"object_lock_active": result.object_lock})
         return
     lock = "Object Lock on" if result.object_lock else "no Object Lock"
-    output.say(f"added store {name}: {result.location}, region {region}, {lock}")
+    kind = stores.store_rows(catalog, [name])[0].credentials
+    output.say(f"added store {name}: {result.location}, region {region}, {lock}, "
+               f"credentials {kind}")
 
 
 def _verify_budget(text: str | None) -> int | None:
@@ -146,6 +156,10 @@ def set_keys_command(state: CliState, name: str, access_key_id: str | None,
     key_id, secret = _keys(access_key_id, secret_access_key_file)
     result = set_store_keys(state.catalog(), state.master_key(), name, key_id, secret)
     output.say(f"store {name}: keys checked and kept ({result.location})")
+    from drd.cli.system import apply_keys
+
+    # systems' own keys there can be made, replaced or disabled again (after a recovery)
+    apply_keys(state, None)
 
 
 @store_group.command("list")
@@ -158,7 +172,8 @@ def list_command(state: CliState, as_json: bool) -> None:
     if as_json:
         output.emit_json(rows)
         return
-    output.emit_table(rows, ["name", "kind", "region", "url", "endpoint", "object_lock"],
+    output.emit_table(rows, ["name", "kind", "region", "url", "endpoint", "object_lock",
+                             "credentials"],
                       empty="no stores yet: add one with 'drd store add'")
 
 
@@ -175,15 +190,20 @@ def check_command(state: CliState, names: tuple[str, ...], as_json: bool) -> Non
     rows = stores.store_rows(state.catalog(), names)
     if not rows:
         raise UserError("no stores to check: add one with 'drd store add'")
-    results = stores.check_stores(rows, state.master_key())
+    results = stores.check_stores(rows, state.master_key(), state.catalog())
     if as_json:
         output.emit_json([result.as_dict() for result in results])
     else:
         for result in results:
-            if result.ok:
+            if result.check is not None:
                 lock = "Object Lock on" if result.check.object_lock else "no Object Lock"
-                output.echo(f"{result.name}: ok ({result.check.location}, {lock}, "
-                           f"{result.check.seconds * 1000:.0f} ms)")
+                verdict = "ok" if result.ok else "FAILED"
+                output.echo(f"{result.name}: {verdict} ({result.check.location}, {lock}, "
+                            f"{result.check.seconds * 1000:.0f} ms)")
+                if result.credentials_error:
+                    output.echo(f"  credentials: FAILED: {result.credentials_error}")
+                else:
+                    output.echo(f"  credentials: {result.credentials}")
             else:
                 output.echo(f"{result.name}: FAILED: {result.error}")
     if not all(result.ok for result in results):

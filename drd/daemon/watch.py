@@ -1,9 +1,12 @@
-"""The leader's watch: probe the stores and evaluate the alert rules on their timers.
+"""The leader's watch: probe the stores, evaluate the alert rules, reconcile systems' keys.
 
 :class:`Watch` runs :func:`drd.alerting.evaluate.run_rules` every ``rules_interval``
 seconds (``alerts.rules`` in ``drd.yaml``) in a thread of its own while the daemon leads,
-and starts :func:`drd.alerting.probe.probe_stores` every ``probe_interval`` in a second,
-short-lived thread, so that a slow probe never delays the rules (``rpo_breached`` above
+and starts :func:`drd.alerting.probe.probe_stores` every ``probe_interval`` and
+:func:`drd.credentials.reconcile.reconcile` every
+:data:`~drd.credentials.reconcile.RECONCILE_SECONDS` (making, rotating and disabling
+systems' own store keys; ``credential_rotation_days`` in ``drd.yaml``) in short-lived
+threads of their own, so that a slow store never delays the rules (``rpo_breached`` above
 all). A failed pass is logged and tried again at the next interval: it never stops the
 daemon.
 """
@@ -14,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from drd.alerting import rules
@@ -21,6 +25,7 @@ from drd.alerting.evaluate import run_rules
 from drd.alerting.probe import probe_stores
 from drd.alerting.rules import RuleSettings
 from drd.catalog import Catalog
+from drd.credentials.reconcile import RECONCILE_SECONDS, determine_brokers, reconcile
 from drd.daemon.queue import one_line_error
 from drd.errors import DrdError
 
@@ -44,6 +49,7 @@ class Watch:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None  # the loop, until it has ended
         self._probe_thread: threading.Thread | None = None
+        self._keys_thread: threading.Thread | None = None
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -91,11 +97,14 @@ class Watch:
     def _loop(self) -> None:
         try:
             settings = self._settings()
-            next_probe = next_rules = time.monotonic()
+            next_probe = next_rules = next_keys = time.monotonic()
             while not self._stopping():
                 if self.master_key is not None and time.monotonic() >= next_probe:
                     next_probe = time.monotonic() + settings.probe_interval
                     self._start_probe()
+                if self.master_key is not None and time.monotonic() >= next_keys:
+                    next_keys = time.monotonic() + RECONCILE_SECONDS
+                    self._start_keys()
                 if not self._stop.is_set() and time.monotonic() >= next_rules:
                     next_rules = time.monotonic() + settings.rules_interval
                     self._guarded("alert rules", lambda: self._rules(settings))
@@ -114,6 +123,24 @@ class Watch:
             target=self._guarded, name="alert-probe", daemon=True,
             args=("store probe", lambda: self.probe(self.catalog, self.master_key)))
         self._probe_thread.start()
+
+    def _start_keys(self) -> None:
+        """Reconcile systems' keys in a thread of its own, unless the last pass still runs."""
+        if self._keys_thread is not None and self._keys_thread.is_alive():
+            return
+        self._keys_thread = threading.Thread(
+            target=self._guarded, name="credentials", daemon=True,
+            args=("credential reconciliation", self._keys))
+        self._keys_thread.start()
+
+    def _keys(self) -> None:
+        determine_brokers(self.catalog, self.master_key)
+        days = int(getattr(self.config, "credential_rotation_days", 0) or 0)
+        done = reconcile(self.catalog, self.master_key,
+                         rotate_after=timedelta(days=days) if days > 0 else None)
+        if done.changed:
+            log.info("credentials: %d made, %d rotated, %d disabled, %d confirmed",
+                     done.issued, done.superseded, done.disabled, done.confirmed)
 
     def _rules(self, settings: RuleSettings) -> None:
         done = run_rules(self.catalog, settings)

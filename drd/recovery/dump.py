@@ -4,7 +4,8 @@ What a rebuilt centre needs, and nothing it can find again by itself:
 
 - departments, policies (document, YAML source, digest, version), stores (name, kind,
   URL, endpoint, region, Object Lock, access key id -- **never** their secret keys,
-  nor the last probe), systems (sealed passwords, agents' public keys, status),
+  nor the last probe), systems (sealed passwords, agents' public keys, status), their
+  own store keys (ids and states, **never** their secrets),
   tokens (only ever their SHA-256: agents', operators' and owners' tokens keep working),
   snapshots and their copies per store, signed manifests, drills with their signed
   reports, and the tombstones of pruned objects (so replication never copies them back);
@@ -49,6 +50,7 @@ from drd.catalog.models import (
     SnapshotCopy,
     SnapshotManifest,
     Store,
+    StoreCredential,
     System,
     Token,
     Tombstone,
@@ -65,6 +67,9 @@ TABLES: tuple[tuple[type, frozenset[str]], ...] = (
     (Policy, frozenset()),
     (Store, frozenset({"secret_encrypted", "checked_at", "reachable", "check_error"})),
     (System, frozenset()),
+    # systems' own store keys, never their secrets: a rebuilt centre replaces each key
+    # (drd.credentials.plan) and disables the old one once the agent has its new one
+    (StoreCredential, frozenset({"secret_encrypted"})),
     (Token, frozenset()),
     (Snapshot, frozenset()),
     (SnapshotCopy, frozenset()),

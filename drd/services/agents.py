@@ -19,14 +19,14 @@ from drd.catalog import Catalog, audit
 from drd.catalog.models import Department, System, Token
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
-from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
-from drd.services import stores as store_service
+from drd.services.credentials import HandedKey, keys_for_assignment, keys_version
 from drd.services.enrollment_token import token_state
 from drd.services.protocol import Assignment, HeartbeatRequest, HeartbeatResponse, StoreAccess
 from drd.services.refusals import Conflict, NotAllowed, NotAuthenticated
 from drd.services.tokens import TOKEN_BY_HASH
+from drd.stores.credentials import guarantees_of
 
 
 @dataclass(frozen=True)
@@ -89,11 +89,16 @@ def repository_path(department: str, system: str) -> str:
 
 def build_assignment(session: Session, system: System, master_key: MasterKey,
                      escrow_public_key_pem: str) -> Assignment:
-    """What ``system``'s agent needs: its policy, its stores with their keys, the escrow key.
+    """What ``system``'s agent needs: its policy, its stores with its own keys for each,
+    the escrow key.
 
-    Store secrets are decrypted here, for this answer only. Raises :class:`Conflict`
-    if the system has no policy, :class:`OperationError` if a store of the policy is not
-    registered or its secret cannot be decrypted with this centre's master key.
+    The keys are the system's own, scoped to its repository
+    (:func:`drd.services.credentials.keys_for_assignment`); a store's own keys are handed
+    out only where the policy allows shared keys. A store whose key is not made yet is
+    listed without keys (the agent skips it until it has one). Secrets are decrypted here,
+    for this answer only. Raises :class:`Conflict` if the system has no policy,
+    :class:`OperationError` if a store of the policy is not registered or a secret cannot
+    be decrypted with this centre's master key.
     """
     policy = system.policy
     if policy is None:
@@ -106,30 +111,26 @@ def build_assignment(session: Session, system: System, master_key: MasterKey,
     if missing:
         raise OperationError(f"policy {policy.name!r} names stores that are not registered: "
                              f"{', '.join(missing)} (see drd store list)")
+    handed = keys_for_assignment(session, system, rows.values(), master_key,
+                                 bool(policy.document.get("allow_shared_credentials")))
     return Assignment(
         system=system.name,
         department=system.department.name,
         repository_path=repository_path(system.department.name, system.name),
         policy=policy.document,
         policy_version=policy.version,
-        stores=[_store_access(rows[name], master_key) for name in names],
+        stores=[_store_access(rows[name], handed.get(name)) for name in names],
         escrow_public_key=escrow_public_key_pem,
     )
 
 
-def _store_access(row: StoreRow, master_key: MasterKey) -> StoreAccess:
-    secret = None
-    if row.secret_encrypted is not None:
-        try:
-            secret = master_key.decrypt(row.secret_encrypted,
-                                        store_service.secret_context(row.name)).decode()
-        except CryptoError:
-            raise OperationError(
-                f"store {row.name!r}: its secret key cannot be decrypted with this centre's "
-                "master key") from None
+def _store_access(row: StoreRow, key: HandedKey | None) -> StoreAccess:
+    secret = key.secret_access_key.reveal() if key and key.secret_access_key else None
     return StoreAccess(name=row.name, kind=row.kind, url=row.url, endpoint=row.endpoint,
                        region=row.region, object_lock=row.object_lock,
-                       access_key_id=row.access_key_id, secret_access_key=secret)
+                       access_key_id=key.access_key_id if key else None,
+                       secret_access_key=secret, credentials=row.credentials,
+                       write_once=guarantees_of(row.credentials).write_once)
 
 
 def assignment_for(catalog: Catalog, agent: AgentIdentity, master_key: MasterKey,
@@ -161,7 +162,8 @@ def record_heartbeat(catalog: Catalog, agent: AgentIdentity, heartbeat: Heartbea
         ).rowcount
         system = session.get(System, agent.system_id)
         version = system.policy.version if system.policy is not None else 0
-    return HeartbeatResponse(backup_now=handed == 1, policy_version=version)
+        keys = keys_version(session, system)
+    return HeartbeatResponse(backup_now=handed == 1, policy_version=version, keys_version=keys)
 
 
 def request_backup(catalog: Catalog, system_name: str, actor: str = "cli",

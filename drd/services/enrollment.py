@@ -25,6 +25,7 @@ from drd.catalog import Catalog, audit
 from drd.catalog.models import Department, Policy, System, Token
 from drd.catalog.types import utcnow
 from drd.config import Config
+from drd.credentials.reconcile import reconcile
 from drd.crypto import seal
 from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import load_signing_public_key, public_key_pem
@@ -217,15 +218,24 @@ def preview(catalog: Catalog, token_text: str, master_key: MasterKey,
             ) -> EnrollPreviewResponse:
     """What enrolling with ``token_text`` would give: the system, department, assignment.
 
-    The token is checked, not consumed. Raises :class:`NotAuthenticated` (forged,
-    unknown, revoked or expired token) or :class:`Conflict` (used, or the system is
-    enrolled already).
+    The token is checked, not consumed. The system's own keys in its policy's stores are
+    made here (once: a second preview hands out the same keys), since the agent
+    initialises its repository and escrows its password before it enrolls; a store that
+    cannot make one now is left out of the assignment, and the leader makes it later.
+    Raises :class:`NotAuthenticated` (forged, unknown, revoked or expired token) or
+    :class:`Conflict` (used, or the system is enrolled already).
     """
     now = now or utcnow()
     token = _decode(token_text)
-    with catalog.session() as session:
+    with catalog.read_session() as session:
         row = session.scalar(sa.select(Token).where(Token.token_hash == token.hash))
         _refuse(row, token, now)
+        system_id = _pending_system(session, token.system).id
+    made = reconcile(catalog, master_key, systems=[system_id], issue_pending=[system_id],
+                     actor=f"enrollment:{token.system}")
+    for failure in made.failures:
+        log.warning("enrollment preview of %s: %s", token.system, failure)
+    with catalog.session() as session:
         system = _pending_system(session, token.system)
         assignment = build_assignment(session, system, master_key, escrow_public_key_pem)
         return EnrollPreviewResponse(system=system.name, department=system.department.name,

@@ -11,7 +11,9 @@ import sqlalchemy as sa
 
 from drd.catalog import Catalog, audit
 from drd.catalog.models import Policy as PolicyRow
+from drd.services import stores as store_service
 from policies import Policy, load_policies
+from policies.rules import StoreFacts
 
 
 @dataclass(frozen=True)
@@ -26,21 +28,25 @@ class Applied:
                 "change": self.change}
 
 
-def validate(paths: Iterable[str | PathLike],
-             store_regions: Mapping[str, str] | None) -> list[Policy]:
+def validate(paths: Iterable[str | PathLike], store_regions: Mapping[str, str] | None,
+             store_facts: Mapping[str, StoreFacts] | None = None) -> list[Policy]:
     """Load and validate policy files; raises :class:`policies.PolicyError` listing all
     problems of all files."""
-    return load_policies(paths, store_regions=store_regions)
+    return load_policies(paths, store_regions=store_regions, store_facts=store_facts)
 
 
 def apply(catalog: Catalog, paths: Iterable[str | PathLike], store_regions: Mapping[str, str],
           actor: str = "cli") -> list[Applied]:
     """Validate every file against the registered stores, then store them in one transaction.
 
-    Raises :class:`policies.PolicyError` (nothing applied) if any file is invalid.
-    A policy whose text did not change keeps its version.
+    Raises :class:`policies.PolicyError` (nothing applied) if any file is invalid, the
+    credential rules included (:func:`drd.services.stores.store_facts`). A policy whose
+    text did not change keeps its version. Systems' keys for stores the change adds or
+    removes are made or disabled by the daemon's reconciliation, or at once by the
+    command that applied (:func:`drd.services.credentials.after_change`).
     """
-    loaded = load_policies(paths, store_regions=store_regions)
+    loaded = load_policies(paths, store_regions=store_regions,
+                           store_facts=store_service.store_facts(catalog))
     results = []
     with catalog.session() as session:
         for policy in loaded:

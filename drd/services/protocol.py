@@ -83,6 +83,10 @@ class StoreAccess(BaseModel):
     object_lock: bool
     access_key_id: str | None
     secret_access_key: str | None
+    # the broker that made the key (drd.stores.credentials); write_once: writes outside
+    # locks/ must carry If-None-Match: * (the store refuses overwrites)
+    credentials: str | None = None
+    write_once: bool = False
 
 
 class Assignment(BaseModel):
@@ -126,6 +130,17 @@ class LastFailure(Message):
         return value
 
 
+def keys_digest(access_key_ids) -> str:
+    """The ``keys_version`` of a set of access key ids (16 hex digits; order-free), as both
+    the centre and the agent compute it."""
+    import hashlib
+
+    return hashlib.sha256("\n".join(sorted(access_key_ids)).encode()).hexdigest()[:16]
+
+
+AccessKeyId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_+=,.@-]+$")]
+
+
 class HeartbeatRequest(Message):
     hostname: Hostname
     agent_version: ShortText
@@ -133,11 +148,17 @@ class HeartbeatRequest(Message):
     last_backup_at: AwareDatetime | None = None
     spooled_reports: Count = 0
     last_failure: LastFailure | None = None
+    # the access key id the agent holds per store: tells the centre that a new key has
+    # reached the agent, so the key it replaced can be disabled
+    store_keys: Annotated[dict[StoreName, AccessKeyId], Field(max_length=MAX_STORES)] = {}
 
 
 class HeartbeatResponse(BaseModel):
     backup_now: bool
     policy_version: int
+    # a digest of the ids of the agent's keys: when it differs from the one of the cached
+    # assignment, the agent fetches its assignment again (drd.services.credentials)
+    keys_version: str | None = None
 
 
 class StoreCopyReport(Message):

@@ -21,8 +21,20 @@ from drd.errors import UserError
 from drd.names import require_name
 from drd.secrets import Secret
 from drd.stores.base import Store, StoreCheck
+from drd.stores.credentials import (
+    BROKER_KINDS,
+    SHARED,
+    CredentialsUnsupported,
+    detect_broker,
+    guarantees_of,
+    open_broker,
+)
 from drd.stores.errors import StoreError
 from drd.stores.url import StoreSpec, open_store, validate_spec
+from drd.credentials.reconcile import determine_brokers
+from policies.rules import StoreFacts
+
+CREDENTIAL_CHOICES = ("auto", *BROKER_KINDS)
 
 
 def secret_context(name: str) -> str:
@@ -48,18 +60,62 @@ def describe(row: StoreRow) -> dict:
         "region": row.region,
         "object_lock": row.object_lock,
         "access_key_id": row.access_key_id,
+        "credentials": row.credentials,
+        "iam_endpoint": row.iam_endpoint,
         "created_at": row.created_at,
     }
 
 
+def choose_broker(spec: StoreSpec, access_key_id: str | None, secret_access_key: Secret | None,
+                  credentials: str = "auto", iam_endpoint: str | None = None) -> str:
+    """Which credential broker the store gets, checked: ``credentials`` as asked, or the
+    one :func:`~drd.stores.credentials.detect_broker` finds for ``auto``.
+
+    Raises :class:`UserError` when ``auto`` finds none, or a file store is asked for a
+    broker; :class:`~drd.stores.credentials.CredentialsUnsupported` (exit 1) when the
+    broker cannot make users with the store's keys (the message says what to set up).
+    """
+    if credentials not in CREDENTIAL_CHOICES:
+        raise UserError(f"--credentials must be one of {', '.join(CREDENTIAL_CHOICES)}")
+    is_file = validate_spec(spec).kind == "file"
+    if is_file and credentials not in ("auto", SHARED):
+        raise UserError(f"store {spec.name!r}: a file:// store cannot tell agents apart; "
+                        "its credentials are 'shared'")
+    kind = credentials
+    if kind == "auto":
+        kind = detect_broker(spec, access_key_id, secret_access_key)
+        if kind is None:
+            raise UserError(
+                f"store {spec.name!r}: drd cannot make keys of their own for each system at "
+                f"{spec.endpoint} (it is neither SeaweedFS nor an IAM API); give "
+                "--credentials aws-iam --iam-endpoint URL if its IAM API is elsewhere, or "
+                "--credentials shared to hand every agent the store's own keys (policies "
+                "must then say allow_shared_credentials: true)")
+    if kind != SHARED:
+        open_broker(kind, spec, access_key_id, secret_access_key, iam_endpoint).check()
+    return kind
+
+
+def store_facts(catalog: Catalog) -> dict[str, StoreFacts]:
+    """What the policy rules need of every registered store (its broker, Object Lock)."""
+    return {row.name: StoreFacts(credentials=row.credentials, object_lock=row.object_lock,
+                                 needs_object_lock=guarantees_of(row.credentials)
+                                 .needs_object_lock)
+            for row in store_rows(catalog)}
+
+
 def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
               access_key_id: str | None, secret_access_key: Secret | None,
-              actor: str = "cli") -> StoreCheck:
-    """Check the store (creating its bucket or directory if missing) and register it.
+              actor: str = "cli", credentials: str = "auto",
+              iam_endpoint: str | None = None) -> StoreCheck:
+    """Check the store (creating its bucket or directory if missing) and register it,
+    with the credential broker that makes each system's own keys there
+    (:func:`choose_broker`).
 
     Raises :class:`UserError` for a bad name, URL or region, or a name already taken;
     :class:`~drd.stores.errors.StoreError` (exit 1) when the store cannot be reached,
-    the keys are wrong or it cannot be written. Nothing is registered on failure.
+    the keys are wrong or it cannot be written, or its broker cannot make users.
+    Nothing is registered on failure.
     """
     validate_store_name(spec.name)
     parsed = validate_spec(spec)
@@ -78,6 +134,7 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
             f"store {spec.name!r}: the bucket exists without Object Lock, which cannot be "
             "turned on later here; use a new bucket or drop --object-lock"
         )
+    broker = choose_broker(spec, access_key_id, secret_access_key, credentials, iam_endpoint)
     encrypted = (master_key.encrypt(secret_access_key.reveal().encode(),
                                     secret_context(spec.name))
                  if secret_access_key else None)
@@ -87,9 +144,11 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
             region=spec.region, object_lock=spec.object_lock,
             access_key_id=access_key_id if parsed.kind == "s3" else None,
             secret_encrypted=encrypted if parsed.kind == "s3" else None,
+            credentials=broker, iam_endpoint=iam_endpoint,
         ))
         audit.record(session, actor, "store.add", spec.name, url=spec.url,
-                     endpoint=spec.endpoint, region=spec.region, object_lock=spec.object_lock)
+                     endpoint=spec.endpoint, region=spec.region, object_lock=spec.object_lock,
+                     credentials=broker)
     return result
 
 
@@ -117,21 +176,26 @@ def store_regions(catalog: Catalog) -> dict[str, str]:
 
 def open_registered(row: StoreRow, master_key: MasterKey, **options) -> Store:
     """Open a registered store with its decrypted keys."""
-    secret = None
-    if row.secret_encrypted is not None:
-        secret = Secret(master_key.decrypt(row.secret_encrypted, secret_context(row.name)))
-    return open_store(spec_of(row), row.access_key_id, secret, **options)
+    return open_store(spec_of(row), row.access_key_id, _store_secret(row, master_key),
+                      **options)
 
 
 @dataclass(frozen=True)
 class StoreHealth:
+    """One store's check: reachable (``check``) or why not (``error``), and what its
+    credential broker gives (``credentials``: kind and what a system's key cannot do, or
+    ``credentials_error`` when the broker cannot make users)."""
+
     name: str
     ok: bool
     check: StoreCheck | None = None
     error: str | None = None
+    credentials: str | None = None
+    credentials_error: str | None = None
 
     def as_dict(self) -> dict:
-        result = {"name": self.name, "ok": self.ok, "error": self.error}
+        result = {"name": self.name, "ok": self.ok, "error": self.error,
+                  "credentials": self.credentials, "credentials_error": self.credentials_error}
         if self.check:
             result.update(location=self.check.location, object_lock=self.check.object_lock,
                           versioning=self.check.versioning,
@@ -139,8 +203,32 @@ class StoreHealth:
         return result
 
 
-def check_stores(rows: Iterable[StoreRow], master_key: MasterKey) -> list[StoreHealth]:
-    """Check each store on its own; one store failing does not stop the others.
+def _store_secret(row: StoreRow, master_key: MasterKey) -> Secret | None:
+    if row.secret_encrypted is None:
+        return None
+    return Secret(master_key.decrypt(row.secret_encrypted, secret_context(row.name)))
+
+
+def check_credentials(row: StoreRow, master_key: MasterKey) -> tuple[str | None, str | None]:
+    """``(kind and what a system's key cannot do, None)`` or ``(kind, why the broker cannot
+    make users)`` for a registered store whose broker is known."""
+    kind = row.credentials
+    guarantees = guarantees_of(kind)
+    if kind == SHARED:
+        return f"{kind}: {guarantees.summary}", None
+    try:
+        broker = open_broker(kind, spec_of(row), row.access_key_id,
+                             _store_secret(row, master_key), row.iam_endpoint)
+        return broker.check(), None
+    except (StoreError, CredentialsUnsupported) as problem:
+        return kind, str(problem)
+
+
+def check_stores(rows: Iterable[StoreRow], master_key: MasterKey,
+                 catalog: Catalog | None = None) -> list[StoreHealth]:
+    """Check each store on its own, and what its credential broker gives; one store
+    failing does not stop the others. With ``catalog``, a store whose broker is not
+    recorded yet gets one determined and recorded.
 
     A store whose secret cannot be decrypted or whose recorded settings no longer
     validate is reported as failed like one that cannot be reached.
@@ -149,7 +237,16 @@ def check_stores(rows: Iterable[StoreRow], master_key: MasterKey) -> list[StoreH
     for row in rows:
         try:
             store = open_registered(row, master_key, retry_attempts=2, retry_backoff=0.5)
-            results.append(StoreHealth(row.name, True, check=store.check()))
+            check = store.check()
+            if row.credentials is None and catalog is not None:
+                row.credentials = determine_brokers(catalog, master_key).get(row.name)
+            if row.credentials is None:
+                credentials, problem = None, ("not determined: add the store again with "
+                                              "--credentials, see docs/administrators.md")
+            else:
+                credentials, problem = check_credentials(row, master_key)
+            results.append(StoreHealth(row.name, problem is None, check=check,
+                                       credentials=credentials, credentials_error=problem))
         except CryptoError:
             results.append(StoreHealth(row.name, False, error=(
                 f"store {row.name!r}: its secret key cannot be decrypted with this centre's "

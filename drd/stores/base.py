@@ -158,6 +158,7 @@ class Store(abc.ABC):
         *,
         length: int | None = None,
         retain_until: datetime | None = None,
+        create_only: bool = False,
     ) -> None:
         """Store ``data`` under ``key``, atomically, replacing any object there.
 
@@ -169,8 +170,12 @@ class Store(abc.ABC):
                 fails and leaves nothing behind.
             retain_until: keep the object under COMPLIANCE Object Lock until then
                 (timezone-aware).
+            create_only: never replace an object: the put fails if the key holds one,
+                decided atomically by the store (S3: ``If-None-Match: *``, which stores
+                that refuse overwrites require of systems' keys).
 
         Raises:
+            ObjectExists: ``create_only`` and the key holds an object.
             ObjectLockUnsupported: ``retain_until`` on a store without Object Lock.
             StoreNotFound, StoreAuthError, StoreUnavailable.
             ValueError: a naive ``retain_until``, or ``length`` not matching ``data``.

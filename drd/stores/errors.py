@@ -43,6 +43,10 @@ class StoreUnavailable(StoreError):
     """
 
 
+class ObjectExists(StoreError):
+    """A create-only put (``create_only=True``) found an object under the key already."""
+
+
 class ObjectLocked(StoreError):
     """The object (version) is under an Object Lock retention and cannot be deleted yet."""
 

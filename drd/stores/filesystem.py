@@ -29,6 +29,7 @@ from drd.stores.base import (
     validate_retain_until,
 )
 from drd.stores.errors import (
+    ObjectExists,
     ObjectLockUnsupported,
     ObjectNotFound,
     StoreAuthError,
@@ -125,8 +126,11 @@ class FilesystemStore(Store):
         *,
         length: int | None = None,
         retain_until: datetime | None = None,
+        create_only: bool = False,
     ) -> None:
-        """See :meth:`Store.put`. Always refuses ``retain_until`` (no Object Lock here)."""
+        """See :meth:`Store.put`. Always refuses ``retain_until`` (no Object Lock here). A
+        create-only put links the finished file into place (``link`` fails on an existing
+        name), where a plain put renames it over any file there."""
         path = self._path(key)
         validate_retain_until(retain_until)
         if retain_until is not None:
@@ -150,7 +154,14 @@ class FilesystemStore(Store):
                 os.fsync(handle.fileno())
             if length is not None and written != length:
                 raise LengthMismatch(f"{written} bytes read with length={length}")
-            os.replace(temporary, path)
+            if create_only:
+                try:
+                    os.link(temporary, path)
+                except FileExistsError:
+                    raise ObjectExists(self.name, f"object {key!r} exists already",
+                                       key=key) from None
+            else:
+                os.replace(temporary, path)
             fsync_directory(path.parent)
         except OSError as error:
             raise self._error(error, f"writing {key!r}", key) from error

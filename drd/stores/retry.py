@@ -106,21 +106,26 @@ class RetryingStore(Store):
         *,
         length: int | None = None,
         retain_until: datetime | None = None,
+        create_only: bool = False,
     ) -> None:
-        """See :meth:`Store.put`; retried when ``data`` is bytes or a seekable file."""
+        """See :meth:`Store.put`; retried when ``data`` is bytes or a seekable file (a
+        create-only put retried after its first try did land raises ObjectExists: the
+        caller decides what an existing object means)."""
+        extra = {"create_only": True} if create_only else {}
         if isinstance(data, bytes | bytearray | memoryview):
             return self._call(
                 f"writing {key!r}",
-                lambda: self.inner.put(key, data, length=length, retain_until=retain_until),
+                lambda: self.inner.put(key, data, length=length, retain_until=retain_until,
+                                       **extra),
             )
         seekable = getattr(data, "seekable", None)
         if seekable is None or not seekable():
-            return self.inner.put(key, data, length=length, retain_until=retain_until)
+            return self.inner.put(key, data, length=length, retain_until=retain_until, **extra)
         start = data.tell()
 
         def put_from_start() -> None:
             data.seek(start)
-            self.inner.put(key, data, length=length, retain_until=retain_until)
+            self.inner.put(key, data, length=length, retain_until=retain_until, **extra)
 
         return self._call(f"writing {key!r}", put_from_start)
 

@@ -45,6 +45,7 @@ from drd.stores.base import (
     validate_retain_until,
 )
 from drd.stores.errors import (
+    ObjectExists,
     ObjectLocked,
     ObjectLockUnsupported,
     ObjectNotFound,
@@ -104,6 +105,10 @@ class S3Store(Store):
         max_concurrency: parallel part uploads of one object.
         list_page_size: keys per listing request (S3's maximum is 1000).
         chunk_size: the largest chunk :meth:`get` yields.
+        overwritable: None for a plain store; else the store is *write-once*: every put of
+            a key outside these prefixes is create-only (``If-None-Match: *``, which a
+            store that refuses systems' overwrites requires), and an object found there
+            with the very bytes being put counts as written (a retry, a second run).
     """
 
     def __init__(
@@ -127,6 +132,7 @@ class S3Store(Store):
         max_pool_connections: int = 16,
         list_page_size: int = 1000,
         chunk_size: int = 1 * MIB,
+        overwritable: tuple[str, ...] | None = None,
     ) -> None:
         if not isinstance(secret_access_key, Secret):
             raise TypeError("secret_access_key must be a drd.secrets.Secret")
@@ -141,6 +147,7 @@ class S3Store(Store):
         self._object_lock_lock = threading.Lock()
         self.list_page_size = list_page_size
         self.chunk_size = chunk_size
+        self.overwritable = overwritable
         self.transfer_config = boto3.s3.transfer.TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
@@ -237,13 +244,24 @@ class S3Store(Store):
         *,
         length: int | None = None,
         retain_until: datetime | None = None,
+        create_only: bool = False,
     ) -> None:
         """See :meth:`Store.put`. Bytes up to the multipart threshold go in one PUT;
         larger or file-like data through a managed (multipart) upload, aborted on failure.
+        A create-only put sends ``If-None-Match: *`` (on the PUT, or on the completion of
+        its own multipart upload: boto3's managed upload does not pass the header on).
         """
         full_key = self._full_key(key)
         self._check_lock_possible(key, retain_until)
         extra = self._lock_arguments(retain_until)
+        write_once = self.overwritable is not None and not key.startswith(self.overwritable)
+        if create_only or write_once:
+            try:
+                self._put_create_only(key, full_key, data, length, extra)
+            except ObjectExists:
+                if create_only or not self._holds(key, data):
+                    raise
+            return
         try:
             if isinstance(data, bytes | bytearray | memoryview):
                 if length is not None and length != len(data):
@@ -261,6 +279,61 @@ class S3Store(Store):
             )
         except _BOTO_ERRORS as error:
             raise self._error(error, f"writing {key!r}", key) from error
+
+    def _holds(self, key: str, data: Data) -> bool:
+        """Whether ``key`` holds exactly ``data`` (bytes only; a stream is not compared)."""
+        if not isinstance(data, bytes | bytearray | memoryview):
+            return False
+        if self.head(key).size != len(data):
+            return False
+        return b"".join(self.get(key)) == bytes(data)
+
+    def _put_create_only(self, key: str, full_key: str, data: Data, length: int | None,
+                         extra: dict[str, Any]) -> None:
+        upload_id = None
+        try:
+            if isinstance(data, bytes | bytearray | memoryview):
+                if length is not None and length != len(data):
+                    raise LengthMismatch(f"{len(data)} bytes given with length={length}")
+                if len(data) <= self.transfer_config.multipart_threshold:
+                    self.client.put_object(Bucket=self.bucket, Key=full_key, Body=bytes(data),
+                                           IfNoneMatch="*", **extra)
+                    return
+                data = io.BytesIO(data)
+            reader = FullReader(data, length)
+            chunk = self.transfer_config.multipart_chunksize
+            parts: list[dict[str, Any]] = []
+            upload_id = self.client.create_multipart_upload(
+                Bucket=self.bucket, Key=full_key, **extra)["UploadId"]
+            while True:
+                body = reader.read(chunk)
+                if not body and parts:
+                    break
+                answer = self.client.upload_part(
+                    Bucket=self.bucket, Key=full_key, UploadId=upload_id,
+                    PartNumber=len(parts) + 1, Body=body,
+                    **({"ChecksumAlgorithm": "CRC32"} if extra else {}))
+                part = {"ETag": answer["ETag"], "PartNumber": len(parts) + 1}
+                if "ChecksumCRC32" in answer:
+                    part["ChecksumCRC32"] = answer["ChecksumCRC32"]
+                parts.append(part)
+                if len(body) < chunk:
+                    break
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=full_key, UploadId=upload_id,
+                MultipartUpload={"Parts": parts}, IfNoneMatch="*")
+            upload_id = None
+        except _BOTO_ERRORS as error:
+            if isinstance(error, botocore.exceptions.ClientError) and \
+                    error_code(error)[0] in ("PreconditionFailed", "412"):
+                raise ObjectExists(self.name, f"object {key!r} exists already",
+                                   key=key) from None
+            raise self._error(error, f"writing {key!r}", key) from error
+        finally:
+            if upload_id is not None:
+                with contextlib.suppress(*_BOTO_ERRORS):
+                    self.client.abort_multipart_upload(Bucket=self.bucket, Key=full_key,
+                                                       UploadId=upload_id)
 
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """See :meth:`Store.get`; a ranged GET, streamed in chunks."""
