@@ -42,7 +42,13 @@ from drd.stores.credentials.base import (
     RepositoryScope,
     principal_name,
 )
-from drd.stores.credentials.documents import POLICY_NAME, partition_of, repository_policy
+from drd.stores.credentials.documents import (
+    AWS_USER_POLICY_LIMIT,
+    POLICY_NAME,
+    partition_of,
+    policy_size,
+    repository_policy,
+)
 from drd.stores.errors import StoreAuthError, StoreError, StoreUnavailable
 from drd.stores.s3_errors import error_code, translate_error
 
@@ -103,8 +109,7 @@ class IamBroker(CredentialBroker):
 
     def issue(self, scope: RepositoryScope) -> IssuedCredential:
         principal = principal_name(scope)
-        document = json.dumps(repository_policy(scope, self.dialect, self.partition),
-                              separators=(",", ":"))
+        document = self._document(scope)
         self._call("creating user", principal, self._iam.create_user, _ok=_EXISTS,
                    UserName=principal, Tags=[{"Key": "drd-store", "Value": self.store}])
         self._call("putting the policy of", principal, self._iam.put_user_policy,
@@ -160,6 +165,21 @@ class IamBroker(CredentialBroker):
         return f"{self.kind}: {self.guarantees.summary}"
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _document(self, scope: RepositoryScope) -> str:
+        """``scope``'s policy as JSON; refused before any user is made when the store could
+        not take it (a wildcard SeaweedFS cannot escape, or over AWS's size quota)."""
+        try:
+            policy = repository_policy(scope, self.dialect, self.partition)
+        except ValueError as error:
+            raise CredentialsUnsupported(self.store, str(error)) from None
+        size = policy_size(policy)
+        if self.dialect == "aws" and size > AWS_USER_POLICY_LIMIT:
+            raise CredentialsUnsupported(
+                self.store, f"the policy of {scope.prefix!r} would be {size} characters, over "
+                            f"IAM's {AWS_USER_POLICY_LIMIT} for a user's inline policies: "
+                            "use a shorter store prefix or bucket name")
+        return json.dumps(policy, separators=(",", ":"))
 
     def _wait_until_usable(self, scope: RepositoryScope, issued: IssuedCredential) -> None:
         """Try the new key on a listing of its own prefix until it works: a key handed out
