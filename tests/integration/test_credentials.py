@@ -1,0 +1,284 @@
+"""Systems' own store keys on a real SeaweedFS, through the centre's services.
+
+A centre (``drd init``'s service, the catalog on SQLite and on PostgreSQL) with two
+SeaweedFS stores (Object Lock buckets, each its own server); systems get keys through the
+enrollment preview, as agents do, and the tests use those keys with boto3 as an agent --
+or an attacker holding its home -- would. Checked: each system's key works in its own
+repository only; retiring a system or revoking its agent token disables its keys in every
+store; a store that is down when a key must be disabled is retried and ``pending_work``
+shows it until done; a rotation keeps the old key working until the agent's heartbeat
+names the new one; a store added to the policy gets keys for every system of the policy;
+a recovered catalog (no secrets) replaces the keys.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import boto3
+import botocore.exceptions
+import pytest
+import sqlalchemy as sa
+from botocore.config import Config
+from sqlalchemy.orm import selectinload
+
+from drd.catalog.models import StoreCredential, System
+from drd.config import load_config
+from drd.credentials.reconcile import reconcile
+from drd.crypto.keystore import KeyStore
+from drd.crypto.pem import public_key_pem
+from drd.devstores import start_seaweed
+from drd.services import agents as agent_service
+from drd.services import credentials
+from drd.services import enrollment
+from drd.services import policies as policy_service
+from drd.services import stores as store_service
+from drd.services.centre import initialise, open_catalog, open_master_key
+from drd.services.protocol import HeartbeatRequest
+from drd.stores.url import StoreSpec
+
+pytestmark = [pytest.mark.integration]
+
+POLICY = """\
+policy: keys-test
+schedule: "0 * * * *"
+sources: [{{path: /srv}}]
+stores: [{stores}]
+min_copies: 1
+retention: {{keep_daily: 7}}
+object_lock_days: 1
+rpo: 2h
+rto: 1h
+"""
+
+
+@pytest.fixture
+def servers(tmp_path_factory):
+    started = {name: start_seaweed(tmp_path_factory.mktemp(f"weed-{name}"), name=name)
+               for name in ("dc-a", "region-b")}
+    yield started  # a test that restarts a server puts the new one here
+    for server in started.values():
+        server.stop()
+
+
+@pytest.fixture
+def centre(tmp_path: Path, database_url: str, servers, monkeypatch):
+    monkeypatch.setenv("DRD_MASTER_PASSPHRASE", "correct horse battery staple 42")
+    home = tmp_path / "centre"
+    initialise(home, database_url)
+    config = load_config(home)
+    catalog = open_catalog(config)
+    master_key = open_master_key(config)
+    for name, region in (("dc-a", "region-a"), ("region-b", "region-b")):
+        server = servers[name]
+        store_service.add_store(catalog, master_key, StoreSpec(
+            name=name, url=f"s3://drd-{name}/city", endpoint=server.endpoint, region=region,
+            object_lock=True), server.access_key, server.secret)
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY.format(stores="dc-a, region-b"))
+    policy_service.apply(catalog, [policy], store_service.store_regions(catalog))
+
+    class Centre:
+        pass
+
+    state = Centre()
+    state.home, state.config, state.catalog, state.master_key = home, config, catalog, master_key
+    state.keystore = KeyStore(config.keys_dir, master_key)
+    state.policy = policy
+    yield state
+    catalog.dispose()
+
+
+def escrow_pem(centre) -> str:
+    return public_key_pem(centre.keystore.escrow_public_key()).decode()
+
+
+def preview(centre, system: str) -> dict:
+    """Issue a token for ``system`` and preview it, as ``drd-agent enroll`` does: the
+    assignment's stores with the keys the agent would get."""
+    issued = enrollment.issue_token(centre.catalog, system=system, department="parks",
+                                    policy="keys-test",
+                                    ca_sha256=centre.keystore.ca_fingerprint(),
+                                    server="https://127.0.0.1:1")
+    answer = enrollment.preview(centre.catalog, issued.token.text.reveal(), centre.master_key,
+                                escrow_pem(centre))
+    return {store.name: store for store in answer.assignment.stores}
+
+
+def enrol(centre, system: str) -> dict:
+    """Preview, then mark ``system`` enrolled with an agent token, as enrollment leaves it."""
+    stores = preview(centre, system)
+    with centre.catalog.session() as session:
+        row = session.scalar(sa.select(System).where(System.name == system))
+        row.status = "enrolled"
+        from drd.catalog.models import Token
+
+        session.add(Token(name=f"agent:{system}", role="agent",
+                          token_hash=Token.hash_token(f"agent-token-{system}"),
+                          departments=["parks"], systems=[system]))
+    return stores
+
+
+def client(servers, store, access: str | None = None, secret: str | None = None):
+    server = servers[store.name]
+    return boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                        aws_access_key_id=access or store.access_key_id,
+                        aws_secret_access_key=secret or store.secret_access_key,
+                        config=Config(retries={"total_max_attempts": 1}))
+
+
+def refused(call) -> str | None:
+    """The error code when the store refuses ``call``; None when it is done."""
+    try:
+        call()
+    except botocore.exceptions.ClientError as error:
+        return error.response["Error"]["Code"]
+    return None
+
+
+def keys(centre, system: str) -> list[StoreCredential]:
+    with centre.catalog.read_session() as session:
+        return list(session.scalars(sa.select(StoreCredential).join(System)
+                                    .where(System.name == system)
+                                    .options(selectinload(StoreCredential.store))
+                                    .order_by(StoreCredential.id)))
+
+
+def test_each_system_gets_keys_of_its_own_that_work_in_its_repository_only(centre, servers):
+    fs1 = enrol(centre, "fs1")
+    fs2 = enrol(centre, "fs2")
+    for name in ("dc-a", "region-b"):
+        store = fs1[name]
+        assert store.credentials == "seaweedfs" and store.write_once
+        assert store.access_key_id not in (servers[name].access_key,)
+        assert store.secret_access_key != servers[name].secret_key
+        own = client(servers, store)
+        bucket = f"drd-{name}"
+        assert refused(lambda: own.put_object(Bucket=bucket, Key="city/parks/fs1/data/aa/x",
+                                              Body=b"x")) is None
+        assert refused(lambda: own.list_objects_v2(Bucket=bucket,
+                                                   Prefix="city/parks/fs1/")) is None
+        # the other system's repository, the centre's copies, the whole bucket
+        other = client(servers, fs2[name])
+        assert refused(lambda: other.put_object(Bucket=bucket, Key="city/parks/fs2/config",
+                                                Body=b"c")) is None
+        assert refused(lambda: own.get_object(Bucket=bucket,
+                                              Key="city/parks/fs2/config")) == "AccessDenied"
+        assert refused(lambda: own.list_objects_v2(Bucket=bucket,
+                                                   Prefix="city/parks/fs2/")) == "AccessDenied"
+        assert refused(lambda: own.list_objects_v2(Bucket=bucket)) == "AccessDenied"
+        assert refused(lambda: own.delete_object(
+            Bucket=bucket, Key="city/_drd-centre/copy")) == "AccessDenied"
+        assert refused(lambda: own.delete_object(
+            Bucket=bucket, Key="city/parks/fs1/data/aa/x")) == "AccessDenied"
+        assert refused(lambda: own.put_object(Bucket=bucket, Key="city/parks/fs1/locks/l1",
+                                              Body=b"l")) is None
+        assert refused(lambda: own.delete_object(Bucket=bucket,
+                                                 Key="city/parks/fs1/locks/l1")) is None
+    # a second preview hands out the same keys, not new ones
+    again = preview(centre, "fs3")
+    assert preview(centre, "fs3")["dc-a"].access_key_id == again["dc-a"].access_key_id
+    assert len([k for k in keys(centre, "fs3") if k.state == "active"]) == 2
+
+
+def test_retiring_a_system_disables_its_keys_in_every_store(centre, servers):
+    fs1 = enrol(centre, "fs1")
+    revoked = credentials.retire_system(centre.catalog, "fs1")
+    assert revoked >= 1
+    done = credentials.apply_now(centre.catalog, centre.master_key)
+    assert done.disabled == 2 and not done.failures
+    for name, store in fs1.items():
+        code = refused(lambda: client(servers, store).list_objects_v2(
+            Bucket=f"drd-{name}", Prefix="city/parks/fs1/"))
+        assert code == "InvalidAccessKeyId"
+    assert {k.state for k in keys(centre, "fs1")} == {"disabled"}
+    assert credentials.pending_work(centre.catalog) == []
+
+
+def test_a_revoked_agent_token_cuts_the_system_off_and_a_store_down_is_retried(centre,
+                                                                            servers):
+    fs1 = enrol(centre, "fs1")
+    servers["region-b"].stop()
+    from drd.services.tokens import revoke_token
+
+    revoke_token(centre.catalog, "agent:fs1")
+    done = credentials.apply_now(centre.catalog, centre.master_key, timeout=2)
+    assert done.disabled == 1 and len(done.failures) == 1
+    assert "region-b" in done.failures[0]
+    waiting = credentials.pending_work(centre.catalog)
+    assert [(k.store, k.state, k.reason) for k in waiting] == [
+        ("region-b", "disabling", "agent token revoked")]
+    assert waiting[0].last_error
+    # the daemon's next pass after the backoff, once the store is back on its port
+    servers["region-b"] = start_seaweed(servers["region-b"].data_dir, name="region-b")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
+    assert reconcile(centre.catalog, centre.master_key, now=later).disabled == 1
+    assert credentials.pending_work(centre.catalog) == []
+    code = refused(lambda: client(servers, fs1["region-b"]).list_objects_v2(
+        Bucket="drd-region-b", Prefix="city/parks/fs1/"))
+    assert code == "InvalidAccessKeyId"
+
+
+def test_a_rotation_keeps_the_old_key_until_the_agent_names_the_new_one(centre, servers):
+    fs1 = enrol(centre, "fs1")
+    assert credentials.request_rotation(centre.catalog, "fs1") == 2
+    done = credentials.apply_now(centre.catalog, centre.master_key)
+    assert done.issued == 2 and done.disabled == 0
+    with centre.catalog.session() as session:
+        system = session.scalar(sa.select(System).where(System.name == "fs1"))
+        fresh = agent_service.build_assignment(
+            session, system, centre.master_key,
+            escrow_pem(centre))
+    new = {store.name: store for store in fresh.stores}
+    assert new["dc-a"].access_key_id != fs1["dc-a"].access_key_id
+    # both work until the agent says it holds the new one
+    for store in (fs1["dc-a"], new["dc-a"]):
+        assert refused(lambda: client(servers, store).list_objects_v2(
+            Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+    identity = agent_service.authenticate_agent(centre.catalog, "agent-token-fs1")
+    heartbeat = HeartbeatRequest(hostname="h", agent_version="1", restic_version="0.14",
+                                 store_keys={name: store.access_key_id
+                                             for name, store in fs1.items()})
+    answer = agent_service.record_heartbeat(centre.catalog, identity, heartbeat)
+    assert reconcile(centre.catalog, centre.master_key).disabled == 0
+    heartbeat.store_keys = {name: store.access_key_id for name, store in new.items()}
+    second = agent_service.record_heartbeat(centre.catalog, identity, heartbeat)
+    assert second.keys_version == answer.keys_version  # the centre's keys did not change
+    assert reconcile(centre.catalog, centre.master_key).disabled == 2
+    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) == "InvalidAccessKeyId"
+    assert refused(lambda: client(servers, new["dc-a"]).list_objects_v2(
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+
+
+def test_a_store_added_to_the_policy_gets_keys_for_every_system(centre, servers, tmp_path):
+    enrol(centre, "fs1")
+    enrol(centre, "fs2")
+    server = start_seaweed(tmp_path / "weed-dc-b", name="dc-b")
+    try:
+        store_service.add_store(centre.catalog, centre.master_key, StoreSpec(
+            name="dc-b", url="s3://drd-dc-b/city", endpoint=server.endpoint,
+            region="region-a", object_lock=True), server.access_key, server.secret)
+        centre.policy.write_text(POLICY.format(stores="dc-a, region-b, dc-b"))
+        policy_service.apply(centre.catalog, [centre.policy],
+                             store_service.store_regions(centre.catalog))
+        assert reconcile(centre.catalog, centre.master_key).issued == 2
+        for system in ("fs1", "fs2"):
+            assert {k.store.name for k in keys(centre, system) if k.state == "active"} >= {
+                "dc-b"}
+    finally:
+        server.stop()
+
+
+def test_a_key_whose_secret_the_centre_lost_is_replaced(centre, servers):
+    fs1 = enrol(centre, "fs1")
+    with centre.catalog.session() as session:  # what a recovered catalog holds
+        session.execute(sa.update(StoreCredential).values(secret_encrypted=None))
+    done = reconcile(centre.catalog, centre.master_key)
+    assert done.superseded == 2 and done.issued == 2
+    states = sorted(k.state for k in keys(centre, "fs1"))
+    assert states == ["active", "active", "superseded", "superseded"]
+    # the old key still works: the agent holds it until it fetches its new one
+    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
