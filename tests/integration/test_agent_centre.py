@@ -121,6 +121,7 @@ sources:
     filename: app.sql
 stores: [dc-a, dc-b, region-b]
 min_copies: 2
+allow_shared_credentials: true    # file stores: every agent has the same access
 retention: {{keep_last: 10}}
 rpo: 2d
 rto: 1h
