@@ -13,8 +13,8 @@ Crash and concurrency rules
 - A key is recorded before it is made: a ``pending`` row first (one live row per system
   and store, a unique index decides races), then the store call, then ``active`` with the
   encrypted secret. A crash in between leaves ``pending``: the next pass makes a new key
-  (the lost one is found by :meth:`CredentialBroker.keys` and disabled, see
-  :func:`sweep_orphans`).
+  (the lost one is found by :meth:`CredentialBroker.keys` and disabled before the next
+  key of that principal is made, see :func:`sweep_orphans`).
 - A row is *claimed* before its store call by moving ``next_attempt_at`` a lease ahead in
   a conditional update, so two daemons, or a daemon and a command, never act on one row at
   once.
@@ -46,6 +46,7 @@ from drd.stores.credentials import (
     CredentialBroker,
     CredentialsUnsupported,
     open_broker,
+    principal_name,
     repository_scope,
 )
 from drd.stores.errors import StoreError, StoreUnavailable
@@ -304,6 +305,7 @@ def _issue(catalog: Catalog, master_key: MasterKey, broker: CredentialBroker,
                      region=store.region)
     scope = repository_scope(spec, repository_path(pair.department, pair.system), pair.system)
     try:
+        sweep_orphans(catalog, broker, store, step.system_id, principal_name(scope))
         issued = broker.issue(scope)
     except StoreError as error:
         _failed(catalog, key_id, error, now)
@@ -324,6 +326,26 @@ def _issue(catalog: Catalog, master_key: MasterKey, broker: CredentialBroker,
     if not made:  # retired or revoked while the key was being made: it must not live
         broker.disable(issued.principal, issued.access_key_id)
     return made
+
+
+def sweep_orphans(catalog: Catalog, broker: CredentialBroker, store: StoreRow, system_id: int,
+                  principal: str) -> list[str]:
+    """Disable the principal's keys the catalog does not know (made by a pass that died
+    before it recorded them): no key may work that the centre cannot account for, and AWS
+    allows two keys per user. Returns the ids disabled."""
+    with catalog.read_session() as session:
+        known = set(session.scalars(
+            sa.select(StoreCredential.access_key_id)
+            .where(StoreCredential.system_id == system_id,
+                   StoreCredential.store_id == store.id,
+                   StoreCredential.state != "disabled",
+                   StoreCredential.access_key_id.is_not(None))))
+    orphans = [key for key in broker.keys(principal) if key not in known]
+    for access_key_id in orphans:
+        broker.disable(principal, access_key_id)
+        log.warning("store %s: key %s of %s was not in the catalog: disabled", store.name,
+                    access_key_id, principal)
+    return orphans
 
 
 def _supersede(catalog: Catalog, step: Step, actor: str, now: dt.datetime) -> bool:

@@ -282,3 +282,23 @@ def test_a_key_whose_secret_the_centre_lost_is_replaced(centre, servers):
     # the old key still works: the agent holds it until it fetches its new one
     assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
         Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+
+
+def test_a_key_made_but_never_recorded_is_disabled_before_the_next_one(centre, servers):
+    fs1 = enrol(centre, "fs1")
+    # a pass that died between the store's answer and the catalog's commit
+    from drd.stores.credentials import open_broker, repository_scope
+
+    server = servers["dc-a"]
+    spec = StoreSpec(name="dc-a", url="s3://drd-dc-a/city", endpoint=server.endpoint,
+                     region="region-a")
+    broker = open_broker("seaweedfs", spec, server.access_key, server.secret)
+    lost = broker.issue(repository_scope(spec, "parks/fs1", "fs1"))
+    credentials.request_rotation(centre.catalog, "fs1")
+    assert credentials.apply_now(centre.catalog, centre.master_key).issued == 2
+    assert refused(lambda: client(servers, fs1["dc-a"], lost.access_key_id,
+                                  lost.secret_access_key.reveal()).list_objects_v2(
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) == "InvalidAccessKeyId"
+    # the superseded key is known: it still works until the agent moves on
+    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
