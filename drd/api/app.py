@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from drd import __version__
 from drd.api import errors
 from drd.api.context import ApiContext
+from drd.api.large_bodies import LargeBodyGate
 from drd.api.limits import BodySizeLimit
 from drd.api.routes import (
     agent,
@@ -55,7 +56,10 @@ def create_app(catalog: Catalog, master_key: MasterKey, config: Config, *,
                                keystore=keystore or KeyStore(config.keys_dir, master_key),
                                master_key=master_key, config=config, clock=clock)
     errors.install(app)
+    # the middleware added last runs first: a large body's sender is authenticated
+    # (LargeBodyGate) before its size is checked and its body read (BodySizeLimit)
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(LargeBodyGate, context=app.state.drd)
     app.include_router(meta.router)
     app.include_router(dashboard.router)
     app.include_router(enrollment.router, prefix="/v1")

@@ -6,16 +6,23 @@ the system from it, never from the request, so an agent reaches only its own sys
 People's tokens (``drd token create``) resolve to a
 :class:`~drd.services.tokens.Principal` (:func:`current_principal`); handlers ask it what
 the caller may read, request or change.
+
+A request with a large body is authenticated once more before its body is read
+(:mod:`drd.api.large_bodies`): :func:`bearer_check_for` says which of the two
+dependencies a path's routes take, :func:`authenticate_headers` runs it on the headers
+alone.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
 
-from drd.api.context import Context
+from drd.api.context import ApiContext, Context
 from drd.services.agents import AgentIdentity, authenticate_agent
 from drd.services.tokens import Principal, authenticate
 
@@ -70,3 +77,42 @@ def current_principal(
 
 
 Caller = Annotated[Principal, Depends(current_principal)]
+
+
+BearerCheck = Callable[..., AgentIdentity | Principal]
+"""One of the two dependencies above: :func:`current_agent` or :func:`current_principal`."""
+AGENT_API = "/v1/agent/"
+ENROLLMENT_API = "/v1/agent/enroll"
+PEOPLE_API = "/v1/"
+METRICS = "/metrics"
+
+
+def bearer_check_for(path: str) -> BearerCheck | None:
+    """The bearer-token dependency the routes under ``path`` take: :func:`current_agent`
+    for the agent API, :func:`current_principal` for the rest of ``/v1`` and
+    ``/metrics``, None where no route takes a bearer token (enrollment, whose token is in
+    the body; the dashboard, whose login form carries the token). A unit test holds this
+    against every route's own dependencies.
+    """
+    if path == ENROLLMENT_API or path.startswith(ENROLLMENT_API + "/"):
+        return None
+    if path.startswith(AGENT_API):
+        return current_agent
+    if path.startswith(PEOPLE_API) or path == METRICS:
+        return current_principal
+    return None
+
+
+async def authenticate_headers(check: BearerCheck, request: Request,
+                               context: ApiContext) -> AgentIdentity | Principal:
+    """Run ``check`` on ``request``'s headers (and cookies) as FastAPI would, without the
+    body; the catalog lookup runs in the thread pool, like the routes' own.
+
+    Raises what ``check`` raises: :class:`~drd.services.refusals.NotAuthenticated`,
+    :class:`~drd.services.refusals.NotAllowed`, or an
+    :class:`~drd.errors.OperationError` when the catalog cannot be reached.
+    """
+    if check is current_agent:
+        return await run_in_threadpool(current_agent, context, await _bearer(request))
+    return await run_in_threadpool(current_principal, request, context,
+                                   await _people_bearer(request))

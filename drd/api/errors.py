@@ -1,6 +1,7 @@
 """How the API answers what it will not do: always ``{"detail": "one line"}``.
 
-- a service's refusal (:mod:`drd.services.refusals`) -> 400, 401, 403, 404 or 409;
+- a service's refusal (:mod:`drd.services.refusals`) -> 400, 401, 403, 404, 409, 413 or
+  429;
 - a body that does not fit its model, or is not JSON -> 422, naming the fields;
 - a :class:`~drd.errors.UserError` -> 400; an :class:`~drd.errors.OperationError` (the
   catalog unreachable, a secret that does not decrypt) -> 503, the reason logged;
@@ -27,6 +28,7 @@ from drd.services.refusals import (
     NotFound,
     Refused,
     TooBusy,
+    TooLarge,
 )
 
 log = logging.getLogger(__name__)
@@ -37,9 +39,12 @@ STATUS = {
     NotAllowed: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
     TooBusy: 429,
 }
 MAX_LISTED_PROBLEMS = 5
+RETRY_AFTER_SECONDS = 60
+"""What a 429 asks the client to wait before it tries again."""
 
 
 def status_of(refusal: Refused) -> int:
@@ -70,10 +75,25 @@ def describe_validation(problems: list[dict]) -> str:
     return "; ".join(parts) or "the request does not fit the protocol"
 
 
-async def _refused(request: Request, error: Refused) -> JSONResponse:
+def refusal(error: Refused) -> JSONResponse:
+    """The answer to a service's refusal: its status, its message, and
+    ``WWW-Authenticate: Bearer`` with a 401 (``Retry-After`` with a 429)."""
     status = status_of(error)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     return detail(status, str(error), headers)
+
+
+def unavailable(request: Request, error: OperationError) -> JSONResponse:
+    """The 503 for an operation that cannot be done now; the reason is logged too."""
+    message = mask(str(error))
+    log.warning("%s %s: %s", request.method, request.url.path, message)
+    return detail(503, f"the centre cannot serve this now: {message}")
+
+
+async def _refused(request: Request, error: Refused) -> JSONResponse:
+    return refusal(error)
 
 
 async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -85,9 +105,7 @@ async def _user_error(request: Request, error: UserError) -> JSONResponse:
 
 
 async def _operation_error(request: Request, error: OperationError) -> JSONResponse:
-    message = mask(str(error))
-    log.warning("%s %s: %s", request.method, request.url.path, message)
-    return detail(503, f"the centre cannot serve this now: {message}")
+    return unavailable(request, error)
 
 
 async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:

@@ -39,6 +39,10 @@ class Conflict(Refused):
     already, a different manifest recorded before (HTTP 409)."""
 
 
+class TooLarge(Refused):
+    """The request is larger than the centre takes from this caller (HTTP 413)."""
+
+
 class TooBusy(Refused):
     """As much of this work runs already as the centre allows; try again later (HTTP
     429)."""
