@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 import click
 
@@ -61,16 +62,23 @@ def agent_cli(verbose: int) -> None:
 
 @agent_cli.command("enroll")
 @click.option("--server", required=True, help="The centre's URL, as in the token.")
-@click.option("--token", required=True,
-              help="The enrollment token from 'drd system token' ('-' reads it from stdin).")
+@click.option("--token-file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A file that holds the enrollment token ('drd system token' prints it).")
+@click.option("--token", metavar="-",
+              help="'-': read the enrollment token from stdin. A token given here is "
+                   "visible to other users in ps: prefer --token-file or '-'.")
 @home_option
 @json_option
-def enroll_command(server: str, token: str, home: str | None, as_json: bool) -> None:
-    """Enroll this system with the centre (once; the token is single-use)."""
-    if token == "-":
-        token = sys.stdin.readline()
+def enroll_command(server: str, token_file: str | None, token: str | None, home: str | None,
+                   as_json: bool) -> None:
+    """Enroll this system with the centre (once; the token is single-use).
+
+    Give the token with --token-file FILE or --token - (stdin), never on the command
+    line, where every user of the machine can read it (ps, /proc).
+    """
+    token_text = _enrollment_token(token, token_file)
     agent_home = AgentHome(resolve_agent_home(home))
-    result = enroll(agent_home, server, token, restic=make_restic(agent_home),
+    result = enroll(agent_home, server, token_text, restic=make_restic(agent_home),
                     target_factory=fanout_target)
     if as_json:
         output.emit_json(result.as_dict())
@@ -78,6 +86,35 @@ def enroll_command(server: str, token: str, home: str | None, as_json: bool) -> 
     output.say(f"enrolled system {result.system} (department {result.department}) with "
                f"{result.server}; repository {result.repository} in "
                f"{', '.join(result.stores)}; home {result.home}")
+
+
+ARGV_TOKEN_WARNING = ("drd-agent: warning: --token on the command line is visible to other "
+                      "users of this machine (ps); prefer --token-file FILE or --token - "
+                      "(stdin)")
+
+
+def _enrollment_token(token: str | None, token_file: str | None) -> str:
+    """The token from ``--token-file``, from stdin (``--token -``; a prompt that does not
+    echo on a terminal) or, with :data:`ARGV_TOKEN_WARNING` on stderr, from argv.
+
+    Raises ``click.UsageError`` for neither or both, :class:`UserError` for a file that
+    cannot be read.
+    """
+    if (token is None) == (token_file is None):
+        raise click.UsageError("give the enrollment token with --token-file FILE or "
+                               "--token - (read from stdin)")
+    if token_file is not None:
+        try:
+            return Path(token_file).read_text(encoding="utf-8", errors="replace")
+        except OSError as error:
+            raise UserError(f"--token-file: cannot read {token_file}: "
+                            f"{error.strerror or error}") from None
+    if token == "-":
+        if sys.stdin.isatty():
+            return click.prompt("enrollment token", hide_input=True, err=True)
+        return sys.stdin.readline()
+    click.echo(ARGV_TOKEN_WARNING, err=True)
+    return token
 
 
 # -- backup -------------------------------------------------------------------------------
@@ -237,7 +274,7 @@ def run_command(home: str | None, heartbeat_seconds: float, misfire_grace_second
     agent_home = AgentHome(resolve_agent_home(home))
     if not agent_home.is_enrolled():
         raise UserError(f"{agent_home.root} is not enrolled: run 'drd-agent enroll "
-                        "--server URL --token TOKEN' first")
+                        "--server URL --token-file FILE' first")
     AgentDaemon(agent_home, heartbeat_seconds=heartbeat_seconds,
                 misfire_grace_seconds=misfire_grace_seconds,
                 stop_grace_seconds=stop_grace_seconds).run()

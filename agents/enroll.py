@@ -1,4 +1,4 @@
-"""Enrollment: ``drd-agent enroll --server URL --token TOKEN`` (``docs/agent-protocol.md``).
+"""Enrollment: ``drd-agent enroll --server URL --token-file FILE`` (``docs/agent-protocol.md``).
 
 Steps, in this order, so that a failure anywhere leaves nothing marked enrolled and a
 retry resumes where the last attempt stopped:

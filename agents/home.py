@@ -168,7 +168,7 @@ class AgentHome:
         """
         if not self.is_enrolled():
             raise UserError(f"this system is not enrolled (no {self.config_file}): run "
-                            "'drd-agent enroll --server URL --token TOKEN' first")
+                            "'drd-agent enroll --server URL --token-file FILE' first")
         document = self._read_yaml(self.config_file)
         try:
             return AgentConfig(**{name: str(document[name]) for name in

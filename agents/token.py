@@ -1,6 +1,6 @@
 """Enrollment tokens (``drd-enroll-1.<base64url JSON>``): parsing and checking, pure.
 
-A token is what ``drd system token`` prints and ``drd-agent enroll --token`` takes
+A token is what ``drd system token`` prints and ``drd-agent enroll --token-file`` takes
 (``docs/agent-protocol.md``). Its payload names the centre (``server``), pins the centre's
 CA (``ca_sha256``: SHA-256 of the CA certificate's DER), names the system and says when
 the token expires. Everything here is checked before the agent makes any network call,

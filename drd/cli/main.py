@@ -54,8 +54,8 @@ def cli(ctx: click.Context, home: str | None, verbose: int, server: str | None,
         if ctx.invoked_subcommand in REMOTE_COMMANDS:
             if ctx.get_parameter_source("token") == click.core.ParameterSource.COMMANDLINE:
                 click.echo("drd: warning: --token on the command line is visible to other "
-                           "users of this machine; prefer $DRD_TOKEN or --token-file",
-                           err=True)
+                           "users of this machine (ps); prefer $DRD_TOKEN or --token-file "
+                           "FILE", err=True)
             state.remote = RemoteOptions.parse(server, token, token_file, ca_cert,
                                                ca_fingerprint)
         elif ctx.get_parameter_source("server") != click.core.ParameterSource.ENVIRONMENT:

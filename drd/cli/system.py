@@ -105,7 +105,7 @@ def token_command(state: CliState, system: str, department: str, policy: str, ex
                   server: str | None) -> None:
     """Print a one-time enrollment token for SYSTEM, alone on stdout.
 
-    Give it to the system's administrator for 'drd-agent enroll --token T'. The
+    Give it to the system's administrator for 'drd-agent enroll --token-file FILE'. The
     token carries the server URL, the CA fingerprint and its expiry; the centre keeps
     only its hash. A newer token replaces the earlier unused ones of the system.
     """

@@ -180,8 +180,10 @@ def test_enroll_back_up_and_deliver_reports_once_the_centre_is_back(centre: Cent
                                                                       tmp_path: Path) -> None:
     home = tmp_path / "agent"
     token = centre.token()
-    enrolled = json.loads(agent("enroll", "--server", centre.url + "/", "--token", token,
-                                "--json", home=home).stdout)
+    token_file = tmp_path / "token.txt"  # as the docs say: never on the command line
+    token_file.write_text(token + "\n")
+    enrolled = json.loads(agent("enroll", "--server", centre.url + "/", "--token-file",
+                                str(token_file), "--json", home=home).stdout)
     assert enrolled["system"] == "fs1" and enrolled["repository"] == "created"
     assert stat.S_IMODE(home.stat().st_mode) == 0o700
     for name in ("agent.yaml", "ca.pem", "identity.key", "repository.password",
@@ -197,7 +199,8 @@ def test_enroll_back_up_and_deliver_reports_once_the_centre_is_back(centre: Cent
 
     again = agent("enroll", "--server", centre.url, "--token", token, home=home, check=2)
     assert "already enrolled" in again.stderr
-    used = agent("enroll", "--server", centre.url, "--token", token,
+    assert "--token on the command line is visible to other users" in again.stderr
+    used = agent("enroll", "--server", centre.url, "--token", "-", input=token,
                  home=tmp_path / "other", check=2)
     assert "refused the enrollment token" in used.stderr
     assert not (tmp_path / "other" / "agent.yaml").exists()
@@ -255,8 +258,8 @@ def test_token_mistakes_are_refused_before_anything_is_written(centre: Centre,
     not_enrolled = agent("backup", home=home, check=2)
     assert "not enrolled" in not_enrolled.stderr
     centre.stop()
-    down = agent("enroll", "--server", centre.url, "--token", centre.token(), home=home,
-                 check=1)
+    down = agent("enroll", "--server", centre.url, "--token", "-", input=centre.token(),
+                 home=home, check=1)
     assert down.stderr.count("\n") == 1 and "cannot reach the centre" in down.stderr
 
 
