@@ -142,6 +142,11 @@ class RestorePoint:
         return min(snapshot.time for snapshot in self.snapshots)
 
 
+_NOT_GOOD = {"forgotten": "forgotten by retention",
+             "unconfirmed": "not confirmed yet (the centre has not seen it in the stores)",
+             "rejected": "rejected (the agent reported it, the stores do not hold it)"}
+
+
 def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "latest",
                          snapshot_id: str | None = None) -> RestorePoint:
     """The restore point to drill: ``snapshot_id``'s run (a full id or a unique prefix),
@@ -149,7 +154,7 @@ def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "lates
 
     Raises:
         UserError: ``snapshot_id`` matches no snapshot, several, or a snapshot that is
-            not a good restore point (forgotten, or partial).
+            not a good restore point (forgotten, unconfirmed, rejected, or partial).
         OperationError: the system has no good snapshot at all.
     """
     known = list(snapshots)
@@ -163,8 +168,8 @@ def choose_restore_point(snapshots: Iterable[PointSnapshot], which: str = "lates
             raise UserError(f"snapshot id {snapshot_id!r} is ambiguous: give more of it")
         (primary,) = matches
         if not primary.good:
-            why = "forgotten by retention" if primary.status != "active" else \
-                "partial (its backup did not finish cleanly)"
+            why = _NOT_GOOD.get(primary.status, "partial (its backup did not finish "
+                                "cleanly)")
             raise UserError(f"snapshot {primary.restic_id[:12]} is {why}: not a restore "
                             "point to drill")
     else:

@@ -53,6 +53,9 @@ CREDENTIAL_BROKERS = ("seaweedfs", "aws-iam", "shared")
 CREDENTIAL_STATES = ("pending", "active", "superseded", "disabling", "disabled")
 LIVE_CREDENTIAL = "state IN ('pending', 'active')"
 SNAPSHOT_COPY_STATES = ("pending", "present", "missing", "damaged", "forgotten")
+# a snapshot's ``status`` (drd.confirmation says how a report moves between them); a plain
+# string column, checked by the code that writes it
+SNAPSHOT_STATES = ("unconfirmed", "active", "rejected", "forgotten")
 TOKEN_ROLES = ("admin", "operator", "owner", "agent", "enrollment")
 OBJECT_STATES = ("present", "corrupt", "missing", "lost")
 WORK_STATES = ("queued", "running", "done", "failed")
@@ -220,8 +223,11 @@ class StoreCredential(Base):
 class Snapshot(Base):
     """A restic snapshot of a system, as reported by its agent.
 
-    ``restic_id`` is restic's full 64-hex id. ``status``: ``active`` or ``forgotten``
-    (removed by retention; the row stays as history). ``report_id`` is the agent's id of
+    ``restic_id`` is restic's full 64-hex id. ``status`` (one of :data:`SNAPSHOT_STATES`):
+    ``unconfirmed`` (reported; the centre has not yet seen it in ``min_copies`` stores),
+    ``active`` (confirmed, or written by the centre itself), ``rejected`` (the stores do not
+    hold it: never a restore point) or ``forgotten`` (removed by retention; the row stays
+    as history). Only ``active`` snapshots count. ``report_id`` is the agent's id of
     the report that brought it (a report delivered twice is recorded once);
     ``manifest_sha256`` is the digest of the manifest's canonical JSON, which arrives
     later (:class:`SnapshotManifest`); ``partial`` is restic's "some files could not be

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from drd.cli.context import CliState
@@ -26,12 +28,12 @@ def alerts_command(context: click.Context, show_all: bool, as_json: bool) -> Non
     if as_json:
         output.emit_json([view.as_dict() for view in views])
         return
-    rows = [{"since": view.opened_at, "kind": view.kind, "system": view.system,
-             "store": view.store, "times": view.count,
+    rows = [{"id": view.id, "since": view.opened_at, "kind": view.kind,
+             "system": view.system, "store": view.store, "times": view.count,
              "state": "resolved" if view.resolved_at else "open", "message": view.message}
             for view in views]
-    output.emit_table(rows, ["since", "kind", "system", "store", "times", "state", "message"],
-                      empty="no open alerts")
+    output.emit_table(rows, ["id", "since", "kind", "system", "store", "times", "state",
+                             "message"], empty="no open alerts")
 
 
 @alerts_command.command("check")
@@ -65,6 +67,31 @@ def check_command(state: CliState, no_probe: bool, as_json: bool) -> None:
              or ["no change"])
     for line in lines:
         output.echo(line)
+
+
+@alerts_command.command("resolve")
+@home_option
+@click.argument("alert_id", metavar="ID", type=int)
+@click.option("--note", default="", metavar="TEXT",
+              help="What was found or done, for the audit log.")
+@click.pass_obj
+def resolve_command(state: CliState, alert_id: int, note: str) -> None:
+    """Resolve the open alert ID by hand (the id drd alerts shows), once its cause has
+    been looked into: for alerts nothing resolves by itself, such as forged_report. An
+    alert of the rules comes back at their next pass if its cause remains. Audited."""
+    view = alert_service.resolve_by_operator(state.catalog(), alert_id,
+                                             actor=f"cli:{_user()}", note=note)
+    output.echo(f"resolved alert {view.id} ({view.kind}"
+                + (f", {view.system}" if view.system else "") + f"): {view.message}")
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())
 
 
 @alerts_command.command("test-channel")

@@ -1,7 +1,10 @@
 """``drd replicate [SYSTEM] [--store S]``: bring every store up to date now, in the
-foreground (:func:`drd.replication.run.replicate`)."""
+foreground (:func:`drd.replication.run.replicate`), and settle the reported snapshots
+still unconfirmed, as the daemon's replication job does (:mod:`drd.confirmation`)."""
 
 from __future__ import annotations
+
+import os
 
 import click
 
@@ -44,12 +47,15 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
 
     bar = None if as_json or not output.is_terminal() else ProgressBar(
         "replicate", unit="objects")
+    wanted = [system] if system else None
     try:
-        with systems_locked(state.catalog(), [system] if system else None, exclusive=False,
+        with systems_locked(state.catalog(), wanted, exclusive=False,
                             wait=LOCK_WAIT_SECONDS):
+            settled = _confirm(state, wanted)
             report = replicate(state.catalog(), state.master_key(), state.config(),
-                               systems=[system] if system else None,
-                               stores=list(stores) or None, progress=bar)
+                               systems=wanted, stores=list(stores) or None, progress=bar)
+            # the pass may have copied waiting snapshots to more stores
+            settled += _confirm(state, [r.system for r in settled if r.waiting] or [])
     finally:
         if bar is not None:
             bar.finish()
@@ -62,7 +68,8 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
                       error=next((e for r in results for e in r.errors), None))
         for name, results in by_system.items()], started_at=report.started_at)
     if as_json:
-        output.emit_json(report.as_dict())
+        output.emit_json(report.as_dict()
+                         | {"confirmation": [r.as_dict() for r in settled]})
     else:
         rows = [{"system": r.system, "store": r.store,
                  "copied": f"{r.objects_copied} ({human_bytes(r.bytes_copied)})",
@@ -71,6 +78,8 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
                 for r in report.stores]
         output.emit_table(rows, ["system", "store", "copied", "lag", "watermark", "state"],
                           empty="no systems to replicate")
+        for line in _confirmation_lines(settled):
+            output.echo(line)
     failed = report.failed
     if failed:
         reasons = "; ".join(f"{r.system} on {r.store}: {r.errors[0] if r.errors else 'behind'}"
@@ -78,3 +87,37 @@ def replicate_command(state: CliState, system: str | None, stores: tuple[str, ..
         raise OperationError(f"{len(failed)} store(s) could not be brought up to date "
                              f"({reasons}); the daemon retries on its replication schedule, "
                              "or run drd replicate again")
+
+
+def _confirm(state: CliState, systems: list[str] | None) -> list:
+    """Confirm or reject the unconfirmed reports of ``systems`` (None: every system)."""
+    from drd.confirmation.run import confirm_reports, systems_waiting
+
+    if systems == []:
+        return []
+    return [confirm_reports(state.catalog(), state.master_key(), name,
+                            actor=f"cli:{_user()}")
+            for name in systems_waiting(state.catalog(), systems)]
+
+
+def _confirmation_lines(reports: list) -> list[str]:
+    """What the confirmation settled, one line per snapshot (the last word per id)."""
+    outcome: dict[tuple[str, str], str] = {}
+    for report in reports:
+        for snapshot in report.confirmed:
+            outcome[(report.system, snapshot)] = "confirmed"
+        for snapshot, reason in report.rejected.items():
+            outcome[(report.system, snapshot)] = f"REJECTED ({reason})"
+        for snapshot, reason in report.waiting.items():
+            outcome[(report.system, snapshot)] = f"unconfirmed ({reason})"
+    return [f"snapshot {snapshot[:8]} of {system}: {said}"
+            for (system, snapshot), said in sorted(outcome.items())]
+
+
+def _user() -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.getuid())

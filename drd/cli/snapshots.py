@@ -9,6 +9,10 @@ from drd.cli.options import home_option, json_option
 from drd.console import output
 from drd.services import snapshots as snapshot_service
 
+COLUMNS = ["time", "id", "system", "status", "files", "size", "copies"]
+"""``status``: ``unconfirmed`` (reported, not yet seen in the stores: it does not count
+yet), ``active``, ``rejected`` (the stores do not hold it) or ``forgotten``."""
+
 
 def _copies(copies: dict[str, dict]) -> str:
     parts = []
@@ -36,9 +40,11 @@ def _size(count: int | None) -> str | None:
 @json_option
 @click.pass_obj
 def snapshots_command(state: CliState, system: str | None, as_json: bool) -> None:
-    """List snapshots (all, or SYSTEM's), oldest first, with each store's copy state.
+    """List snapshots (all, or SYSTEM's), oldest first, with their status (unconfirmed
+    reports do not count yet; rejected ones never will) and each store's copy state.
 
-    With --server: the snapshots of the systems the token may see, through the API."""
+    With --server: the snapshots of the systems the token may see, through the API
+    (forgotten ones left out)."""
     if state.remote is not None:
         _remote_snapshots(state.remote, system, as_json)
         return
@@ -47,11 +53,10 @@ def snapshots_command(state: CliState, system: str | None, as_json: bool) -> Non
         output.emit_json([view.as_dict() for view in views])
         return
     rows = [{"time": view.time, "id": view.short_id, "system": view.system,
-             "files": view.files, "size": _size(view.bytes),
+             "status": view.status, "files": view.files, "size": _size(view.bytes),
              "copies": _copies(view.copies) + (" (partial)" if view.partial else "")}
             for view in views]
-    output.emit_table(rows, ["time", "id", "system", "files", "size", "copies"],
-                      empty="no snapshots yet")
+    output.emit_table(rows, COLUMNS, empty="no snapshots yet")
 
 
 def _remote_snapshots(options, system: str | None, as_json: bool) -> None:
@@ -69,10 +74,10 @@ def _remote_snapshots(options, system: str | None, as_json: bool) -> None:
         output.emit_json(found)
         return
     rows = [{"time": snapshot["time"], "id": snapshot["id"][:8], "system": snapshot["system"],
-             "files": snapshot["file_count"], "size": _size(snapshot["size_bytes"]),
+             "status": snapshot["status"], "files": snapshot["file_count"],
+             "size": _size(snapshot["size_bytes"]),
              "copies": " ".join(f"{store}:{state}"
                                 for store, state in sorted(snapshot["copies"].items()))
              + (" (partial)" if snapshot["partial"] else "")}
-            for snapshot in found if snapshot["status"] == "active"]
-    output.emit_table(rows, ["time", "id", "system", "files", "size", "copies"],
-                      empty="no snapshots yet")
+            for snapshot in found if snapshot["status"] != "forgotten"]
+    output.emit_table(rows, COLUMNS, empty="no snapshots yet")

@@ -12,7 +12,13 @@ whatever the rules say, every snapshot that is:
   never forgotten, whatever the rules, so a system always keeps something to restore;
 - **needed by a drill** that has not finished;
 - **unknown to the catalog**: restic lists it, but no agent reported it (a report still
-  in an agent's spool). It is judged once it is reported.
+  in an agent's spool). It is judged once it is reported;
+- **not confirmed yet**: reported, but the centre has not yet seen it in ``min_copies``
+  stores (:mod:`drd.confirmation`). It is judged once confirmed; forgotten before, the
+  next look would find it gone and reject a real report.
+
+Only a good backup -- confirmed, among other things -- is "the newest good backup": an
+unconfirmed newer report never takes that protection from a confirmed snapshot.
 
 Every kept snapshot has its reasons (rules first, then protections); every removed one
 says why restic's rules let it go.
@@ -35,6 +41,7 @@ LOCK_SAFETY_MARGIN = dt.timedelta(hours=1)
 
 NEWEST_GOOD_REASON = "newest good backup"
 UNREPORTED_REASON = "not reported by the agent yet"
+UNCONFIRMED_REASON = "not confirmed in the stores yet"
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,7 @@ class SnapshotFacts:
     ``id`` is restic's full id, ``time`` timezone-aware. ``good``: a good backup (see
     :func:`drd.services.status.is_good_backup`). ``drills``: ids of unfinished drills
     that restore it. ``reported``: the catalog knows it (an agent reported it).
+    ``confirmed``: not a report still waiting for the centre to see it in the stores.
     """
 
     id: str
@@ -51,6 +59,7 @@ class SnapshotFacts:
     good: bool = False
     drills: tuple[int, ...] = ()
     reported: bool = True
+    confirmed: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,8 @@ def decide(snapshots: Iterable[SnapshotFacts], rules: Retention, now: dt.datetim
         protections += [f"needed by drill {drill}" for drill in snapshot.drills]
         if not snapshot.reported:
             protections.append(UNREPORTED_REASON)
+        if not snapshot.confirmed:
+            protections.append(UNCONFIRMED_REASON)
         if reasons or protections:
             decision.keep.append(snapshot)
             decision.reasons[snapshot.id] = reasons + protections

@@ -194,12 +194,13 @@ def catalog_facts(session: Session, system_id: int, min_copies: int, *,
     facts = {}
     for row_id, restic_id, moment, partial, status, count in session.execute(query):
         backup = BackupFacts(time=moment, partial=partial, present_copies=count,
-                             forgotten=status == "forgotten")
+                             status=status)
         needed = sorted(set(drills.get(("row", row_id), []))
                         | set(drills.get(("restic", restic_id), [])))
         facts[restic_id] = SnapshotFacts(id=restic_id, time=moment,
                                          good=is_good_backup(backup, min_copies),
-                                         drills=tuple(needed))
+                                         drills=tuple(needed),
+                                         confirmed=status != "unconfirmed")
     return facts
 
 

@@ -15,10 +15,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from drd.catalog import Catalog
+from drd.catalog import Catalog, audit
 from drd.catalog.models import Alert, System
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
+from drd.errors import UserError
 
 log = logging.getLogger("drd.alerts")
 
@@ -27,6 +28,8 @@ KINDS = ("damage", "check_failed", "replication_failed", "retention_failed", "dr
          # a copy of config, the sealed password or a manifest differs from the catalog's
          # record; config of a system whose digest cannot be known (drd.recorded)
          "tamper", "unverifiable",
+         # a snapshot report the stores contradict (drd.confirmation)
+         "forged_report",
          # raised and resolved by the rules (drd.alerting.rules)
          "rpo_breached", "backup_failed", "store_down", "replication_lag", "object_lock_short")
 
@@ -73,6 +76,38 @@ def resolve_alert(session: Session, kind: str, *, system_id: int | None = None,
     alert.resolved_at = now or utcnow()
     log.info("alert %s resolved: %s", kind, alert.message)
     return True
+
+
+def resolve_by_operator(catalog: Catalog, alert_id: int, *, actor: str, note: str = ""
+                        ) -> AlertView:
+    """Resolve the open alert ``alert_id`` by hand (``drd alerts resolve``), with an
+    ``alert.resolve`` audit entry naming ``actor`` and ``note``; return it as resolved.
+
+    For alerts nothing resolves by itself (``forged_report``: a person has looked into
+    the system). An alert the rules own comes back at their next pass if its cause
+    remains. Raises :class:`UserError` for no such alert, or one resolved already.
+    """
+    with catalog.session() as session:
+        alert = session.get(Alert, alert_id)
+        if alert is None:
+            raise UserError(f"no alert {alert_id} (see drd alerts)")
+        if alert.resolved_at is not None:
+            raise UserError(f"alert {alert_id} was resolved at "
+                            f"{alert.resolved_at.isoformat(timespec='seconds')} already")
+        alert.open_key = None
+        alert.resolved_at = utcnow()
+        system = session.get(System, alert.system_id) if alert.system_id else None
+        store = session.get(StoreRow, alert.store_id) if alert.store_id else None
+        audit.record(session, actor, "alert.resolve", system.name if system else None,
+                     alert=alert.id, kind=alert.kind, store=store.name if store else None,
+                     message=alert.message, note=note)
+        log.info("alert %s resolved by %s: %s", alert.kind, actor, alert.message)
+        return AlertView(id=alert.id, kind=alert.kind, severity=alert.severity,
+                         system=system.name if system else None,
+                         store=store.name if store else None, message=alert.message,
+                         opened_at=alert.opened_at, last_seen_at=alert.last_seen_at,
+                         count=alert.count, resolved_at=alert.resolved_at,
+                         details=dict(alert.details or {}))
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,11 @@
 """Snapshots as the agents report them, their signed manifests, and listing them.
 
+A report is the agent's claim: it is recorded ``unconfirmed``, with each store's copy as
+the agent reported it, and counts (``active``) only once the daemon's confirmation step
+has seen the snapshot in ``min_copies`` stores (:mod:`drd.confirmation`); until then no
+restore, drill, RPO or retention decision takes it for a backup. The report queues the
+system's replication, which runs that step, so the API answers without asking a store.
+
 A report is recorded once however often it is delivered (the agent's spool delivers at
 least once): a ``report_id`` seen before, or a snapshot id the system reported before,
 is answered as a duplicate and changes nothing. A manifest is kept as the canonical
@@ -72,8 +78,9 @@ _INSERT_COPY = sa.insert(SnapshotCopy.__table__)
 
 def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport,
                   now: dt.datetime | None = None) -> SnapshotAccepted:
-    """Record a snapshot report of ``agent``'s system with one copy row per store, and
-    queue the system's replication (reason ``snapshot``) in the same transaction.
+    """Record a snapshot report of ``agent``'s system, ``unconfirmed``, with one copy row
+    per store as reported, and queue the system's replication (reason ``snapshot``; its
+    job confirms or rejects the report) in the same transaction.
 
     Returns ``duplicate=True`` (nothing written) for a report or snapshot recorded
     before, also when a concurrent delivery of the same report won the race. Raises
@@ -106,7 +113,7 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
                 "tags": list(report.tags), "tree": report.tree, "size_bytes": report.bytes,
                 "file_count": report.files, "duration_seconds": report.duration_seconds,
                 "partial": report.partial, "manifest_sha256": report.manifest_sha256,
-                "reported_at": now}).inserted_primary_key[0]
+                "reported_at": now, "status": "unconfirmed"}).inserted_primary_key[0]
             connection.execute(_INSERT_COPY, [
                 {"snapshot_id": snapshot_id, "store_id": stores[name],
                  "state": copy_state(copy.complete), "missing_objects": copy.missing_objects,
@@ -121,7 +128,7 @@ def record_report(catalog: Catalog, agent: AgentIdentity, report: SnapshotReport
         if duplicate is None:
             raise
         return duplicate
-    log.info("snapshot %s of %s recorded (%d files, %d bytes, stores %s)",
+    log.info("snapshot %s of %s recorded, unconfirmed (%d files, %d bytes, stores %s)",
              report.snapshot_id[:SHORT_ID_LENGTH], agent.system, report.files, report.bytes,
              ", ".join(f"{name}:{copy_state(copy.complete)}"
                        for name, copy in sorted(report.stores.items())))

@@ -11,8 +11,10 @@ period) with a ``CASE`` on its policy id, so one query serves every policy.
 
 A system is late when it is enrolled and its newest good backup is older than its
 policy's RPO -- or, before its first good backup, when it enrolled longer than one RPO
-ago. A good backup is a snapshot that is not partial and whose copies are present in
-at least ``min_copies`` stores, the policy's definition of durable.
+ago. A good backup is an ``active`` snapshot (a report the centre has confirmed in the
+stores, not forgotten: never ``unconfirmed`` or ``rejected``) that is not partial and
+whose copies are present in at least ``min_copies`` stores, the policy's definition of
+durable.
 """
 
 from __future__ import annotations
@@ -46,12 +48,13 @@ VERDICTS = ("ok", "warning", "critical")
 
 @dataclass(frozen=True)
 class BackupFacts:
-    """What :func:`newest_good_backup` needs to know of one snapshot."""
+    """What :func:`newest_good_backup` needs to know of one snapshot; ``status`` is the
+    snapshot's (:data:`~drd.catalog.models.SNAPSHOT_STATES`)."""
 
     time: dt.datetime
     partial: bool
     present_copies: int
-    forgotten: bool = False
+    status: str = "active"
 
 
 @dataclass(frozen=True)
@@ -63,8 +66,10 @@ class Lateness:
 
 
 def is_good_backup(facts: BackupFacts, min_copies: int) -> bool:
-    """True when a snapshot counts as a backup: complete, durable, not forgotten."""
-    return not facts.partial and not facts.forgotten and facts.present_copies >= min_copies
+    """True when a snapshot counts as a backup: confirmed and kept (``active``), complete,
+    durable."""
+    return (facts.status == "active" and not facts.partial
+            and facts.present_copies >= min_copies)
 
 
 def newest_good_backup(snapshots: Iterable[BackupFacts], min_copies: int

@@ -137,7 +137,7 @@ class DrillSummary(BaseModel):
 class SystemOverview(SystemSummary):
     """A system with everything the status shows of it."""
 
-    snapshots: int = Field(description="snapshots kept (not forgotten)")
+    snapshots: int = Field(description="snapshots kept (confirmed, not forgotten)")
     stores: list[StoreCopies]
     last_drill: DrillSummary | None = Field(description="the newest finished drill")
     open_alerts: int
@@ -152,8 +152,11 @@ class SnapshotView(BaseModel):
     size_bytes: int | None
     file_count: int | None
     partial: bool
-    status: str = Field(description="active or forgotten (by retention)")
-    good: bool = Field(description="counts as a backup: complete, kept, durable")
+    status: str = Field(description="unconfirmed (reported; the centre has not yet seen it "
+                                    "in min_copies stores), active, rejected (the stores do "
+                                    "not hold it: never a restore point) or forgotten (by "
+                                    "retention)")
+    good: bool = Field(description="counts as a backup: confirmed, complete, kept, durable")
     copies: dict[str, str] = Field(description="state per store name")
 
 
@@ -546,7 +549,7 @@ def list_snapshots(catalog: Catalog, principal: Principal, name: str, *,
         for row in rows:
             states = copies.get(row.id, {})
             facts = status_rules.BackupFacts(
-                time=row.time, partial=row.partial, forgotten=row.status == "forgotten",
+                time=row.time, partial=row.partial, status=row.status,
                 present_copies=sum(state == "present" for state in states.values()))
             items.append(SnapshotView(
                 id=row.restic_id, time=row.time, hostname=row.hostname,

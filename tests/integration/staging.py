@@ -24,7 +24,7 @@ from pathlib import Path
 import sqlalchemy as sa
 
 from drd.catalog import Catalog
-from drd.catalog.models import Department, System
+from drd.catalog.models import Department, Snapshot, System
 from drd.config import Config, load_config
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
@@ -115,9 +115,15 @@ class Stage:
 
     def report(self, snapshot_id: str, complete: dict[str, bool] | None = None, *,
                now: dt.datetime | None = None, files: int = 0, size: int = 0,
-               tags: tuple[str, ...] = ()) -> None:
+               tags: tuple[str, ...] = (), confirmed: bool = True) -> None:
         """Record ``snapshot_id`` as the agent reports it (default: complete everywhere;
-        ``files`` and ``size`` are the agent's counts of what restic saved)."""
+        ``files`` and ``size`` are the agent's counts of what restic saved).
+
+        A report is recorded ``unconfirmed``; with ``confirmed`` (the default) it is then
+        made ``active`` with the copies as reported, which is what the daemon's
+        confirmation step does once the stores hold it -- for tests about other things,
+        which may copy it to the other stores only later. ``confirmed=False`` leaves it as
+        the report alone does."""
         complete = complete if complete is not None else {name: True for name in self.stores}
         first = next(name for name, done in complete.items() if done)
         (snapshot,) = [s for s in self.restic.snapshots(self.repository(first))
@@ -132,6 +138,11 @@ class Stage:
             tree=snapshot.tree, files=files, bytes=size, duration_seconds=1.0,
             stores={name: StoreCopyReport(complete=done, missing_objects=0 if done else 1)
                     for name, done in complete.items()}), now=now)
+        if confirmed:
+            with self.catalog.session() as session:
+                session.execute(sa.update(Snapshot).where(
+                    Snapshot.system_id == system_id, Snapshot.restic_id == snapshot.id,
+                    Snapshot.status == "unconfirmed").values(status="active"))
 
     def sign_manifest(self, snapshot_id: str, sample_percent: float = 100) -> dict:
         """Hash the source tree, sign the manifest with an agent key (made and enrolled

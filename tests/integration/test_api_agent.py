@@ -26,7 +26,14 @@ from fastapi.testclient import TestClient
 from drd.api.app import create_app
 from drd.api.limits import DEFAULT_LIMIT
 from drd.catalog import Catalog
-from drd.catalog.models import AuditEntry, SnapshotCopy, SnapshotManifest, System, Token
+from drd.catalog.models import (
+    AuditEntry,
+    Snapshot,
+    SnapshotCopy,
+    SnapshotManifest,
+    System,
+    Token,
+)
 from drd.catalog.models import Store as StoreRow
 from drd.config import load_config
 from drd.crypto.keystore import KeyStore
@@ -201,6 +208,13 @@ def _system(catalog: Catalog, name: str = "fs1") -> System:
         return session.scalar(sa.select(System).where(System.name == name))
 
 
+def _confirm(catalog: Catalog, snapshot_id: str) -> None:
+    """What the daemon's confirmation does once the stores hold a reported snapshot."""
+    with catalog.session() as session:
+        session.execute(sa.update(Snapshot).where(Snapshot.restic_id == snapshot_id)
+                        .values(status="active"))
+
+
 def _actions(catalog: Catalog) -> list[str]:
     with catalog.session() as session:
         return list(session.scalars(sa.select(AuditEntry.action).order_by(AuditEntry.id)))
@@ -315,6 +329,7 @@ def test_the_whole_enrollment_flow(centre: Centre) -> None:
     assert other_report.status_code == 200 and other_report.json()["duplicate"] is True
     (view,) = snapshots.list_snapshots(centre.catalog, "fs1")
     assert view.snapshot_id == snapshot_id and view.files == 5204 and view.bytes == 444000000
+    assert view.status == "unconfirmed"  # a claim, until the daemon sees it in the stores
     assert view.copies["dc-a"]["state"] == "present"
     assert view.copies["vault-s3"] == {"state": "missing", "missing_objects": 3,
                                        "verified_at": None}
@@ -588,6 +603,11 @@ def test_status_follows_the_reports_against_the_rpo(centre: Centre) -> None:
     centre.clock.now = T0 + dt.timedelta(hours=1)
     assert agent.post("/v1/agent/snapshots", _report("a" * 64, time=T0 + dt.timedelta(
         hours=1))).status_code == 201
+    # a report counts once the daemon has seen it in the stores (these hold no
+    # repository: the confirmation is done here as the daemon does it, see
+    # test_snapshot_confirmation.py)
+    assert fs1(T0 + dt.timedelta(hours=1, minutes=30)).last_backup_at is None
+    _confirm(centre.catalog, "a" * 64)
     standing = fs1(T0 + dt.timedelta(hours=1, minutes=30))
     assert not standing.late and standing.last_backup_at == T0 + dt.timedelta(hours=1)
     assert standing.age == dt.timedelta(minutes=30) and standing.snapshots == 1
@@ -595,6 +615,7 @@ def test_status_follows_the_reports_against_the_rpo(centre: Centre) -> None:
     partial = _report("b" * 64, partial=True, time=T0 + dt.timedelta(hours=3))
     centre.clock.now = T0 + dt.timedelta(hours=3)
     assert agent.post("/v1/agent/snapshots", partial).status_code == 201
+    _confirm(centre.catalog, "b" * 64)
     # a snapshot "from the future" would hide a late system: refused
     ahead = _report("c" * 64, time=T0 + dt.timedelta(hours=5))
     refused = agent.post("/v1/agent/snapshots", ahead)

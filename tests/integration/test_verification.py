@@ -27,6 +27,7 @@ from botocore.config import Config as BotoConfig
 from drd.catalog.models import Alert, AuditEntry, SnapshotCopy, StoreObject, System
 from drd.catalog.models import Store as StoreRow
 from drd.cli.main import main
+from drd.confirmation.run import confirm_reports
 from drd.restic import Repository, Restic
 from drd.secrets import Secret
 from drd.services.agents import AgentIdentity
@@ -95,6 +96,9 @@ def stage_with_copies(tmp_path, server, restic_binary, template, database_url=No
             tree=snapshot.tree, files=10, bytes=300_000, duration_seconds=1.0,
             stores={name: StoreCopyReport(complete=True, missing_objects=0)
                     for name in stage.stores}))
+    # the daemon's confirmation: every store holds them, so they count
+    confirmed = confirm_reports(stage.catalog, stage.master_key, "fs1")
+    assert len(confirmed.confirmed) == len(template.snapshots)
     return stage
 
 

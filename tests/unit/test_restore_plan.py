@@ -29,9 +29,9 @@ NOW = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.UTC)
 
 
 def snap(hex_id: str, hours_ago: float, *, run: str | None = None, paths=("/srv",),
-         active: bool = True, partial: bool = False) -> SnapshotInfo:
+         status: str = "active", partial: bool = False) -> SnapshotInfo:
     return SnapshotInfo(id=hex_id * (64 // len(hex_id)), time=NOW - dt.timedelta(hours=hours_ago),
-                        paths=paths, tags=(f"drd-run:{run}",) if run else (), active=active,
+                        paths=paths, tags=(f"drd-run:{run}",) if run else (), status=status,
                         partial=partial)
 
 
@@ -105,7 +105,7 @@ def test_at_never_picks_a_later_snapshot_nor_skips_a_newer_earlier_one(ages, at_
 def test_an_id_prefix_names_one_snapshot_partial_ones_alone():
     snapshots = [snap("ab", 3, run="r1"), snap("ac", 2.9, run="r1", paths=("/x.sql",)),
                  snap("bc", 2, partial=True, run="r2"), snap("bd", 1.5, run="r2"),
-                 snap("cd", 1, active=False)]
+                 snap("cd", 1, status="forgotten")]
     point = choose_point(snapshots, snapshot="AC")
     assert point.primary.id.startswith("ac") and len(point.ids) == 2  # its run comes too
     assert choose_point(snapshots, snapshot="bcbc").ids == [snapshots[2].id]
@@ -115,6 +115,25 @@ def test_an_id_prefix_names_one_snapshot_partial_ones_alone():
             choose_point(snapshots, snapshot=wanted)
     with pytest.raises(UserError, match="not both"):
         choose_point(snapshots, snapshot="ab", at=NOW)
+
+
+def test_latest_and_at_skip_unconfirmed_and_rejected_reports():
+    confirmed = snap("ab", 3, run="r1")
+    snapshots = [confirmed, snap("ac", 2.9, run="r1", paths=("/x.sql",)),
+                 # a report of an invented id, a few minutes ahead, and a rejected one
+                 snap("cd", -0.1, status="unconfirmed"), snap("ce", 1, status="rejected"),
+                 # a real run still waiting for its confirmation: not yet a restore point
+                 snap("df", 0.5, run="r2", status="unconfirmed")]
+    assert choose_point(snapshots).primary == confirmed
+    assert choose_point(snapshots, snapshot="latest").ids == [s.id for s in snapshots[:2]]
+    assert choose_point(snapshots, at=NOW).primary == confirmed
+    # named by id: an unconfirmed one alone (restic tells whether it exists), a
+    # rejected one never
+    assert choose_point(snapshots, snapshot="df").ids == [snapshots[4].id]
+    with pytest.raises(UserError, match="rejected"):
+        choose_point(snapshots, snapshot="ce")
+    with pytest.raises(OperationError, match="no good snapshot"):
+        choose_point([snap("cd", -0.1, status="unconfirmed")])
 
 
 def test_no_good_snapshot_is_an_operation_error():

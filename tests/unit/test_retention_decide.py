@@ -10,6 +10,7 @@ import pytest
 from drd.retention.decide import (
     LOCK_SAFETY_MARGIN,
     NEWEST_GOOD_REASON,
+    UNCONFIRMED_REASON,
     UNREPORTED_REASON,
     SnapshotFacts,
     check_found_missing,
@@ -94,6 +95,22 @@ def test_unreported_snapshot_is_kept():
     decision = decide(snapshots, Retention(keep_last=1), NOW)
     assert decision.reasons[snapshots[0].id] == [UNREPORTED_REASON]
     assert decision.remove == []
+
+
+def test_an_unconfirmed_newer_report_never_costs_the_confirmed_one_its_protection():
+    # keep_last 1 keeps the newest, an unconfirmed report (not a good backup): the
+    # newest confirmed good backup stays protected, the unconfirmed one is judged later
+    snapshots = [snap("a1", 3, good=True), snap("b2", 1, good=True),
+                 snap("c3", 0, confirmed=False)]
+    decision = decide(snapshots, Retention(keep_last=1), NOW)
+    assert decision.reasons[snapshots[1].id] == [NEWEST_GOOD_REASON]
+    assert decision.reasons[snapshots[2].id] == ["last snapshot", UNCONFIRMED_REASON]
+    assert ids(decision.remove) == ["a1"]
+    # older than what the rules keep, it still waits for its confirmation
+    later = decide([snap("a1", 3, confirmed=False), snap("b2", 1, good=True)],
+                   Retention(keep_last=1), NOW)
+    assert later.reasons["a1".ljust(64, "0")] == [UNCONFIRMED_REASON]
+    assert later.remove == []
 
 
 def test_protections_add_to_rule_reasons():

@@ -78,7 +78,7 @@ def load_snapshots(catalog: Catalog, system: str) -> list[SnapshotInfo]:
             raise UserError(f"system {system!r} has no policy: nothing says where its "
                             "backups are")
         return [SnapshotInfo(id=s.restic_id, time=s.time, paths=tuple(s.paths or ()),
-                             tags=tuple(s.tags or ()), active=s.status == "active",
+                             tags=tuple(s.tags or ()), status=s.status,
                              partial=bool(s.partial))
                 for s in session.scalars(sa.select(Snapshot).where(
                     Snapshot.system_id == row.id).order_by(Snapshot.time, Snapshot.id))]

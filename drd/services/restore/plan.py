@@ -92,19 +92,22 @@ def _parse_iso(value: str) -> dt.datetime | None:
 @dataclass(frozen=True)
 class SnapshotInfo:
     """A snapshot as the restore sees it: the catalog's on the centre, restic's listing on
-    the agent. ``good``: active and complete (a backup run that failed leaves *partial*
-    snapshots: restorable when named by id, never chosen as ``latest`` or by ``--at``)."""
+    the agent (always ``active``). ``status`` as the catalog's
+    (:data:`~drd.catalog.models.SNAPSHOT_STATES`). ``good``: active -- confirmed in the
+    stores, not forgotten -- and complete. A backup run that failed leaves *partial*
+    snapshots, and a report the centre has not confirmed yet is *unconfirmed*: both are
+    restorable when named by id, never chosen as ``latest`` or by ``--at``."""
 
     id: str
     time: dt.datetime
     paths: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
-    active: bool = True
+    status: str = "active"
     partial: bool = False
 
     @property
     def good(self) -> bool:
-        return self.active and not self.partial
+        return self.status == "active" and not self.partial
 
     @property
     def run(self) -> str | None:
@@ -135,12 +138,14 @@ def choose_point(snapshots: Iterable[SnapshotInfo], *, snapshot: str | None = No
     ``latest`` and ``--at`` choose among good snapshots only, and never a command
     source's snapshot on its own: the run's paths snapshot leads (a run backs up its
     paths first). A snapshot named by id is restored even if partial (its run did not
-    finish cleanly), alone; a forgotten one is refused (retention removed its data).
+    finish cleanly) or unconfirmed (the centre has not seen it in the stores yet), alone;
+    a forgotten one is refused (retention removed its data), and so is a rejected one
+    (the stores do not hold it).
 
     Raises:
         UserError: both ``snapshot`` and ``at``; an id that is not hexadecimal, matches
-            nothing, several snapshots, or a forgotten one; no good snapshot at or before
-            ``at``.
+            nothing, several snapshots, or a forgotten or rejected one; no good snapshot
+            at or before ``at``.
         OperationError: no good snapshot at all (for ``latest``).
     """
     known = list(snapshots)
@@ -177,9 +182,12 @@ def _by_id(known: Sequence[SnapshotInfo], wanted: str) -> SnapshotInfo:
         raise UserError(f"snapshot id {wanted!r} is ambiguous ({len(matches)} snapshots "
                         "start with it): give more of it")
     (match,) = matches
-    if not match.active:
+    if match.status == "forgotten":
         raise UserError(f"snapshot {match.id[:12]} was forgotten by retention: its data "
                         "is gone; pick another (drd snapshots)")
+    if match.status == "rejected":
+        raise UserError(f"snapshot {match.id[:12]} was rejected: the agent reported it, "
+                        "but the stores do not hold it; pick another (drd snapshots)")
     return match
 
 

@@ -21,9 +21,9 @@ HOUR = dt.timedelta(hours=1)
 
 
 def _facts(hours_ago: float, partial: bool = False, present: int = 2,
-           forgotten: bool = False) -> BackupFacts:
+           status: str = "active") -> BackupFacts:
     return BackupFacts(time=NOW - dt.timedelta(hours=hours_ago), partial=partial,
-                       present_copies=present, forgotten=forgotten)
+                       present_copies=present, status=status)
 
 
 @pytest.mark.parametrize(("facts", "good"), [
@@ -31,7 +31,10 @@ def _facts(hours_ago: float, partial: bool = False, present: int = 2,
     (_facts(1, present=3), True),
     (_facts(1, present=1), False),  # below min_copies: not durable
     (_facts(1, partial=True), False),
-    (_facts(1, forgotten=True), False),
+    (_facts(1, status="forgotten"), False),
+    # a report the centre has not seen in the stores, or found they do not hold
+    (_facts(1, status="unconfirmed"), False),
+    (_facts(1, status="rejected"), False),
 ])
 def test_a_good_backup_is_complete_durable_and_kept(facts: BackupFacts, good: bool) -> None:
     assert is_good_backup(facts, min_copies=2) is good
@@ -42,6 +45,13 @@ def test_the_newest_good_backup_skips_bad_ones() -> None:
     assert newest_good_backup(snapshots, min_copies=2) == NOW - dt.timedelta(hours=3)
     assert newest_good_backup([], min_copies=2) is None
     assert newest_good_backup([_facts(1, present=1)], min_copies=2) is None
+
+
+def test_an_unconfirmed_or_rejected_newer_report_does_not_move_the_newest_good_backup(
+        ) -> None:
+    snapshots = [_facts(3), _facts(-0.1, status="unconfirmed", present=3),
+                 _facts(0.5, status="rejected", present=3)]
+    assert newest_good_backup(snapshots, min_copies=2) == NOW - dt.timedelta(hours=3)
 
 
 @pytest.mark.parametrize(("age", "late"), [

@@ -144,6 +144,19 @@ def test_no_good_snapshot_is_an_operation_error(snapshots):
         choose_restore_point(snapshots)
 
 
+def test_a_drill_skips_unconfirmed_and_rejected_reports():
+    # the newest two are reports the centre has not confirmed, or found the stores lack
+    snapshots = [snap(1, 0), snap(2, 2), snap(3, 3, status="unconfirmed"),
+                 snap(4, 4, status="rejected")]
+    assert choose_restore_point(snapshots).primary.id == 2
+    assert choose_restore_point(snapshots, "oldest").primary.id == 1
+    for n, says in ((3, "not confirmed yet"), (4, "rejected")):
+        with pytest.raises(UserError, match=says):
+            choose_restore_point(snapshots, snapshot_id=_id(n))
+    with pytest.raises(OperationError, match="no good snapshot"):
+        choose_restore_point([snap(3, 3, status="unconfirmed")])
+
+
 def test_neither_latest_nor_oldest_is_refused():
     with pytest.raises(UserError, match="neither"):
         choose_restore_point([snap(1, 0)], "newest")
