@@ -27,7 +27,6 @@ from typing import Any
 from agents.assignment import (
     Assignment,
     current_assignment,
-    keys_version,
     parse_assignment,
     store_keys,
 )

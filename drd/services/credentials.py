@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog, audit
-from drd.catalog.models import StoreCredential, System, Token
 from drd.catalog.models import Store as StoreRow
+from drd.catalog.models import StoreCredential, System, Token
 from drd.catalog.types import utcnow
 from drd.credentials.reconcile import ReconcileResult, credential_context, reconcile
 from drd.crypto.errors import CryptoError

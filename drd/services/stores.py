@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from drd.catalog import Catalog, audit
 from drd.catalog.models import Store as StoreRow
+from drd.credentials.reconcile import determine_brokers
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
@@ -31,7 +32,6 @@ from drd.stores.credentials import (
 )
 from drd.stores.errors import StoreError
 from drd.stores.url import StoreSpec, open_store, validate_spec
-from drd.credentials.reconcile import determine_brokers
 from policies.rules import StoreFacts
 
 CREDENTIAL_CHOICES = ("auto", *BROKER_KINDS)

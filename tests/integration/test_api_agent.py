@@ -47,7 +47,7 @@ from drd.services import policies as policy_service
 from drd.services import stores as store_service
 from drd.services.centre import initialise, open_catalog, open_master_key
 from drd.services.enrollment_token import decode_token
-from drd.services.protocol import EnrollRequest
+from drd.services.protocol import EnrollRequest, keys_digest
 from drd.services.refusals import Conflict
 from drd.services.snapshots import canonical_json
 from drd.stores.url import StoreSpec
@@ -63,6 +63,7 @@ schedule: "0 * * * *"
 sources: [{path: /srv/share}]
 stores: [dc-a, dc-b, vault-s3]
 min_copies: 2
+allow_shared_credentials: true    # the agent protocol's tests: every store's own keys
 retention: {keep_last: 7}
 rpo: 1h
 rto: 4h
@@ -115,6 +116,7 @@ def centre(tmp_path: Path, database_url: str, monkeypatch) -> Iterator[Centre]:
         session.add(StoreRow(name="vault-s3", kind="s3", url="s3://drd/city",
                              endpoint="https://s3.region-b.test", region="region-b",
                              object_lock=True, access_key_id="AKIAVAULT",
+                             credentials="shared",
                              secret_encrypted=master_key.encrypt(
                                  S3_SECRET.encode(), store_service.secret_context("vault-s3"))))
     policy_file = tmp_path / "fileserver.yaml"
@@ -299,7 +301,8 @@ def test_the_whole_enrollment_flow(centre: Centre) -> None:
     assert stores["vault-s3"] == {
         "name": "vault-s3", "kind": "s3", "url": "s3://drd/city",
         "endpoint": "https://s3.region-b.test", "region": "region-b", "object_lock": True,
-        "access_key_id": "AKIAVAULT", "secret_access_key": S3_SECRET}
+        "access_key_id": "AKIAVAULT", "secret_access_key": S3_SECRET,
+        "credentials": "shared", "write_once": False}
     assert stores["dc-a"]["kind"] == "file" and stores["dc-a"]["secret_access_key"] is None
     assert assignment["escrow_public_key"] == public_key_pem(
         centre.keystore.escrow_public_key()).decode()
@@ -307,8 +310,9 @@ def test_the_whole_enrollment_flow(centre: Centre) -> None:
     # heartbeat, and one backup-now handed over exactly once
     beat = {"hostname": "fs1.parks.city", "agent_version": "0.1.0",
             "restic_version": "0.17.3", "last_backup_at": None, "spooled_reports": 2}
-    assert agent.post("/v1/agent/heartbeat", beat).json() == {"backup_now": False,
-                                                              "policy_version": 1}
+    no_keys = keys_digest([])  # every store here is shared: no key of the system's own
+    assert agent.post("/v1/agent/heartbeat", beat).json() == {
+        "backup_now": False, "policy_version": 1, "keys_version": no_keys}
     assert _system(centre.catalog).last_seen_at == T0
     assert _system(centre.catalog).last_heartbeat["spooled_reports"] == 2
     agents.request_backup(centre.catalog, "fs1")

@@ -30,8 +30,7 @@ from drd.crypto.keystore import KeyStore
 from drd.crypto.pem import public_key_pem
 from drd.devstores import start_seaweed
 from drd.services import agents as agent_service
-from drd.services import credentials
-from drd.services import enrollment
+from drd.services import credentials, enrollment
 from drd.services import policies as policy_service
 from drd.services import stores as store_service
 from drd.services.centre import initialise, open_catalog, open_master_key
@@ -128,10 +127,10 @@ def client(servers, store, access: str | None = None, secret: str | None = None)
                         config=Config(retries={"total_max_attempts": 1}))
 
 
-def refused(call) -> str | None:
-    """The error code when the store refuses ``call``; None when it is done."""
+def refused(call, **arguments) -> str | None:
+    """The error code when the store refuses ``call(**arguments)``; None when it is done."""
     try:
-        call()
+        call(**arguments)
     except botocore.exceptions.ClientError as error:
         return error.response["Error"]["Code"]
     return None
@@ -155,27 +154,27 @@ def test_each_system_gets_keys_of_its_own_that_work_in_its_repository_only(centr
         assert store.secret_access_key != servers[name].secret_key
         own = client(servers, store)
         bucket = f"drd-{name}"
-        assert refused(lambda: own.put_object(Bucket=bucket, Key="city/parks/fs1/data/aa/x",
-                                              Body=b"x")) is None
-        assert refused(lambda: own.list_objects_v2(Bucket=bucket,
-                                                   Prefix="city/parks/fs1/")) is None
+        assert refused(own.put_object, Bucket=bucket, Key="city/parks/fs1/data/aa/x",
+                                              Body=b"x") is None
+        assert refused(own.list_objects_v2, Bucket=bucket,
+                                                   Prefix="city/parks/fs1/") is None
         # the other system's repository, the centre's copies, the whole bucket
         other = client(servers, fs2[name])
-        assert refused(lambda: other.put_object(Bucket=bucket, Key="city/parks/fs2/config",
-                                                Body=b"c")) is None
-        assert refused(lambda: own.get_object(Bucket=bucket,
-                                              Key="city/parks/fs2/config")) == "AccessDenied"
-        assert refused(lambda: own.list_objects_v2(Bucket=bucket,
-                                                   Prefix="city/parks/fs2/")) == "AccessDenied"
-        assert refused(lambda: own.list_objects_v2(Bucket=bucket)) == "AccessDenied"
-        assert refused(lambda: own.delete_object(
-            Bucket=bucket, Key="city/_drd-centre/copy")) == "AccessDenied"
-        assert refused(lambda: own.delete_object(
-            Bucket=bucket, Key="city/parks/fs1/data/aa/x")) == "AccessDenied"
-        assert refused(lambda: own.put_object(Bucket=bucket, Key="city/parks/fs1/locks/l1",
-                                              Body=b"l")) is None
-        assert refused(lambda: own.delete_object(Bucket=bucket,
-                                                 Key="city/parks/fs1/locks/l1")) is None
+        assert refused(other.put_object, Bucket=bucket, Key="city/parks/fs2/config",
+                                                Body=b"c") is None
+        assert refused(own.get_object, Bucket=bucket,
+                                              Key="city/parks/fs2/config") == "AccessDenied"
+        assert refused(own.list_objects_v2, Bucket=bucket,
+                                                   Prefix="city/parks/fs2/") == "AccessDenied"
+        assert refused(own.list_objects_v2, Bucket=bucket) == "AccessDenied"
+        assert refused(own.delete_object,
+            Bucket=bucket, Key="city/_drd-centre/copy") == "AccessDenied"
+        assert refused(own.delete_object,
+            Bucket=bucket, Key="city/parks/fs1/data/aa/x") == "AccessDenied"
+        assert refused(own.put_object, Bucket=bucket, Key="city/parks/fs1/locks/l1",
+                                              Body=b"l") is None
+        assert refused(own.delete_object, Bucket=bucket,
+                                                 Key="city/parks/fs1/locks/l1") is None
     # a second preview hands out the same keys, not new ones
     again = preview(centre, "fs3")
     assert preview(centre, "fs3")["dc-a"].access_key_id == again["dc-a"].access_key_id
@@ -189,8 +188,8 @@ def test_retiring_a_system_disables_its_keys_in_every_store(centre, servers):
     done = credentials.apply_now(centre.catalog, centre.master_key)
     assert done.disabled == 2 and not done.failures
     for name, store in fs1.items():
-        code = refused(lambda: client(servers, store).list_objects_v2(
-            Bucket=f"drd-{name}", Prefix="city/parks/fs1/"))
+        code = refused(client(servers, store).list_objects_v2,
+            Bucket=f"drd-{name}", Prefix="city/parks/fs1/")
         assert code == "InvalidAccessKeyId"
     assert {k.state for k in keys(centre, "fs1")} == {"disabled"}
     assert credentials.pending_work(centre.catalog) == []
@@ -215,8 +214,8 @@ def test_a_revoked_agent_token_cuts_the_system_off_and_a_store_down_is_retried(c
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     assert reconcile(centre.catalog, centre.master_key, now=later).disabled == 1
     assert credentials.pending_work(centre.catalog) == []
-    code = refused(lambda: client(servers, fs1["region-b"]).list_objects_v2(
-        Bucket="drd-region-b", Prefix="city/parks/fs1/"))
+    code = refused(client(servers, fs1["region-b"]).list_objects_v2,
+        Bucket="drd-region-b", Prefix="city/parks/fs1/")
     assert code == "InvalidAccessKeyId"
 
 
@@ -234,8 +233,8 @@ def test_a_rotation_keeps_the_old_key_until_the_agent_names_the_new_one(centre, 
     assert new["dc-a"].access_key_id != fs1["dc-a"].access_key_id
     # both work until the agent says it holds the new one
     for store in (fs1["dc-a"], new["dc-a"]):
-        assert refused(lambda: client(servers, store).list_objects_v2(
-            Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+        assert refused(client(servers, store).list_objects_v2,
+            Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None
     identity = agent_service.authenticate_agent(centre.catalog, "agent-token-fs1")
     heartbeat = HeartbeatRequest(hostname="h", agent_version="1", restic_version="0.14",
                                  store_keys={name: store.access_key_id
@@ -246,10 +245,10 @@ def test_a_rotation_keeps_the_old_key_until_the_agent_names_the_new_one(centre, 
     second = agent_service.record_heartbeat(centre.catalog, identity, heartbeat)
     assert second.keys_version == answer.keys_version  # the centre's keys did not change
     assert reconcile(centre.catalog, centre.master_key).disabled == 2
-    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
-        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) == "InvalidAccessKeyId"
-    assert refused(lambda: client(servers, new["dc-a"]).list_objects_v2(
-        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+    assert refused(client(servers, fs1["dc-a"]).list_objects_v2,
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/") == "InvalidAccessKeyId"
+    assert refused(client(servers, new["dc-a"]).list_objects_v2,
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None
 
 
 def test_a_store_added_to_the_policy_gets_keys_for_every_system(centre, servers, tmp_path):
@@ -280,8 +279,8 @@ def test_a_key_whose_secret_the_centre_lost_is_replaced(centre, servers):
     states = sorted(k.state for k in keys(centre, "fs1"))
     assert states == ["active", "active", "superseded", "superseded"]
     # the old key still works: the agent holds it until it fetches its new one
-    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
-        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+    assert refused(client(servers, fs1["dc-a"]).list_objects_v2,
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None
 
 
 def test_a_key_made_but_never_recorded_is_disabled_before_the_next_one(centre, servers):
@@ -300,5 +299,5 @@ def test_a_key_made_but_never_recorded_is_disabled_before_the_next_one(centre, s
                                   lost.secret_access_key.reveal()).list_objects_v2(
         Bucket="drd-dc-a", Prefix="city/parks/fs1/")) == "InvalidAccessKeyId"
     # the superseded key is known: it still works until the agent moves on
-    assert refused(lambda: client(servers, fs1["dc-a"]).list_objects_v2(
-        Bucket="drd-dc-a", Prefix="city/parks/fs1/")) is None
+    assert refused(client(servers, fs1["dc-a"]).list_objects_v2,
+        Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None

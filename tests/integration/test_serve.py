@@ -117,7 +117,10 @@ def home(tmp_path: Path, database_url: str) -> Path:
     path = tmp_path / "centre"
     drd("init", "--database-url", database_url, home=path)
     add_file_stores(path, tmp_path / "vault")
-    drd("policy", "apply", str(POLICY), home=path)
+    # the example policy names S3 stores with Object Lock; these are file stores
+    policy = tmp_path / "fileserver.yaml"
+    policy.write_text(POLICY.read_text() + "allow_shared_credentials: true\n")
+    drd("policy", "apply", str(policy), home=path)
     return path
 
 
