@@ -3,7 +3,10 @@
 Restic names every object under ``data/``, ``index/``, ``snapshots/`` and ``keys/`` by
 the SHA-256 of its bytes as stored (:func:`expected_sha256`), so a copy is proven
 intact by reading it back and hashing it -- no password needed. ``config`` has a fixed
-name; it is the same bytes in every store. ``locks/`` are transient and never tracked.
+name, and so have drd's own objects beside the repository (the sealed password, the
+manifests): each is checked against the digest the catalog recorded when it was written
+(:mod:`drd.recorded`), never against the other copies. ``locks/`` are transient and
+never tracked.
 
 :func:`sync_listing` brings the catalog's rows (:class:`~drd.catalog.models.StoreObject`)
 in line with a store's listing. Replication and verification both call it.
@@ -13,25 +16,27 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drd.catalog.models import StoreObject
+from drd.recorded.keys import CONFIG, is_recorded_kind
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 CONTENT_ADDRESSED = ("data", "index", "snapshots", "keys")
-CONFIG = "config"
 
 
 def expected_sha256(key: str) -> str | None:
-    """The SHA-256 (hex) ``key``'s bytes must have, or None for ``config``.
+    """The SHA-256 (hex) ``key``'s name says its bytes must have; None for a key not
+    named by its hash (``config``, drd's own objects: their digest is recorded, see
+    :mod:`drd.recorded`).
 
-    Raises ``ValueError`` for a key that is not a tracked restic object.
+    Raises ``ValueError`` for a key the ledger does not track.
     """
-    if key == CONFIG:
+    if is_recorded_kind(key):
         return None
     parts = key.split("/")
     if parts[0] == "data" and len(parts) == 3 and HEX64.fullmatch(parts[2]) \
@@ -39,16 +44,23 @@ def expected_sha256(key: str) -> str | None:
         return parts[2]
     if parts[0] in CONTENT_ADDRESSED[1:] and len(parts) == 2 and HEX64.fullmatch(parts[1]):
         return parts[1]
-    raise ValueError(f"not a restic object drd tracks: {key!r}")
+    raise ValueError(f"not an object drd tracks: {key!r}")
 
 
 def is_tracked(key: str) -> bool:
-    """True for the objects the ledger tracks: ``config`` and content-addressed ones."""
+    """True for the objects the ledger tracks: restic's (:func:`is_restic_object`) and
+    drd's own beside them (the sealed password, manifests and their signatures)."""
     try:
         expected_sha256(key)
     except ValueError:
         return False
     return True
+
+
+def is_restic_object(key: str) -> bool:
+    """True for restic's own tracked objects: ``config`` and the content-addressed ones
+    (what ``restic prune`` may change; drd's objects it never touches)."""
+    return key == CONFIG or (is_tracked(key) and not is_recorded_kind(key))
 
 
 @dataclass(frozen=True)
@@ -60,18 +72,23 @@ class ListingChange:
 
 
 def sync_listing(session: Session, system_id: int, store_id: int,
-                 listing: Iterable[tuple[str, int]], now: dt.datetime) -> ListingChange:
+                 listing: Iterable[tuple[str, int]], now: dt.datetime, *,
+                 scope: Callable[[str], bool] = is_tracked) -> ListingChange:
     """Make the ledger of ``store_id`` for ``system_id`` match ``listing`` (key, size).
 
-    Untracked keys (``locks/``, strays) are ignored. A key new to the ledger is added as
+    Only keys within ``scope`` are synced (default: every tracked key); rows of other
+    keys are left as they are, so a listing of restic's objects alone
+    (:func:`is_restic_object`) does not mark drd's own objects missing. Untracked keys
+    (``locks/``, strays) are ignored. A key new to the ledger is added as
     ``present``, never verified; a listed key whose row was ``missing`` (or ``lost``) is
     ``present`` again, unverified; a row whose size changed is unverified again. A
     ``present`` row the listing lacks becomes ``missing``. ``corrupt`` rows stay corrupt
     until verification or healing says otherwise.
     """
-    listed = {key: size for key, size in listing if is_tracked(key)}
+    listed = {key: size for key, size in listing if is_tracked(key) and scope(key)}
     rows = {row.key: row for row in session.scalars(sa.select(StoreObject).where(
-        StoreObject.system_id == system_id, StoreObject.store_id == store_id))}
+        StoreObject.system_id == system_id, StoreObject.store_id == store_id))
+        if scope(row.key)}
     added, vanished = [], []
     for key, size in listed.items():
         row = rows.get(key)

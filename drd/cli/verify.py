@@ -61,6 +61,8 @@ def summary_line(run: StoreVerification) -> str:
         parts.append(f"{len(run.lost)} LOST")
     if run.unhealed:
         parts.append(f"{len(run.unhealed)} NOT HEALED")
+    if run.unchecked:
+        parts.append(f"{len(run.unchecked)} unchecked")
     if run.errors:
         parts.append(f"{len(run.errors)} error(s)")
     if run.stopped:
@@ -83,7 +85,8 @@ def summary_line(run: StoreVerification) -> str:
 def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
                    full: bool, budget: str | None, as_json: bool) -> None:
     """Read stored objects back now, check each against its SHA-256 name (no password
-    needed) and heal corrupt or missing ones from a store with a good copy.
+    needed; config, the sealed password and manifests against the SHA-256 the catalog
+    recorded) and heal corrupt or missing ones from a store with a good copy.
 
     Without --full each store's budget applies: objects never verified first, then the
     least recently verified. Exits 1 when an object is lost (no store holds a good copy)
@@ -121,6 +124,8 @@ def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
                 output.echo(f"  LOST {finding.key}: {finding.detail}")
             for finding in run.unhealed:
                 output.echo(f"  not healed {finding.key}: {finding.detail}")
+            for finding in run.unchecked:
+                output.echo(f"  unchecked {finding.key}: {finding.detail}")
             for error in run.errors:
                 output.echo(f"  error: {error}")
         for name, coverage in sorted(report.coverage.items()):

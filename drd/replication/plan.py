@@ -9,11 +9,19 @@ disagree in size.
 
 Rules:
 
-- The *right* size of a key is the size most stores that hold it agree on, counting
-  only copies not known to be corrupt (a tie goes to the copy first in the policy's
-  order). Restic names objects by the SHA-256 of their bytes, so two sizes under one name
-  mean one of them is corrupt: the minority copy is reported (:class:`SizeConflict`) and
-  replaced.
+- The *right* size of a key named by its hash is the size most stores that hold it agree
+  on, counting only copies not known to be corrupt (a tie goes to the copy first in the
+  policy's order). Restic names objects by the SHA-256 of their bytes, so two sizes under
+  one name mean one of them is corrupt: the minority copy is reported
+  (:class:`SizeConflict`) and replaced. The vote only picks the copy tried first: every
+  copy is checked against its name on the way (:mod:`drd.replication.run`).
+- A key not named by its hash (``config``, the sealed password, a manifest) has the size
+  the catalog recorded (``records``, :mod:`drd.recorded`), whatever the copies say: a
+  copy of another size is damaged and replaced, and its copies are checked against the
+  recorded SHA-256 on the way. Without a record such a key is never copied (no copy can
+  be told right from a forgery); it stays in ``unrecorded``, and only ``config`` counts
+  as lacking where a store does not hold it (restic cannot open a store without it;
+  drd's own objects are not restic's to need).
 - A store *lacks* a key when it does not hold it, holds it at another size, or holds a
   copy the ledger knows to be corrupt.
 - The source of a copy holds the key at the right size and is not known corrupt for it.
@@ -35,7 +43,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from drd.ledger import is_tracked
+from drd.ledger import CONFIG, expected_sha256, is_tracked
 
 
 @dataclass(frozen=True)
@@ -79,10 +87,13 @@ class StoreLag:
 class ReplicationPlan:
     """The outcome of :func:`plan_replication`.
 
-    ``union`` maps every key some listed store holds (tracked, not tombstoned) to its
-    right size; ``lag`` maps each listed target store to what it lacks of that union (copies
-    planned or not); ``unsourced`` are keys no store holds a good copy of (nothing can
-    be copied; verification marks them lost); ``down`` are the stores not listed.
+    ``union`` maps every key some listed store holds (tracked, not tombstoned, recorded
+    where it is not named by its hash) to its right size; ``lag`` maps each listed target
+    store to what it lacks of that union (copies planned or not), and of ``config`` when
+    unrecorded; ``unsourced`` are keys no store holds a good copy of (nothing can be
+    copied; verification marks them lost); ``unrecorded`` the keys not named by their hash
+    that the catalog holds no record of, with the stores that hold them (never copied);
+    ``down`` are the stores not listed.
     """
 
     copies: tuple[PlannedCopy, ...]
@@ -90,6 +101,7 @@ class ReplicationPlan:
     lag: Mapping[str, StoreLag]
     conflicts: tuple[SizeConflict, ...] = ()
     unsourced: Mapping[str, int] = field(default_factory=dict)
+    unrecorded: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     down: tuple[str, ...] = ()
 
     @property
@@ -137,6 +149,7 @@ def plan_replication(
     tombstoned: Collection[str] = (),
     copy_groups: Mapping[str, str | None] | None = None,
     targets: Collection[str] | None = None,
+    records: Mapping[str, int] | None = None,
 ) -> ReplicationPlan:
     """Plan the copies that make every listed store hold every tracked object (pure).
 
@@ -149,12 +162,15 @@ def plan_replication(
             between each other (None: none).
         targets: the stores to bring up to date (None: every listed store); the others
             serve as sources only.
+        records: per key not named by its hash, the size the catalog recorded for it;
+            such a key without a record is never copied.
 
     Returns:
         the :class:`ReplicationPlan` (see the module docstring for the rules).
     """
     corrupt = corrupt or {}
     copy_groups = copy_groups or {}
+    records = records or {}
     tombstoned = set(tombstoned)
     stores = _ordered(listings, order)
     up = [name for name in stores if listings[name] is not None]
@@ -171,14 +187,25 @@ def plan_replication(
     conflicts: list[SizeConflict] = []
     union: dict[str, int] = {}
     unsourced: dict[str, int] = {}
+    unrecorded: dict[str, tuple[str, ...]] = {}
     lag_objects = dict.fromkeys(receiving, 0)
     lag_bytes = dict.fromkeys(receiving, 0)
     for key in sorted(holders_of, key=lambda key: (phase(key), key)):
         holders = holders_of[key]
         good = {name for name in holders if key not in corrupt.get(name, ())}
-        size = _right_size(holders, good, stores)
+        if expected_sha256(key) is not None:
+            size = _right_size(holders, good, stores)
+        elif key in records:
+            size = records[key]
+        else:
+            unrecorded[key] = tuple(_ordered(holders, stores))
+            if key == CONFIG:
+                for target in receiving:
+                    if target not in holders:
+                        lag_objects[target] += 1
+            continue
         union[key] = size
-        if len(set(holders.values())) > 1:
+        if any(held != size for held in holders.values()):
             conflicts.append(SizeConflict(
                 key=key, sizes=dict(holders), size=size,
                 corrupt=tuple(name for name in _ordered(holders, stores)
@@ -206,4 +233,4 @@ def plan_replication(
     return ReplicationPlan(
         copies=tuple(copies), union=union,
         lag={name: StoreLag(lag_objects[name], lag_bytes[name]) for name in receiving},
-        conflicts=tuple(conflicts), unsourced=unsourced, down=down)
+        conflicts=tuple(conflicts), unsourced=unsourced, unrecorded=unrecorded, down=down)

@@ -8,14 +8,21 @@ the watermarks.
    while the others are listed, then given up on for this pass); a filesystem store
    whose repository directory does not exist yet is created (only when the store's own
    directory is there: an unmounted share is not replaced by a local directory);
-2. the ledger (:func:`drd.ledger.sync_listing`) is brought in line with each listing;
-3. :func:`~drd.replication.plan.plan_replication` decides the copies;
+2. the ledger (:func:`drd.ledger.sync_listing`) is brought in line with each listing,
+   and the catalog's records of the objects not named by their hash are read
+   (:mod:`drd.recorded`; ``config`` of a system without one is learned from a locked
+   copy, or left alone with an ``unverifiable`` alert);
+3. :func:`~drd.replication.plan.plan_replication` decides the copies: such an object
+   only where the catalog recorded it, from a copy of its recorded size -- never from
+   the copy most stores hold;
 4. they run in ``config.replication_parallel`` threads, packs before indexes and
-   snapshots after everything else. A copy between two S3 stores on one endpoint with one
-   key is server-side (unless it must carry a retention); any other is streamed, and
-   for content-addressed objects the SHA-256 is checked on the way: a source whose
-   bytes do not match the name is marked ``corrupt`` in the ledger, nothing is
-   written, and another source is tried. Objects
+   snapshots after everything else. A copy of a content-addressed object between two S3
+   stores on one endpoint with one key is server-side (unless it must carry a retention
+   or replaces a copy); any other is streamed, and the SHA-256 is checked on the way,
+   against the object's name or, for ``config``, the sealed password and manifests,
+   against the catalog's record: a source whose bytes do not match is marked
+   ``corrupt`` in the ledger (a recorded object's also raises a ``tamper`` alert),
+   nothing is written, and another source is tried. Objects
    up to :data:`BUFFER_LIMIT` are read once (under a shared memory budget) and written
    to every target that needs them; larger ones are streamed. On a store with Object
    Lock (and a policy with ``object_lock_days``) copies are written with that retention;
@@ -53,7 +60,10 @@ from drd.config import Config
 from drd.console.progress import human_bytes
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
-from drd.ledger import expected_sha256, sync_listing, tombstoned_keys
+from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
+from drd.recorded.copies import learn_config, load_records, raise_tamper
+from drd.recorded.judge import Record
+from drd.recorded.keys import is_recorded_kind
 from drd.replication.plan import (
     SNAPSHOTS_PHASE,
     PlannedCopy,
@@ -84,7 +94,8 @@ MAX_ERRORS_KEPT = 20
 
 
 class ObjectCorrupt(Exception):
-    """An object's bytes on ``store`` do not hash to its name (or are not its size)."""
+    """An object's bytes on ``store`` do not hash to its name or its record (or are not
+    its size)."""
 
     def __init__(self, store: str, key: str, reason: str) -> None:
         self.store = store
@@ -179,16 +190,19 @@ class ReplicationReport:
 
 
 class HashingReader(IteratorReader):
-    """The chunks of a source object as a file, checked against its name on the way.
+    """The chunks of a source object as a file, checked on the way against ``sha256``
+    (its name's, or the catalog's record: ``against`` says which, for the message).
 
     The read that would hand over the last byte raises :class:`ObjectCorrupt` instead
     when the size or the SHA-256 is wrong, so an upload reading from it fails before it
     is committed: a mismatch is never written.
     """
 
-    def __init__(self, chunks, store: str, key: str, size: int, sha256: str | None) -> None:
+    def __init__(self, chunks, store: str, key: str, size: int, sha256: str | None,
+                 against: str = "its name") -> None:
         super().__init__(chunks)
         self._store, self._key, self._size, self._expected = store, key, size, sha256
+        self._against = against
         self._digest = hashlib.sha256()
         self._done = 0
 
@@ -203,7 +217,8 @@ class HashingReader(IteratorReader):
                 raise ObjectCorrupt(self._store, self._key,
                                     f"{self._done} bytes, not {self._size}")
             if self._expected is not None and self._digest.hexdigest() != self._expected:
-                raise ObjectCorrupt(self._store, self._key, "SHA-256 does not match its name")
+                raise ObjectCorrupt(self._store, self._key,
+                                    f"SHA-256 does not match {self._against}")
         return data
 
     def readinto(self, target) -> int:
@@ -261,8 +276,10 @@ class _SystemCopier:
     """Runs the copies of one system's plan: one task per key, in threads."""
 
     def __init__(self, repository: SystemRepository, memory: MemoryBudget,
-                 now: Callable[[], dt.datetime]) -> None:
+                 now: Callable[[], dt.datetime],
+                 records: dict[str, Record] | None = None) -> None:
         self.stores = {store.name: store for store in repository.stores}
+        self.records = records or {}
         self.groups = {name: copy_group(store.store) for name, store in self.stores.items()}
         self.lock_days = int(repository.policy.get("object_lock_days") or 0)
         self.memory = memory
@@ -360,25 +377,34 @@ class _SystemCopier:
         source, target = self.stores[source_name], self.stores[copy.target]
         retain_until = self.retain_until(target)
         group = self.groups[copy.target]
+        recorded = is_recorded_kind(copy.key)
         # A retention goes with a streamed put only: SeaweedFS ignores the Object Lock
         # headers of a server-side copy and leaves the copy unlocked. A copy that replaces
         # one the target holds is streamed too: its source is checked against the name
-        # on the way, so a wrong vote on sizes can never overwrite the good copy.
+        # on the way, so a wrong vote on sizes can never overwrite the good copy. So is
+        # every copy of an object not named by its hash: it is checked against the
+        # catalog's record, whatever the other copies say.
         if group is not None and self.groups[source_name] == group and retain_until is None \
-                and not copy.replaces:
+                and not copy.replaces and not recorded:
             target.store.copy_from(source.store, copy.key)
             return
         sha256 = expected_sha256(copy.key)
+        against = "its name"
+        if recorded:
+            record = self.records.get(copy.key)
+            if record is None:  # the plan never copies one without a record
+                raise ObjectCorrupt(source_name, copy.key, "the catalog holds no record of it")
+            sha256, against = record.sha256, "the catalog's record"
         if copy.size > BUFFER_LIMIT:
             reader = HashingReader(source.store.get(copy.key), source_name, copy.key,
-                                   copy.size, sha256)
+                                   copy.size, sha256, against)
             try:
                 target.store.put(copy.key, reader, length=copy.size, retain_until=retain_until)
             finally:
                 reader.close()
             outcome.verified = sha256 is not None
             return
-        data = held.read(source, copy, sha256, self.memory)
+        data = held.read(source, copy, sha256, self.memory, against)
         target.store.put(copy.key, data, length=copy.size, retain_until=retain_until)
         outcome.verified = sha256 is not None
 
@@ -406,7 +432,7 @@ class _Held:
         self._lock = threading.Lock()
 
     def read(self, source: RepositoryStore, copy: PlannedCopy, sha256: str | None,
-             memory: MemoryBudget) -> bytes:
+             memory: MemoryBudget, against: str = "its name") -> bytes:
         """The bytes of ``copy.key`` from ``source``, read and checked once.
 
         Raises :class:`ObjectCorrupt` (holding nothing) when they are wrong, and as
@@ -424,7 +450,7 @@ class _Held:
                 raise ObjectCorrupt(source.name, copy.key, f"{len(data)} bytes, not {copy.size}")
             if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
                 self.release(memory)
-                raise ObjectCorrupt(source.name, copy.key, "SHA-256 does not match its name")
+                raise ObjectCorrupt(source.name, copy.key, f"SHA-256 does not match {against}")
             self.source, self.data = source.name, data
             return data
 
@@ -549,6 +575,51 @@ def _sync_ledger(catalog: Catalog, repository: SystemRepository,
     return corrupt, tombstones
 
 
+def _records(catalog: Catalog, repository: SystemRepository,
+             listings: dict[str, dict[str, int] | None],
+             now: Callable[[], dt.datetime]) -> dict[str, Record]:
+    """The catalog's records of the system's objects not named by their hash; config's
+    learned from a locked copy first when a store holds config and the catalog no record
+    of it (:func:`drd.recorded.copies.learn_config`)."""
+    records = load_records(catalog, repository.system_id, now())
+    if CONFIG not in records and any(CONFIG in (listing or {}) for listing in
+                                     listings.values()):
+        judgement = learn_config(catalog, repository.system_id, repository.system,
+                                 repository.stores, now)
+        if judgement.expected is not None:
+            records[CONFIG] = judgement.expected
+    return records
+
+
+def _raise_tampers(catalog: Catalog, repository: SystemRepository, plan: ReplicationPlan,
+                   found_corrupt: dict[str, dict[str, int]], copied: dict[str, set[str]],
+                   records: dict[str, Record], at: dt.datetime) -> None:
+    """A ``tamper`` alert for each copy of a recorded object found not to match its
+    record: of another size than recorded, or with other bytes when read as a source."""
+    ids = {store.name: store.store_id for store in repository.stores}
+    damaged: dict[tuple[str, str], str] = {}
+    for conflict in plan.conflicts:
+        if conflict.key in records:
+            for name in conflict.corrupt:
+                damaged[(name, conflict.key)] = (
+                    "replication replaced it from a copy that matches the record"
+                    if conflict.key in copied.get(name, ()) else
+                    "replication could not replace it yet; verification heals it")
+    for name, keys in found_corrupt.items():
+        for key in keys:
+            if key in records:
+                damaged.setdefault((name, key), "verification heals it from a copy that "
+                                                "matches the record")
+    if not damaged:
+        return
+    with catalog.session() as session:
+        for (name, key), outcome in sorted(damaged.items()):
+            raise_tamper(session, system_id=repository.system_id, system=repository.system,
+                         store_id=ids[name], store=name, key=key, found=None,
+                         expected=records[key], outcome=f"found by replication: {outcome}",
+                         now=at)
+
+
 def _ledger_present(catalog: Catalog, system_id: int, store_id: int) -> dict[str, int]:
     with catalog.session() as session:
         rows = session.execute(sa.select(StoreObject.key, StoreObject.size).where(
@@ -646,10 +717,12 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
     for name, listing in listings.items():
         results[name].listed = listing is not None
     corrupt, tombstones = _sync_ledger(catalog, repository, listings, listed_at)
-    copier = _SystemCopier(repository, memory, now)
+    records = _records(catalog, repository, listings, now)
+    copier = _SystemCopier(repository, memory, now, records)
     plan = plan_replication(listings, order=[store.name for store in repository.stores],
                             corrupt=corrupt, tombstoned=tombstones,
-                            copy_groups=copier.groups, targets=targets)
+                            copy_groups=copier.groups, targets=targets,
+                            records={key: record.size for key, record in records.items()})
     for conflict in plan.conflicts:
         for name in conflict.corrupt:
             results[name].conflicts.append(conflict.key)
@@ -661,6 +734,7 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
     found_corrupt: dict[str, dict[str, int]] = {name: {} for name in results}
     stopped = _run_copies(catalog, repository, plan, copier, parallel, results, copied,
                           found_corrupt, tracker, should_stop, now)
+    _raise_tampers(catalog, repository, plan, found_corrupt, copied, records, now())
 
     # Objects a store that could not be listed holds (by its ledger) and no listed store
     # has: without them the union is short, and no watermark may pass them.
@@ -719,6 +793,9 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
                           f"listed ({', '.join(plan.down)})")
             elif found:
                 reason = f"{len(found)} objects here are corrupt; the next pass replaces them"
+            elif CONFIG in plan.unrecorded and CONFIG not in (listings[store.name] or {}):
+                reason = ("config cannot be checked against a record (see the unverifiable "
+                          "alert), so it is not copied here")
             else:
                 reason = f"{len(plan.unsourced)} objects have no good copy in any store"
             if not result.errors:

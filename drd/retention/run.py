@@ -3,7 +3,9 @@
 :func:`run_retention` is what the daemon's ``retention`` job calls (and what an operator
 may call by hand). One run:
 
-1. **Lists every store** of the system (tracked keys only, :func:`drd.ledger.is_tracked`).
+1. **Lists every store** of the system (restic's own objects only,
+   :func:`drd.ledger.is_restic_object`: drd's objects beside them, which prune never
+   touches, are replication's and verification's).
 2. **Processes due tombstones** (those of earlier runs whose delay has passed): a
    tombstone whose pruned store holds its key again is dropped (the content came back).
    If a snapshot came after the prune (reported after it, or held unreported), a backup
@@ -71,7 +73,7 @@ from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
 from drd.keyed_check import KeyedCheckReport, check_store
-from drd.ledger import expected_sha256, is_tracked, sync_listing, tombstoned_keys
+from drd.ledger import expected_sha256, is_restic_object, sync_listing, tombstoned_keys
 from drd.replication.run import HashingReader, ObjectCorrupt
 from drd.restic import ProgressEvent, Repository, Restic
 from drd.retention.decide import (
@@ -272,7 +274,8 @@ def run_retention(catalog: Catalog, master_key: MasterKey, keystore: KeyStore, c
 def _list(rs: RepositoryStore) -> Listing | None:
     """The tracked keys (with sizes) of ``rs``, or None when it cannot be listed."""
     try:
-        return {info.key: info.size for info in rs.store.list() if is_tracked(info.key)}
+        return {info.key: info.size for info in rs.store.list()
+                if is_restic_object(info.key)}
     except StoreError as error:
         log.warning("retention: store %s cannot be listed: %s", rs.name, error)
         return None
@@ -353,10 +356,11 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
                 raise OperationError(f"{chosen.name} cannot be listed before the prune of "
                                      f"{system}: nothing was forgotten")
             sync_listing(session, repository.system_id, chosen.store_id, listing.items(),
-                         now)
-            absent = sorted(set(session.scalars(sa.select(StoreObject.key).where(
+                         now, scope=is_restic_object)
+            absent = sorted({key for key in session.scalars(sa.select(StoreObject.key).where(
                 StoreObject.system_id == repository.system_id,
-                StoreObject.store_id == chosen.store_id))) - set(listing))
+                StoreObject.store_id == chosen.store_id)) if is_restic_object(key)}
+                - set(listing))
         else:
             absent = list(unfinished.get("absent", []))
         audit.record(session, actor=actor, action=PRUNE_STARTED, target=system,
@@ -369,7 +373,8 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
     result = restic.prune(restic_repository)
     log.info("retention of %s: prune on %s deleted %d blobs (%s)", system, chosen.name,
              result.blobs_deleted, result.bytes_deleted or "0 B")
-    after = {info.key: info.size for info in chosen.store.list() if is_tracked(info.key)}
+    after = {info.key: info.size for info in chosen.store.list()
+             if is_restic_object(info.key)}
     # forget succeeded for ours; an interrupted run's are gone if restic no longer listed them
     listed_ids = {s.id for s in listed}
     forgotten = [snapshot_id for snapshot_id in candidates
@@ -384,8 +389,8 @@ def _forget_and_prune(catalog: Catalog, keystore: KeyStore, config: Config,
             StoreObject.system_id == repository.system_id,
             StoreObject.store_id == chosen.store_id)))
         already_absent = set(absent)
-        removed = [row for row in rows
-                   if row.key not in after and row.key not in already_absent]
+        removed = [row for row in rows if is_restic_object(row.key)
+                   and row.key not in after and row.key not in already_absent]
         for row in removed:
             _tombstone(session, repository.system_id, row.key, row.size, chosen, now,
                        now + delay)

@@ -2,8 +2,16 @@
 
 Restic names each object under ``data/``, ``index/``, ``snapshots/`` and ``keys/`` by
 the SHA-256 of its bytes (:func:`drd.ledger.expected_sha256`): reading an object back
-and hashing it proves the copy intact, without the repository password. ``config`` has
-a fixed name; the copy most stores agree on is the right one (:func:`config_majority`).
+and hashing it proves the copy intact, without the repository password. ``config``, the
+sealed password and the manifests have fixed names: a copy of one is right when it has
+the SHA-256 and size the catalog recorded when it was written (:mod:`drd.recorded`) --
+never because most stores agree. A copy that does not match is damaged: it is healed
+from a copy that matches (a locked one first, else the catalog's own bytes where it
+holds them: the sealed password, a manifest) and a ``tamper`` alert names the system;
+the alert stays open until a later run reads that copy right. ``config`` of a system the
+catalog holds no record of is learned from a locked copy
+(:func:`drd.recorded.copies.learn_config`), or left unchecked with an ``unverifiable``
+alert: it is then neither judged nor healed.
 
 :func:`verify` runs, for each system and each of its stores:
 
@@ -18,16 +26,18 @@ a fixed name; the copy most stores agree on is the right one (:func:`config_majo
    ``verified_at`` in the ledger in small batches: a run killed at any point loses at
    most a batch, and a rerun does the same work again harmlessly.
 4. *Heal* each object found corrupt or missing: find another store of the system whose
-   copy verifies, copy it onto the bad store (a new version where the bucket is
-   versioned or locked, with the policy's Object Lock retention), read it back and check
-   it again, and write the audit entry ``object.heal``.
+   copy verifies (against its name, or its record), copy it onto the bad store (a new
+   version where the bucket is versioned or locked, with the policy's Object Lock
+   retention), read it back and check it again, and write the audit entry
+   ``object.heal``.
 
 When no store holds a good copy, the object is **lost**: its ledger rows say so, the
 copies of the snapshots that may need it are marked ``damaged`` and a ``damage`` alert
 names the system, the store and the key. A ``snapshots/<id>`` object belongs to one
 snapshot; for any other object (a pack, an index, a key) drd cannot tell which
 snapshots use it without the repository password, so it marks every active snapshot of
-the system, conservatively: a ``restic check`` or a drill tells more. The alert is
+the system, conservatively: a ``restic check`` or a drill tells more (a lost sealed
+password or manifest marks none: restic needs neither to restore). The alert is
 resolved when a later run finds that store's copy good again (healed or restored); the
 snapshot copies stay ``damaged`` until an operator or a keyed check says otherwise.
 
@@ -66,6 +76,17 @@ from drd.catalog.types import UTCDateTime, utcnow
 from drd.config import Config
 from drd.crypto.masterkey import MasterKey
 from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
+from drd.recorded.catalog import catalog_bytes
+from drd.recorded.copies import (
+    digest_of,
+    learn_config,
+    load_records,
+    raise_tamper,
+    resolve_tamper,
+    survey,
+)
+from drd.recorded.judge import Record, judge_copies
+from drd.recorded.keys import is_drd_object, is_recorded_kind
 from drd.restic import ProgressEvent
 from drd.services import alerts
 from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
@@ -79,7 +100,6 @@ from drd.verification.select import (
     CoverageCounts,
     LedgerEntry,
     budget_for,
-    config_majority,
     coverage_from_counts,
     select_for_verification,
 )
@@ -98,9 +118,10 @@ DEFAULT_PARALLEL = 8
 class Finding:
     """One object found wrong on one store, and what became of it.
 
-    ``reason`` is ``corrupt`` (its bytes do not hash to its name, or ``config`` differs
-    from the majority) or ``missing`` (the store lacks it); ``source`` is the store a
-    good copy came from (healed), ``detail`` why it could not be healed.
+    ``reason`` is ``corrupt`` (its bytes do not hash to its name, or differ from the
+    catalog's record), ``missing`` (the store lacks it) or ``unchecked`` (no record to
+    judge it by); ``source`` is the store a good copy came from (healed; ``catalog``: the
+    catalog's own bytes), ``detail`` why it could not be healed or checked.
     """
 
     system: str
@@ -126,7 +147,9 @@ class StoreVerification:
     """The outcome of verifying one system's repository on one store.
 
     ``unhealed`` holds objects found wrong that could not be healed now, though they may
-    not be lost (another store did not answer, or the write failed); ``errors`` the
+    not be lost (another store did not answer, or the write failed); ``unchecked`` the
+    objects not named by their hash that no record judges (``config`` of a system whose
+    digest is unknown, a manifest not yet uploaded to the centre); ``errors`` the
     failures that stopped some of the work (the store could not be listed, an object
     could not be read).
     """
@@ -143,6 +166,7 @@ class StoreVerification:
     healed: list[Finding] = field(default_factory=list)
     lost: list[Finding] = field(default_factory=list)
     unhealed: list[Finding] = field(default_factory=list)
+    unchecked: list[Finding] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     coverage: Coverage | None = None
     stopped: bool = False
@@ -167,6 +191,7 @@ class StoreVerification:
             "healed": [finding.as_dict() for finding in self.healed],
             "lost": [finding.as_dict() for finding in self.lost],
             "unhealed": [finding.as_dict() for finding in self.unhealed],
+            "unchecked": [finding.as_dict() for finding in self.unchecked],
             "errors": list(self.errors),
             "coverage": self.coverage.as_dict() if self.coverage else None,
             "stopped": self.stopped,
@@ -215,6 +240,10 @@ class VerificationReport:
         return self._all("unhealed")
 
     @property
+    def unchecked(self) -> list[Finding]:
+        return self._all("unchecked")
+
+    @property
     def errors(self) -> list[str]:
         return [f"{run.store}/{run.system}: {error}" for run in self.runs
                 for error in run.errors]
@@ -246,6 +275,7 @@ class VerificationReport:
             "healed": len(self.healed),
             "lost": len(self.lost),
             "unhealed": len(self.unhealed),
+            "unchecked": len(self.unchecked),
             "errors": self.errors,
             "problems": self.problems,
             "stopped": self.stopped,
@@ -264,27 +294,24 @@ class _Read:
 
     key: str
     row_id: int | None
-    outcome: str  # ok, corrupt, missing, error
+    outcome: str  # ok, corrupt, missing, unchecked, error
     size: int = 0
     digest: str | None = None
     at: dt.datetime | None = None
     error: str = ""
 
 
-def digest_of(store: Store, key: str) -> tuple[str, int]:
-    """SHA-256 (hex) and size of ``key``'s bytes in ``store``, streamed.
+@dataclass(frozen=True)
+class _Expected:
+    """What one object's bytes must be: its SHA-256 (from its name or its record) and,
+    for a recorded object, its size; ``sha256`` None: nothing judges it (``why``)."""
 
-    Raises :class:`ObjectNotFound` and the store's other errors.
-    """
-    hasher = hashlib.sha256()
-    size = 0
-    for chunk in store.get(key):
-        hasher.update(chunk)
-        size += len(chunk)
-    return hasher.hexdigest(), size
+    sha256: str | None
+    size: int | None = None
+    why: str = ""
 
 
-def _read(store: Store, key: str, row_id: int | None, expected: str | None,
+def _read(store: Store, key: str, row_id: int | None, expected: _Expected,
           now: Callable[[], dt.datetime]) -> _Read:
     try:
         digest, size = digest_of(store, key)
@@ -292,10 +319,10 @@ def _read(store: Store, key: str, row_id: int | None, expected: str | None,
         return _Read(key, row_id, "missing")
     except StoreError as error:
         return _Read(key, row_id, "error", error=str(error))
-    if expected is None:  # config: judged against the other stores later
-        return _Read(key, row_id, "ok", size, digest, now())
-    outcome = "ok" if digest == expected else "corrupt"
-    return _Read(key, row_id, outcome, size, digest, now())
+    if expected.sha256 is None:
+        return _Read(key, row_id, "unchecked", size, digest, now(), error=expected.why)
+    right = digest == expected.sha256 and expected.size in (None, size)
+    return _Read(key, row_id, "ok" if right else "corrupt", size, digest, now())
 
 
 # --- the run ----------------------------------------------------------------------------
@@ -328,7 +355,11 @@ class _Verifier:
         self.should_stop = should_stop or (lambda: False)
         self.now = now
         self.parallel = max(1, parallel)
-        self.configs: dict[int, dict[str, str | None]] = {}
+        # per system: the catalog's records of objects not named by their hash, and, once
+        # config's record was looked for in locked copies this run, why none was found
+        self.records: dict[int, dict[str, Record]] = {}
+        self.learned: dict[int, str] = {}
+        self.tamper_raised: set[tuple[int, int, str]] = set()
         self.total_objects = self.total_bytes = 0
         self.done_objects = self.done_bytes = 0
 
@@ -428,7 +459,7 @@ class _Verifier:
                     entry = next(queue, None)
                     if entry is None:
                         return
-                    expected = None if entry.key == CONFIG else expected_sha256(entry.key)
+                    expected = self.expected(pair.repository, entry.key)
                     running.add(pool.submit(_read, store, entry.key, pair.rows.get(entry.key),
                                             expected, self.now))
 
@@ -440,8 +471,6 @@ class _Verifier:
                     for future in done:
                         running.discard(future)
                         read = future.result()
-                        if read.key == CONFIG and read.outcome == "ok":
-                            read = self.judge_config(pair, read)
                         self.account(pair, read)
                         pending.append(read)
                     if (len(pending) >= BATCH_OBJECTS
@@ -454,28 +483,35 @@ class _Verifier:
                 # whatever stops the run, what was read stays recorded
                 self.flush(pair, pending)
 
-    def judge_config(self, pair: _Pair, read: _Read) -> _Read:
-        majority = self.config_majority(pair.repository)
-        if majority is None:
-            return _Read(read.key, read.row_id, "error", read.size,
-                         error="config differs between the stores and no majority tells "
-                               "which copy is right; compare them by hand")
-        if read.digest != majority:
-            return _Read(read.key, read.row_id, "corrupt", read.size, read.digest, read.at)
-        return read
+    def records_of(self, repository: SystemRepository) -> dict[str, Record]:
+        """The system's records (read once a run, after the catalog's own are filled in)."""
+        if repository.system_id not in self.records:
+            self.records[repository.system_id] = load_records(
+                self.catalog, repository.system_id, self.now())
+        return self.records[repository.system_id]
 
-    def config_majority(self, repository: SystemRepository) -> str | None:
-        """The digest of ``config`` most of the system's stores hold, read once a run."""
-        if repository.system_id not in self.configs:
-            digests: dict[str, str | None] = {}
-            for holder in repository.stores:
-                try:
-                    digests[holder.name] = digest_of(holder.store, CONFIG)[0]
-                except StoreError:
-                    digests[holder.name] = None
-            self.configs[repository.system_id] = digests
-        return config_majority([digest for digest in self.configs[repository.system_id].values()
-                                if digest is not None])
+    def record_for(self, repository: SystemRepository, key: str) -> Record | None:
+        """The record ``key``'s copies are judged by, or None. ``config`` without one is
+        learned from a locked copy, once a run (or the ``unverifiable`` alert raised)."""
+        records = self.records_of(repository)
+        if key == CONFIG and key not in records and repository.system_id not in self.learned:
+            judgement = learn_config(self.catalog, repository.system_id, repository.system,
+                                     repository.stores, self.now)
+            self.learned[repository.system_id] = judgement.problem
+            if judgement.expected is not None:
+                records[CONFIG] = judgement.expected
+        return records.get(key)
+
+    def expected(self, repository: SystemRepository, key: str) -> _Expected:
+        named = expected_sha256(key)
+        if named is not None:
+            return _Expected(named)
+        record = self.record_for(repository, key)
+        if record is not None:
+            return _Expected(record.sha256, record.size)
+        why = self.learned.get(repository.system_id, "") if key == CONFIG else \
+            "the catalog holds no record of it yet (its manifest has not reached the centre)"
+        return _Expected(None, why=why or "the catalog holds no record of its digest")
 
     def account(self, pair: _Pair, read: _Read) -> None:
         result = pair.result
@@ -492,6 +528,9 @@ class _Verifier:
         elif read.outcome == "missing":
             result.missing.append(Finding(result.system, result.store, read.key, "missing"))
             pair.to_heal.append((read.key, "missing", None, False))
+        elif read.outcome == "unchecked":
+            result.unchecked.append(Finding(result.system, result.store, read.key,
+                                            "unchecked", read.size, detail=read.error))
         else:
             result.errors.append(f"{read.key}: {read.error}")
         self.done_objects += 1
@@ -506,11 +545,13 @@ class _Verifier:
         """Write a batch of reads to the ledger, in one transaction."""
         if not reads:
             return
-        system_id, store_id = pair.repository.system_id, pair.target.store_id
+        repository, target = pair.repository, pair.target
+        system_id, store_id = repository.system_id, target.store_id
         with self.catalog.session() as session:
             for read in reads:
                 if read.row_id is None:
                     continue
+                recorded = is_recorded_kind(read.key)
                 if read.outcome == "ok":
                     session.execute(sa.update(StoreObject).where(
                         StoreObject.id == read.row_id).values(
@@ -519,10 +560,15 @@ class _Verifier:
                         alerts.resolve_alert(session, "damage", system_id=system_id,
                                              store_id=store_id, subject=read.key)
                         pair.open_alerts.discard(read.key)
+                    if recorded and (system_id, store_id, read.key) not in self.tamper_raised:
+                        resolve_tamper(session, system_id=system_id, store_id=store_id,
+                                       key=read.key)
                 elif read.outcome in ("corrupt", "missing"):
                     session.execute(sa.update(StoreObject).where(
                         StoreObject.id == read.row_id).values(
                         state=read.outcome, failed_at=read.at or self.now()))
+                    if recorded and read.outcome == "corrupt":
+                        self.tamper(session, repository, target, read.key, read.digest)
 
     # -- healing
 
@@ -546,18 +592,27 @@ class _Verifier:
                 Snapshot.restic_id == key.split("/", 1)[1]))
         return status == "forgotten"
 
+    def tamper(self, session: Session, repository: SystemRepository,
+               holder: RepositoryStore, key: str, found: str | None) -> None:
+        """Raise the ``tamper`` alert of ``key`` on ``holder``, once a run."""
+        mark = (repository.system_id, holder.store_id, key)
+        record = self.records_of(repository).get(key)
+        if mark in self.tamper_raised or record is None:
+            return
+        self.tamper_raised.add(mark)
+        raise_tamper(session, system_id=repository.system_id, system=repository.system,
+                     store_id=holder.store_id, store=holder.name, key=key, found=found,
+                     expected=record, now=self.now(),
+                     outcome="verification heals it from a copy that matches the record "
+                             "(see its report and the audit entry object.heal)")
+
     def heal(self, pair: _Pair, key: str, reason: str, size: int | None,
              was_lost: bool = False) -> None:
+        if is_recorded_kind(key):
+            self.heal_recorded(pair, key, reason, size, was_lost)
+            return
         result, target, repository = pair.result, pair.target, pair.repository
-        if key == CONFIG:
-            expected = self.config_majority(repository)
-            if expected is None:
-                result.unhealed.append(Finding(result.system, result.store, key, reason, size,
-                                               detail="no majority of the stores agrees on "
-                                                      "config"))
-                return
-        else:
-            expected = expected_sha256(key)
+        expected = expected_sha256(key)
         silent: list[str] = []
         bad_sources: dict[str, str] = {}
         for source in repository.stores:
@@ -575,7 +630,7 @@ class _Verifier:
                 bad_sources[source.name] = "corrupt"
                 continue
             self.mark_sources(repository, key, bad_sources)
-            self.copy_good(pair, key, reason, source)
+            self.copy_good(pair, key, reason, source, _Expected(expected))
             return
         self.mark_sources(repository, key, bad_sources)
         if silent:
@@ -583,6 +638,54 @@ class _Verifier:
                 result.system, result.store, key, reason, size,
                 detail="no good copy among the stores that answered; "
                        + "; ".join(silent)))
+            return
+        self.record_loss(pair, key, reason, size, was_lost)
+
+    def heal_recorded(self, pair: _Pair, key: str, reason: str, size: int | None,
+                      was_lost: bool) -> None:
+        """Heal an object not named by its hash from a copy that matches its record: a
+        locked one first, then the others in the policy's order, then the catalog's own
+        bytes where it holds them. Never from a copy that merely agrees with others."""
+        result, target, repository = pair.result, pair.target, pair.repository
+        record = self.record_for(repository, key)
+        if record is None:
+            if key == CONFIG:
+                result.unhealed.append(Finding(
+                    result.system, result.store, key, reason, size,
+                    detail="config cannot be checked ("
+                           + (self.learned.get(repository.system_id) or "no record")
+                           + "), so no copy of it is taken for the right one"))
+            # a manifest not uploaded to the centre yet: nothing to judge a source by
+            return
+        others = [holder for holder in repository.stores if holder.store_id != target.store_id]
+        copies, failed = survey(others, key, self.now())
+        judgement = judge_copies(copies, record)
+        bad = {name: "corrupt" for name in judgement.damaged}
+        bad |= {name: "missing" for name in judgement.missing}
+        self.mark_sources(repository, key, bad)
+        if judgement.damaged:
+            by_name = {holder.name: holder for holder in others}
+            digests = {copy.store: copy.sha256 for copy in copies}
+            with self.catalog.session() as session:
+                for name in judgement.damaged:
+                    self.tamper(session, repository, by_name[name], key, digests[name])
+        for name in judgement.good:
+            source = next(holder for holder in others if holder.name == name)
+            self.copy_good(pair, key, reason, source, _Expected(record.sha256, record.size))
+            return
+        with self.catalog.session() as session:
+            data = catalog_bytes(session, repository.system_id, key)
+        if data is not None and hashlib.sha256(data).hexdigest() == record.sha256 \
+                and len(data) == record.size:
+            self.copy_good(pair, key, reason, None, _Expected(record.sha256, record.size),
+                           data=data)
+            return
+        if failed:
+            result.unhealed.append(Finding(
+                result.system, result.store, key, reason, size,
+                detail="no copy matching the catalog's record among the stores that "
+                       "answered; " + "; ".join(f"{name}: {error}"
+                                                for name, error in sorted(failed.items()))))
             return
         self.record_loss(pair, key, reason, size, was_lost)
 
@@ -602,32 +705,37 @@ class _Verifier:
                     StoreObject.state.in_(("present", "corrupt", "missing"))).values(
                     state=state, failed_at=now))
 
-    def copy_good(self, pair: _Pair, key: str, reason: str, source: RepositoryStore) -> None:
+    def copy_good(self, pair: _Pair, key: str, reason: str, source: RepositoryStore | None,
+                  expected: _Expected, data: bytes | None = None) -> None:
+        """Copy ``key`` from ``source`` (or write ``data``, the catalog's own bytes, when
+        ``source`` is None) onto the pair's store, read it back and check it."""
         result, target, repository = pair.result, pair.target, pair.repository
+        source_name = source.name if source is not None else "catalog"
         retain_until = None
         lock_days = int(repository.policy.get("object_lock_days") or 0)
         if lock_days > 0 and target.object_lock:
             retain_until = self.now() + dt.timedelta(days=lock_days)
-        expected = (self.config_majority(repository) if key == CONFIG
-                    else expected_sha256(key))
         try:
-            target.store.copy_from(source.store, key, retain_until=retain_until)
+            if source is not None:
+                target.store.copy_from(source.store, key, retain_until=retain_until)
+            else:
+                target.store.put(key, data, length=len(data), retain_until=retain_until)
             digest, size = digest_of(target.store, key)
         except StoreError as error:
             result.unhealed.append(Finding(result.system, result.store, key, reason,
-                                           source=source.name,
+                                           source=source_name,
                                            detail=f"writing the good copy failed: {error}"))
             return
-        if digest != expected:
+        if digest != expected.sha256 or expected.size not in (None, size):
             result.unhealed.append(Finding(
-                result.system, result.store, key, reason, size, source=source.name,
+                result.system, result.store, key, reason, size, source=source_name,
                 detail="the copy written from the good one reads back wrong"))
             return
         now = self.now()
-        if key == CONFIG:
-            self.configs.get(repository.system_id, {})[target.name] = digest
         with self.catalog.session() as session:
-            for store_id in (target.store_id, source.store_id):
+            for store_id in (target.store_id, source.store_id if source else None):
+                if store_id is None:
+                    continue
                 row = session.scalar(sa.select(StoreObject).where(
                     StoreObject.system_id == repository.system_id,
                     StoreObject.store_id == store_id, StoreObject.key == key))
@@ -638,15 +746,15 @@ class _Verifier:
                 row.state, row.size, row.verified_at = "present", size, now
             audit.record(session, ACTOR, "object.heal",
                          target=f"{target.name}:{repository.system}/{key}",
-                         source=source.name, reason=reason, size=size,
+                         source=source_name, reason=reason, size=size,
                          retain_until=retain_until.isoformat() if retain_until else None)
             alerts.resolve_alert(session, "damage", system_id=repository.system_id,
                                  store_id=target.store_id, subject=key, now=now)
         pair.open_alerts.discard(key)
         log.warning("%s: healed %s/%s (%s) from %s", target.name, repository.system, key,
-                    reason, source.name)
+                    reason, source_name)
         result.healed.append(Finding(result.system, result.store, key, reason, size,
-                                     source=source.name))
+                                     source=source_name))
 
     def record_loss(self, pair: _Pair, key: str, reason: str, size: int | None,
                     was_lost: bool = False) -> None:
@@ -680,7 +788,8 @@ class _Verifier:
                 Snapshot.system_id == repository.system_id, Snapshot.status == "active")
             if key.startswith("snapshots/"):
                 snapshots = snapshots.where(Snapshot.restic_id == key.split("/", 1)[1])
-            snapshot_ids = list(session.scalars(snapshots))
+            # restic needs no drd object (the sealed password, a manifest) to restore
+            snapshot_ids = [] if is_drd_object(key) else list(session.scalars(snapshots))
             damaged = 0
             if snapshot_ids:
                 damaged = session.execute(sa.update(SnapshotCopy).where(

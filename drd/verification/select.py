@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import math
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -241,20 +240,6 @@ def budget_for(total_bytes: int, *, configured: int | None = None,
         return share_of_budget(configured, total_bytes,
                                total_bytes if store_bytes is None else store_bytes)
     return default_budget(total_bytes, run_interval(schedule), period)
-
-
-def config_majority(digests: Sequence[str]) -> str | None:
-    """The digest that more than half of the copies of ``config`` have, or None.
-
-    ``config`` has a fixed name, not its hash: the copy most stores agree on is taken as
-    the right one. None when no digest has a strict majority (two stores that disagree,
-    or no copy at all): then keyless verification cannot tell.
-    """
-    if not digests:
-        return None
-    counts = Counter(digests)
-    digest, count = counts.most_common(1)[0]
-    return digest if count * 2 > len(digests) else None
 
 
 def summarise(selected: Sequence[LedgerEntry]) -> tuple[int, int]:

@@ -30,6 +30,8 @@ from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.crypto.seal import password_context, seal
 from drd.devstores import SeaweedServer
+from drd.recorded.catalog import record_bytes
+from drd.recorded.keys import CONFIG
 from drd.restic import Repository, Restic
 from drd.secrets import Secret
 from drd.services import policies as policy_service
@@ -97,8 +99,19 @@ class Stage:
         return Repository(url=url, password=self.password, env=env, display=f"{name}/fs1")
 
     def init(self, name: str) -> None:
-        """``restic init`` fs1's repository in store ``name``."""
+        """``restic init`` fs1's repository in store ``name``, and record its config's
+        digest as enrollment does from the agent's request (:mod:`drd.recorded`)."""
         self.restic.init(self.repository(name))
+        self.record(CONFIG, self.raw_store(name).read(CONFIG))
+
+    def system_id(self) -> int:
+        with self.catalog.session() as session:
+            return session.scalar(sa.select(System.id).where(System.name == self.system))
+
+    def record(self, key: str, data: bytes, source: str = "agent at enrollment") -> None:
+        """Record ``data`` as what every copy of ``key`` must be (:mod:`drd.recorded`)."""
+        with self.catalog.session() as session:
+            record_bytes(session, self.system_id(), key, data, source=source, replace=True)
 
     def write_files(self, count: int = 40, size: int = 20_000, seed: str = "a") -> None:
         """Write ``count`` files of incompressible bytes into the source tree."""

@@ -86,6 +86,7 @@ def stage_with_copies(tmp_path, server, restic_binary, template, database_url=No
         store.create_if_missing()
         for key, data in objects.items():
             store.put(key, data)
+    stage.record("config", objects["config"])  # as enrollment records it
     with stage.catalog.session() as session:
         system_id = session.scalar(sa.select(System.id).where(System.name == "fs1"))
     agent = AgentIdentity(system_id=system_id, system="fs1", department="parks", token_id=0)

@@ -12,10 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from agents.manifest import sign_manifest
+from drd.ledger import expected_sha256, is_restic_object, is_tracked
 from drd.recorded.judge import Record, SeenCopy, judge_copies
 from drd.recorded.keys import (
     CONFIG,
     ESCROW_KEY,
+    is_drd_object,
     is_recorded_kind,
     manifest_keys,
     signature_document,
@@ -119,6 +121,15 @@ def test_a_copy_is_good_exactly_when_it_matches_the_record(seen):
     ("drd/escrow/other", False)])
 def test_recorded_kinds(key, recorded):
     assert is_recorded_kind(key) is recorded
+
+
+def test_the_ledger_tracks_recorded_keys_without_a_name_digest():
+    for key in (CONFIG, ESCROW_KEY, *manifest_keys(SNAPSHOT)):
+        assert is_tracked(key) and expected_sha256(key) is None
+    assert is_restic_object(CONFIG) and not is_drd_object(CONFIG)
+    assert not is_restic_object(ESCROW_KEY) and is_drd_object(ESCROW_KEY)
+    assert is_restic_object(f"index/{GOOD}") and expected_sha256(f"index/{GOOD}") == GOOD
+    assert not is_tracked("drd/stray") and not is_restic_object("drd/stray")
 
 
 def test_the_agent_writes_the_signature_document_the_centre_records():

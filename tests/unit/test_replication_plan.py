@@ -36,7 +36,7 @@ def apply(plan, listings):
 def test_a_store_that_lacks_objects_gets_them_from_the_first_store_in_order():
     listings = {"a": {A: 10, B: 20, "config": 5}, "b": {A: 10, B: 20, "config": 5},
                 "c": {A: 10}}
-    plan = plan_replication(listings, order=["a", "b", "c"])
+    plan = plan_replication(listings, order=["a", "b", "c"], records={"config": 5})
     assert plan.copies == (
         PlannedCopy(B, 20, "a", "c", alternatives=("b",)),
         PlannedCopy("config", 5, "a", "c", alternatives=("b",)),
@@ -50,7 +50,7 @@ def test_snapshots_come_last_and_packs_first():
     snapshot = f"snapshots/{hashlib.sha256(b's').hexdigest()}"
     key = f"keys/{hashlib.sha256(b'k').hexdigest()}"
     listings = {"a": {snapshot: 1, "config": 1, key: 1, C: 1, A: 1}, "b": {}}
-    plan = plan_replication(listings, order=["a", "b"])
+    plan = plan_replication(listings, order=["a", "b"], records={"config": 1})
     assert [copy.key for copy in plan.copies] == [A, C, key, "config", snapshot]
 
 
@@ -139,10 +139,53 @@ def test_no_store_listed_means_nothing_to_do():
     assert plan.copies == () and plan.union == {} and plan.down == ("a", "b")
 
 
+# --- objects not named by their hash: the record decides, never the copies ---------------
+
+MANIFEST = f"drd/manifests/{hashlib.sha256(b'm').hexdigest()}.json"
+
+
+def test_a_recorded_size_outweighs_any_number_of_forged_copies():
+    listings = {"a": {"config": 7, A: 1}, "b": {"config": 7, A: 1}, "vault": {"config": 5}}
+    plan = plan_replication(listings, order=["a", "b", "vault"], records={"config": 5})
+    assert [(c.key, c.source, c.target, c.replaces) for c in plan.copies] == [
+        (A, "a", "vault", False), ("config", "vault", "a", True),
+        ("config", "vault", "b", True)]
+    (conflict,) = plan.conflicts
+    assert conflict.size == 5 and conflict.corrupt == ("a", "b")
+    assert plan.union["config"] == 5
+
+
+def test_copies_all_of_one_wrong_size_are_a_conflict_with_no_source():
+    plan = plan_replication({"a": {"config": 7}, "b": {"config": 7}, "c": {}},
+                            order=["a", "b", "c"], records={"config": 5})
+    assert plan.copies == () and plan.unsourced == {"config": 5}
+    assert plan.conflicts[0].corrupt == ("a", "b")
+    assert plan.lag["c"] == StoreLag(1, 5)
+
+
+def test_a_key_not_named_by_its_hash_without_a_record_is_never_copied():
+    listings = {"a": {"config": 5, MANIFEST: 9, A: 1}, "b": {"config": 5, MANIFEST: 9},
+                "c": {}}
+    plan = plan_replication(listings, order=["a", "b", "c"])
+    assert [c.key for c in plan.copies] == [A, A]
+    assert plan.unrecorded == {"config": ("a", "b"), MANIFEST: ("a", "b")}
+    assert "config" not in plan.union and MANIFEST not in plan.union
+    # a store without config is no repository: it lags; a manifest is drd's own
+    assert plan.lag["c"] == StoreLag(2, 1) and plan.lag["b"] == StoreLag(1, 1)
+
+
+def test_a_recorded_manifest_is_copied_from_a_copy_of_its_recorded_size():
+    listings = {"a": {MANIFEST: 3}, "b": {MANIFEST: 9}, "c": {}}
+    plan = plan_replication(listings, order=["a", "b", "c"], records={MANIFEST: 9})
+    assert [(c.source, c.target, c.replaces) for c in plan.copies] == [
+        ("b", "a", True), ("b", "c", False)]
+
+
 # --- properties ------------------------------------------------------------------------
 
 STORES = ["s0", "s1", "s2", "s3"]
 KEYS = [data_key(str(n)) for n in range(6)] + [index_key("i"), "config", LOCK]
+RECORDS = {"config": 2}
 listing = st.dictionaries(st.sampled_from(KEYS), st.integers(0, 3), max_size=len(KEYS))
 listings_strategy = st.fixed_dictionaries(
     {name: st.one_of(st.none(), listing) for name in STORES})
@@ -155,21 +198,28 @@ groups_strategy = st.fixed_dictionaries(
        st.sets(st.sampled_from(KEYS), max_size=3))
 def test_applied_in_order_every_listed_store_holds_the_union(listings, groups, order,
                                                             tombstoned):
-    plan = plan_replication(listings, order=order, copy_groups=groups, tombstoned=tombstoned)
+    plan = plan_replication(listings, order=order, copy_groups=groups, tombstoned=tombstoned,
+                            records=RECORDS)
     after = apply(plan, listings)
     for name, content in after.items():
         for key, size in plan.union.items():
-            assert content.get(key) == size, (name, key)
+            # config with no copy of its recorded size: nowhere to copy it from
+            assert content.get(key) == size or key in plan.unsourced, (name, key)
+    assert set(plan.unsourced) <= {"config"}
     assert all(key not in tombstoned and not key.startswith("locks/") for key in plan.union)
     assert all(copy.source != copy.target for copy in plan.copies)
     assert all(listings[copy.target] is not None for copy in plan.copies)
     for name in plan.lag:
         copies = plan.copies_to(name)
-        assert plan.lag[name] == StoreLag(len(copies), sum(c.size for c in copies))
+        stuck = [key for key, size in plan.unsourced.items()
+                 if listings[name].get(key) != size]
+        assert plan.lag[name] == StoreLag(len(copies) + len(stuck),
+                                          sum(c.size for c in copies)
+                                          + sum(plan.unsourced[key] for key in stuck))
     # a second pass over the result has nothing left to do
     again = plan_replication({name: after.get(name) for name in listings}, order=order,
-                             copy_groups=groups, tombstoned=tombstoned)
-    assert again.copies == () and not again.conflicts
+                             copy_groups=groups, tombstoned=tombstoned, records=RECORDS)
+    assert again.copies == () and {c.key for c in again.conflicts} <= set(plan.unsourced)
 
 
 @settings(max_examples=200, deadline=None)
@@ -177,7 +227,7 @@ def test_applied_in_order_every_listed_store_holds_the_union(listings, groups, o
        st.fixed_dictionaries({name: st.sets(st.sampled_from(KEYS), max_size=4)
                               for name in STORES}))
 def test_no_copy_comes_from_a_copy_known_corrupt(listings, order, corrupt):
-    plan = plan_replication(listings, order=order, corrupt=corrupt)
+    plan = plan_replication(listings, order=order, corrupt=corrupt, records=RECORDS)
     for copy in plan.copies:
         if copy.source in corrupt and copy.key in corrupt[copy.source]:
             # only a store this plan copied good bytes to first may serve (same group)

@@ -14,7 +14,6 @@ from drd.verification.select import (
     CoverageCounts,
     LedgerEntry,
     budget_for,
-    config_majority,
     coverage,
     coverage_from_counts,
     default_budget,
@@ -250,15 +249,7 @@ def test_counts_summed_by_a_database_give_the_same_coverage(entries, day, split)
     assert coverage_from_counts(parts, now) == coverage(entries, now)
 
 
-# --- config and sizes -------------------------------------------------------------------
-
-
-def test_config_majority():
-    assert config_majority(["a", "a", "b"]) == "a"
-    assert config_majority(["a"]) == "a"
-    assert config_majority(["a", "b"]) is None
-    assert config_majority([]) is None
-    assert config_majority(["a", "b", "c", "a"]) is None
+# --- sizes -------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("text, size", [
