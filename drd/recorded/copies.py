@@ -151,24 +151,26 @@ def learn_config(catalog: Catalog, system_id: int, system: str, holders: Sequenc
 
 
 def raise_tamper(session, *, system_id: int, system: str, store_id: int, store: str,
-                 key: str, found: str | None, expected: Record, outcome: str,
+                 key: str, found: str | None, expected: Record | None, outcome: str,
                  now: dt.datetime | None = None) -> None:
-    """Open (or repeat) the ``tamper`` alert of ``key`` on ``store``: its copy does not
-    match the catalog's record. ``outcome`` says what became of it (healed from where,
-    or why not); the alert stays open until a later verification reads the copy right."""
+    """Open (or repeat) the ``tamper`` alert of ``key`` on ``store``: its copy's bytes
+    are not what they must be -- the catalog's record (``expected``), or, for an object
+    named by its hash (``expected`` None), its name. ``outcome`` says what became of it.
+
+    Nothing resolves it by itself: whoever changed the copy may still hold the keys that
+    did, so it stays open, healed or not, until an operator resolves it (``drd alerts
+    resolve``).
+    """
+    if expected is None:
+        wrong = "does not hash to its name (its bytes changed after they were written)"
+        details = {"name_sha256": key.rsplit("/", 1)[-1]}
+    else:
+        wrong = f"does not match the SHA-256 the catalog recorded ({expected.source})"
+        details = {"recorded_sha256": expected.sha256, "recorded_from": expected.source}
     alerts.raise_alert(
         session, "tamper",
-        f"{system}: {key} in store {store} does not match the SHA-256 the catalog "
-        f"recorded ({expected.source}): it was changed by someone who can write there, "
-        f"with {system}'s keys or the store's; {outcome}",
+        f"{system}: {key} in store {store} {wrong}: someone who can write there changed "
+        f"it, with {system}'s keys or the store's (or the medium failed); {outcome}",
         system_id=system_id, store_id=store_id, subject=key,
         details={"system": system, "store": store, "key": key, "found_sha256": found,
-                 "recorded_sha256": expected.sha256, "recorded_from": expected.source,
-                 "outcome": outcome}, now=now)
-
-
-def resolve_tamper(session, *, system_id: int, store_id: int, key: str,
-                   now: dt.datetime | None = None) -> bool:
-    """Resolve the ``tamper`` alert of ``key`` on the store, once its copy reads right."""
-    return alerts.resolve_alert(session, "tamper", system_id=system_id, store_id=store_id,
-                                subject=key, now=now)
+                 "outcome": outcome} | details, now=now)

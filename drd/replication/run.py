@@ -594,8 +594,8 @@ def _records(catalog: Catalog, repository: SystemRepository,
 def _raise_tampers(catalog: Catalog, repository: SystemRepository, plan: ReplicationPlan,
                    found_corrupt: dict[str, dict[str, int]], copied: dict[str, set[str]],
                    records: dict[str, Record], at: dt.datetime) -> None:
-    """A ``tamper`` alert for each copy of a recorded object found not to match its
-    record: of another size than recorded, or with other bytes when read as a source."""
+    """A ``tamper`` alert for each copy found with wrong bytes when read as a source, and
+    each copy of a recorded object of another size than its record."""
     ids = {store.name: store.store_id for store in repository.stores}
     damaged: dict[tuple[str, str], str] = {}
     for conflict in plan.conflicts:
@@ -607,16 +607,15 @@ def _raise_tampers(catalog: Catalog, repository: SystemRepository, plan: Replica
                     "replication could not replace it yet; verification heals it")
     for name, keys in found_corrupt.items():
         for key in keys:
-            if key in records:
-                damaged.setdefault((name, key), "verification heals it from a copy that "
-                                                "matches the record")
+            if key in records or not is_recorded_kind(key):
+                damaged.setdefault((name, key), "verification heals it from a good copy")
     if not damaged:
         return
     with catalog.session() as session:
         for (name, key), outcome in sorted(damaged.items()):
             raise_tamper(session, system_id=repository.system_id, system=repository.system,
                          store_id=ids[name], store=name, key=key, found=None,
-                         expected=records[key], outcome=f"found by replication: {outcome}",
+                         expected=records.get(key), outcome=f"found by replication: {outcome}",
                          now=at)
 
 

@@ -7,8 +7,11 @@ sealed password and the manifests have fixed names: a copy of one is right when 
 the SHA-256 and size the catalog recorded when it was written (:mod:`drd.recorded`) --
 never because most stores agree. A copy that does not match is damaged: it is healed
 from a copy that matches (a locked one first, else the catalog's own bytes where it
-holds them: the sealed password, a manifest) and a ``tamper`` alert names the system;
-the alert stays open until a later run reads that copy right. ``config`` of a system the
+holds them: the sealed password, a manifest). Every copy found with wrong bytes, of
+either kind, raises a ``tamper`` alert naming the system and the store: someone who can
+write there changed it (or the medium failed); the alert stays open until an operator
+resolves it (``drd alerts resolve``), since whoever changed the copy may still hold the
+keys that did. ``config`` of a system the
 catalog holds no record of is learned from a locked copy
 (:func:`drd.recorded.copies.learn_config`), or left unchecked with an ``unverifiable``
 alert: it is then neither judged nor healed.
@@ -82,7 +85,6 @@ from drd.recorded.copies import (
     learn_config,
     load_records,
     raise_tamper,
-    resolve_tamper,
     survey,
 )
 from drd.recorded.judge import Record, judge_copies
@@ -371,6 +373,7 @@ class _Verifier:
         schedule = document.get("schedule") or DEFAULT_SCHEDULE
         pair = _Pair(repository, target, StoreVerification(repository.system, target.name),
                      period=period)
+        self.records_of(repository)
         try:
             listing = [(info.key, info.size) for info in target.store.list()]
         except StoreError as error:
@@ -551,7 +554,6 @@ class _Verifier:
             for read in reads:
                 if read.row_id is None:
                     continue
-                recorded = is_recorded_kind(read.key)
                 if read.outcome == "ok":
                     session.execute(sa.update(StoreObject).where(
                         StoreObject.id == read.row_id).values(
@@ -560,14 +562,11 @@ class _Verifier:
                         alerts.resolve_alert(session, "damage", system_id=system_id,
                                              store_id=store_id, subject=read.key)
                         pair.open_alerts.discard(read.key)
-                    if recorded and (system_id, store_id, read.key) not in self.tamper_raised:
-                        resolve_tamper(session, system_id=system_id, store_id=store_id,
-                                       key=read.key)
                 elif read.outcome in ("corrupt", "missing"):
                     session.execute(sa.update(StoreObject).where(
                         StoreObject.id == read.row_id).values(
                         state=read.outcome, failed_at=read.at or self.now()))
-                    if recorded and read.outcome == "corrupt":
+                    if read.outcome == "corrupt":
                         self.tamper(session, repository, target, read.key, read.digest)
 
     # -- healing
@@ -594,16 +593,18 @@ class _Verifier:
 
     def tamper(self, session: Session, repository: SystemRepository,
                holder: RepositoryStore, key: str, found: str | None) -> None:
-        """Raise the ``tamper`` alert of ``key`` on ``holder``, once a run."""
+        """Raise the ``tamper`` alert of ``key`` on ``holder`` (its bytes are not those of
+        its name or its record), once a run."""
         mark = (repository.system_id, holder.store_id, key)
-        record = self.records_of(repository).get(key)
-        if mark in self.tamper_raised or record is None:
+        # read in plan(): never here, inside the caller's write transaction
+        record = self.records.get(repository.system_id, {}).get(key)
+        if mark in self.tamper_raised or (record is None and is_recorded_kind(key)):
             return
         self.tamper_raised.add(mark)
         raise_tamper(session, system_id=repository.system_id, system=repository.system,
                      store_id=holder.store_id, store=holder.name, key=key, found=found,
                      expected=record, now=self.now(),
-                     outcome="verification heals it from a copy that matches the record "
+                     outcome="verification heals it from a good copy where one exists "
                              "(see its report and the audit entry object.heal)")
 
     def heal(self, pair: _Pair, key: str, reason: str, size: int | None,
@@ -628,6 +629,8 @@ class _Verifier:
                 continue
             if digest != expected:
                 bad_sources[source.name] = "corrupt"
+                with self.catalog.session() as session:
+                    self.tamper(session, repository, source, key, digest)
                 continue
             self.mark_sources(repository, key, bad_sources)
             self.copy_good(pair, key, reason, source, _Expected(expected))
