@@ -32,6 +32,7 @@ from drd.catalog.models import (
     Department,
     Drill,
     Policy,
+    RecordedObject,
     Snapshot,
     SnapshotManifest,
     Store,
@@ -67,7 +68,8 @@ def catalog_fingerprint(catalog: Catalog) -> tuple:
         count(System, System.status == "retired"), highest(Token.id),
         count(Token, Token.revoked_at.is_not(None)), highest(Snapshot.id),
         count(Snapshot, Snapshot.status == "active"), highest(SnapshotManifest.id),
-        highest(Drill.id), count(Drill, Drill.finished_at.is_not(None)), highest(Tombstone.id))
+        highest(Drill.id), count(Drill, Drill.finished_at.is_not(None)), highest(Tombstone.id),
+        highest(RecordedObject.id))
     with catalog.read_session() as session:
         return tuple(session.execute(query).one())
 

@@ -8,7 +8,10 @@ What a rebuilt centre needs, and nothing it can find again by itself:
   own store keys (ids and states, **never** their secrets),
   tokens (only ever their SHA-256: agents', operators' and owners' tokens keep working),
   snapshots and their copies per store, signed manifests, drills with their signed
-  reports, and the tombstones of pruned objects (so replication never copies them back);
+  reports, the tombstones of pruned objects (so replication never copies them back),
+  and the recorded digests of the objects not named by their hash (``config``, the
+  sealed password, manifests: a rebuilt centre checks the stores' copies against them,
+  never against each other);
 - the centre's settings (``drd.yaml`` without the catalog's URL).
 
 Left out, because the new centre rebuilds them or they are history only: the object
@@ -46,6 +49,7 @@ from drd.catalog.models import (
     Department,
     Drill,
     Policy,
+    RecordedObject,
     Snapshot,
     SnapshotCopy,
     SnapshotManifest,
@@ -70,6 +74,7 @@ TABLES: tuple[tuple[type, frozenset[str]], ...] = (
     # systems' own store keys, never their secrets: a rebuilt centre replaces each key
     # (drd.credentials.plan) and disables the old one once the agent has its new one
     (StoreCredential, frozenset({"secret_encrypted"})),
+    (RecordedObject, frozenset()),
     (Token, frozenset()),
     (Snapshot, frozenset()),
     (SnapshotCopy, frozenset()),

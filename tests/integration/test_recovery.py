@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime as dt
 import io
 import json
 import os
 import secrets
 import shutil
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +39,7 @@ from drd.recovery.copies import COPY_PREFIX, LATEST, list_copies, publish
 from drd.recovery.dump import TABLES, DamagedDump, dump_lines, load_lines
 from drd.services.centre import open_catalog, open_master_key
 from drd.services.escrow import unseal_password
+from drd.services.stores import open_registered, store_rows
 from drd.services.tokens import authenticate, create_token
 from drd.stores import FilesystemStore
 from tests.integration.staging import StoreSetup, make_stage
@@ -429,6 +432,48 @@ def test_old_generations_are_pruned(tmp_path):
     near = FilesystemStore("near", tmp_path / "near")
     assert list_copies(near) == sorted(keys, reverse=True)[:5]
     catalog.dispose()
+
+
+@pytest.mark.slow
+def test_copies_in_an_object_lock_store_are_locked_and_pruned_once_their_lock_ends(
+        tmp_path, seaweed_session, restic_binary):
+    suffix = secrets.token_hex(4)
+    stage = make_stage(tmp_path, restic_binary=restic_binary, object_lock_days=3, stores=[
+        StoreSetup(name, region, seaweed_session, f"{name}-{suffix}", object_lock=True)
+        for name, region in (("vault", "r1"), ("far", "r2"))])
+    vault = stage.raw_store("vault")
+    rows = {row.name: row for row in store_rows(stage.catalog, [])}
+    root = open_registered(rows["vault"], stage.master_key)  # the store's root
+    start = dt.datetime.now(dt.UTC)
+    keys = [publish(stage.catalog, stage.master_key, stage.keystore, stage.config,
+                    now=start + dt.timedelta(seconds=index)) for index in range(7)]
+    assert all(store.ok for result in keys for store in result.stores)
+    # each copy is locked for the longest object_lock_days of the policies on the store
+    retain_until = root.head(keys[0].key).retain_until
+    assert start + dt.timedelta(days=3, seconds=-1) <= retain_until <= \
+        dt.datetime.now(dt.UTC) + dt.timedelta(days=3)
+    assert root.head(LATEST).retain_until is None  # the pointer is rewritten every time
+    # beyond the five newest, copies still locked wait: no error, and none hidden
+    assert sorted(list_copies(root)) == sorted(result.key for result in keys)
+    last = {store.store: store for store in keys[-1].stores}["vault"]
+    assert (last.deleted, last.waiting) == (0, 2)
+
+    # a pass that thinks the lock over (a clock ahead) finds the store refusing: later
+    later = publish(stage.catalog, stage.master_key, stage.keystore, stage.config,
+                    now=start + dt.timedelta(days=4))
+    result = {store.store: store for store in later.stores}["vault"]
+    assert result.ok and (result.deleted, result.waiting) == (0, 3)
+    assert len(list_copies(root)) == 8
+
+    # a copy whose lock has ended is deleted for good, every version of it
+    old = COPY_PREFIX + "20200101T000000000000Z.bin"
+    root.put(old, b"an old copy", retain_until=dt.datetime.now(dt.UTC)
+             + dt.timedelta(seconds=2))
+    time.sleep(3)
+    publish(stage.catalog, stage.master_key, stage.keystore, stage.config)
+    assert old not in list_copies(root)
+    assert [v for v in root.unwrap().list_versions(old) if v.key == old] == []
+    assert vault.exists("config") is False  # the system's repository is not touched
 
 
 def test_recovery_into_a_given_database_then_never_over_a_used_one(tmp_path, file_centre,
