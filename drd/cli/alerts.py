@@ -19,7 +19,7 @@ from drd.services import alerts as alert_service
 @json_option
 @click.pass_context
 def alerts_command(context: click.Context, show_all: bool, as_json: bool) -> None:
-    """List open alerts (RPO, failed backups, stores down, replication lag, damage,
+    """List open alerts (RPO, failed backups, stores down, replication lag, damage, tamper,
     drills, Object Lock; see docs/alerts.md), or evaluate the rules now (check)."""
     if context.invoked_subcommand is not None:
         return
@@ -77,8 +77,9 @@ def check_command(state: CliState, no_probe: bool, as_json: bool) -> None:
 @click.pass_obj
 def resolve_command(state: CliState, alert_id: int, note: str) -> None:
     """Resolve the open alert ID by hand (the id drd alerts shows), once its cause has
-    been looked into: for alerts nothing resolves by itself, such as forged_report. An
-    alert of the rules comes back at their next pass if its cause remains. Audited."""
+    been looked into: for alerts nothing resolves by itself, such as forged_report or
+    tamper. An alert of the rules comes back at their next pass if its cause remains.
+    Audited."""
     view = alert_service.resolve_by_operator(state.catalog(), alert_id,
                                              actor=f"cli:{_user()}", note=note)
     output.echo(f"resolved alert {view.id} ({view.kind}"
