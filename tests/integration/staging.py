@@ -223,21 +223,30 @@ def make_stage(tmp_path: Path, *, stores: list[StoreSetup], database_url: str | 
     catalog = open_catalog(config)
     master_key = open_master_key(config)
     keystore = KeyStore(config.keys_dir, master_key)
+    shared = False
     for setup in stores:
         if setup.server is not None:
             spec = StoreSpec(name=setup.name, url=f"s3://{setup.bucket}",
                              endpoint=setup.server.endpoint, region=setup.region,
                              object_lock=setup.object_lock)
+            # systems' own keys (drd.stores.credentials) on SeaweedFS need Object Lock in
+            # the policy; the daemon's tests on unlocked buckets share the store's keys
+            brokered = setup.object_lock and object_lock_days > 0
+            shared = shared or not brokered
             store_service.add_store(catalog, master_key, spec, setup.server.access_key,
-                                    setup.server.secret)
+                                    setup.server.secret,
+                                    credentials="auto" if brokered else "shared")
         else:
             setup.directory.mkdir(parents=True, exist_ok=True)
+            shared = True
             store_service.add_store(catalog, master_key, StoreSpec(
                 name=setup.name, url=f"file://{setup.directory}", region=setup.region),
                 None, None)
     source = tmp_path / "source"
     source.mkdir()
     lock = f"object_lock_days: {object_lock_days}\n" if object_lock_days else ""
+    if shared:
+        lock += "allow_shared_credentials: true\n"
     policy = tmp_path / "policy.yaml"
     policy.write_text(f"""\
 policy: {POLICY}
