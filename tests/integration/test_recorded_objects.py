@@ -375,3 +375,22 @@ def test_enrollment_records_the_sealed_password_and_the_agents_config_digest(
     with pytest.raises(ValueError, match="come together"):
         EnrollRequest(token="t", hostname="h", agent_public_key="k", sealed_password="s",
                       config_sha256="a" * 64)
+
+
+def test_the_agent_reads_back_the_config_restic_init_stored(tmp_path):
+    from agents.enroll import config_digest
+    from drd.errors import OperationError
+    from drd.stores import FilesystemStore
+
+    stores = [FilesystemStore(name, tmp_path / name) for name in ("a", "b", "c")]
+    for store in stores:
+        store.create_if_missing()
+    config = os.urandom(155)
+    stores[0].put(CONFIG, config)
+    stores[1].put(CONFIG, config)  # c missed it: the others tell
+    assert config_digest(stores) == (hashlib.sha256(config).hexdigest(), 155)
+    assert config_digest(stores[2:]) is None  # nothing to send: the centre learns it
+    stores[2].put(CONFIG, os.urandom(155))
+    with pytest.raises(OperationError, match="different restic config"):
+        config_digest(stores)
+
