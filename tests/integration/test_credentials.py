@@ -301,3 +301,59 @@ def test_a_key_made_but_never_recorded_is_disabled_before_the_next_one(centre, s
     # the superseded key is known: it still works until the agent moves on
     assert refused(client(servers, fs1["dc-a"]).list_objects_v2,
         Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None
+
+
+def test_a_recovered_centre_replaces_the_keys_once_it_has_the_stores_keys(centre, servers,
+                                                                         tmp_path, monkeypatch):
+    from drd.catalog import Catalog, migrate
+    from drd.recovery.dump import dump_lines, load_lines
+    from drd.services.store_keys import set_store_keys
+
+    fs1 = enrol(centre, "fs1")
+    lines = list(dump_lines(centre.catalog, {}))
+    # another centre: its own master key, the catalog from the copy (no secret in it)
+    monkeypatch.setenv("DRD_MASTER_PASSPHRASE", "another centre, another passphrase")
+    home = tmp_path / "rebuilt"
+    initialise(home, f"sqlite:///{tmp_path / 'rebuilt.sqlite'}")
+    rebuilt_key = open_master_key(load_config(home))
+    url = f"sqlite:///{tmp_path / 'loaded.sqlite'}"
+    migrate(url)
+    rebuilt = Catalog(url)
+    try:
+        with rebuilt.session() as session:
+            load_lines(lines, session)
+        with rebuilt.read_session() as session:
+            loaded = list(session.scalars(sa.select(StoreCredential)))
+        assert [row.state for row in loaded] == ["active", "active"]
+        assert all(row.secret_encrypted is None for row in loaded)
+        # without the stores' own keys nothing can be done yet, and nothing is lost
+        waiting = reconcile(rebuilt, rebuilt_key)
+        assert waiting.failures and not waiting.changed
+        for name in ("dc-a", "region-b"):
+            set_store_keys(rebuilt, rebuilt_key, name, servers[name].access_key,
+                           servers[name].secret)
+        done = credentials.apply_now(rebuilt, rebuilt_key)
+        assert done.superseded == 2 and done.issued == 2 and not done.failures
+        # the agent's keys keep working until it fetches the new ones
+        assert refused(client(servers, fs1["dc-a"]).list_objects_v2, Bucket="drd-dc-a",
+                       Prefix="city/parks/fs1/") is None
+    finally:
+        rebuilt.dispose()
+
+
+def test_the_leader_rotates_keys_older_than_credential_rotation_days(centre, servers):
+    from drd.daemon.watch import Watch
+
+    fs1 = enrol(centre, "fs1")
+    with centre.catalog.session() as session:
+        session.execute(sa.update(StoreCredential).values(
+            issued_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=91)))
+    centre.config.credential_rotation_days = 90
+    Watch(centre.config, centre.catalog, centre.master_key)._keys()
+    states = sorted(k.state for k in keys(centre, "fs1"))
+    assert states == ["active", "active", "superseded", "superseded"]
+    assert refused(client(servers, fs1["dc-a"]).list_objects_v2, Bucket="drd-dc-a",
+                   Prefix="city/parks/fs1/") is None
+    centre.config.credential_rotation_days = 0  # never: nothing more happens
+    Watch(centre.config, centre.catalog, centre.master_key)._keys()
+    assert sorted(k.state for k in keys(centre, "fs1")) == states
