@@ -125,6 +125,9 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
     with catalog.session() as session:
         if session.scalar(sa.select(StoreRow.id).where(StoreRow.name == spec.name)):
             raise UserError(f"a store named {spec.name!r} exists already (see drd store list)")
+    # the broker first: a store where systems cannot get keys of their own is refused
+    # before its bucket is made
+    broker = choose_broker(spec, access_key_id, secret_access_key, credentials, iam_endpoint)
     store = open_store(spec, access_key_id, secret_access_key, retry_attempts=2,
                        retry_backoff=0.5)
     store.create_if_missing(object_lock=spec.object_lock)
@@ -134,7 +137,6 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
             f"store {spec.name!r}: the bucket exists without Object Lock, which cannot be "
             "turned on later here; use a new bucket or drop --object-lock"
         )
-    broker = choose_broker(spec, access_key_id, secret_access_key, credentials, iam_endpoint)
     encrypted = (master_key.encrypt(secret_access_key.reveal().encode(),
                                     secret_context(spec.name))
                  if secret_access_key else None)
@@ -215,7 +217,7 @@ def check_credentials(row: StoreRow, master_key: MasterKey) -> tuple[str | None,
     kind = row.credentials
     guarantees = guarantees_of(kind)
     if kind == SHARED:
-        return f"{kind}: {guarantees.summary}", None
+        return guarantees.summary, None
     try:
         broker = open_broker(kind, spec_of(row), row.access_key_id,
                              _store_secret(row, master_key), row.iam_endpoint)
