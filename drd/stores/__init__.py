@@ -9,6 +9,7 @@ One interface (:class:`Store`, whose docstrings are the contract), two implement
 from drd.stores.base import ObjectInfo, Store, StoreCheck, validate_key
 from drd.stores.errors import (
     InvalidKey,
+    ObjectExists,
     ObjectLocked,
     ObjectLockUnsupported,
     ObjectNotFound,
@@ -24,6 +25,7 @@ from drd.stores.url import ParsedUrl, StoreSpec, open_store, parse_store_url, va
 __all__ = [
     "FilesystemStore",
     "InvalidKey",
+    "ObjectExists",
     "ObjectInfo",
     "ObjectLockUnsupported",
     "ObjectLocked",

@@ -25,6 +25,7 @@ from drd.secrets import Secret
 from drd.stores import (
     FilesystemStore,
     InvalidKey,
+    ObjectExists,
     ObjectLocked,
     ObjectLockUnsupported,
     ObjectNotFound,
@@ -652,3 +653,47 @@ def test_copy_into_a_lock_bucket_keeps_a_retention(seaweed_session, tmp_path):
     other.put("data/bb/y", b"payload")
     locked.copy_from(other, "data/bb/y", retain_until=until)
     assert locked.head("data/bb/y").retain_until is not None
+
+
+# --- create-only puts (systems' keys on stores that refuse overwrites) ----------------
+
+
+def test_a_create_only_put_never_replaces_an_object(store):
+    store.put("data/ab/one", b"first", create_only=True)
+    with pytest.raises(ObjectExists):
+        store.put("data/ab/one", b"second", create_only=True)
+    with pytest.raises(ObjectExists):  # even the same bytes: the caller asked to create
+        store.put("data/ab/one", b"first", create_only=True)
+    assert store.read("data/ab/one") == b"first"
+    store.put("data/ab/one", b"replaced")  # a plain put still replaces
+    assert store.read("data/ab/one") == b"replaced"
+
+
+def test_a_create_only_stream_put_never_replaces_an_object(store):
+    store.put("index/big", io.BytesIO(b"x" * 3000), length=3000, create_only=True)
+    with pytest.raises(ObjectExists):
+        store.put("index/big", io.BytesIO(b"y" * 3000), length=3000, create_only=True)
+    assert store.read("index/big") == b"x" * 3000
+
+
+@pytest.mark.parametrize("store_kind", ["s3"], indirect=True)
+def test_a_write_once_store_counts_the_same_bytes_as_written_and_refuses_others(
+        make_store, store_kind):
+    plain = make_store()
+    once = S3Store("once", endpoint=plain.endpoint, bucket=plain.bucket, prefix=plain.prefix,
+                   access_key_id=plain.access_key_id, secret_access_key=plain._secret,
+                   overwritable=("locks/",), multipart_threshold=5 * MIB,
+                   multipart_chunksize=5 * MIB)
+    once.put("data/cd/pack", b"pack bytes")
+    once.put("data/cd/pack", b"pack bytes")  # a retry after the first put landed
+    with pytest.raises(ObjectExists):
+        once.put("data/cd/pack", b"other bytes")
+    once.put("locks/l1", b"a")
+    once.put("locks/l1", b"b")  # restic's locks may be replaced
+    assert once.read("locks/l1") == b"b"
+    large = os.urandom(11 * MIB)  # create-only through its own multipart upload
+    once.put("data/ef/large", large)
+    once.put("data/ef/large", large)
+    with pytest.raises(ObjectExists):
+        once.put("data/ef/large", io.BytesIO(large), length=len(large))
+    assert once.read("data/ef/large") == large
