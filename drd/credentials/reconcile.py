@@ -35,7 +35,7 @@ import sqlalchemy as sa
 import sqlalchemy.exc
 
 from drd.catalog import Catalog, audit
-from drd.catalog.models import Department, StoreCredential, System, Token
+from drd.catalog.models import Department, Policy, StoreCredential, System, Token
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
 from drd.credentials.plan import KeyFacts, KeyState, Need, Step, StepKind, plan_keys
@@ -114,7 +114,9 @@ def _gather(session, system_ids: set[int] | None, issue_pending: set[int]
     stores = {row.id: row for row in session.scalars(
         sa.select(StoreRow).where(StoreRow.credentials.in_(BROKERED)))}
     key_query = sa.select(StoreCredential).where(StoreCredential.state != "disabled")
-    system_query = (sa.select(System, Department.name)
+    # columns, not System objects: a lazy policy load per system would be a query each
+    system_query = (sa.select(System.id, System.name, System.status, System.policy_id,
+                              System.last_heartbeat, Department.name.label("department"))
                     .join(Department, System.department_id == Department.id))
     if system_ids is not None:
         key_query = key_query.where(StoreCredential.system_id.in_(system_ids))
@@ -127,11 +129,13 @@ def _gather(session, system_ids: set[int] | None, issue_pending: set[int]
                      has_secret=row.secret_encrypted is not None) for row in rows]
     has_keys = {(row.system_id, row.store_id) for row in rows}
     agents = _live_agent_systems(session)
+    policies = {policy_id: set(document.get("stores") or []) for policy_id, document in
+                session.execute(sa.select(Policy.id, Policy.document))}
     needs: list[Need] = []
     pairs: dict[tuple[int, int], _Pair] = {}
-    for system, department in session.execute(system_query):
-        policy_stores = set((system.policy.document.get("stores") or [])
-                            if system.policy is not None else [])
+    for system in session.execute(system_query):
+        department = system.department
+        policy_stores = policies.get(system.policy_id, set())
         said = (system.last_heartbeat or {}).get("store_keys") or {}
         for store in stores.values():
             pair = (system.id, store.id)
