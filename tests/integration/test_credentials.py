@@ -53,12 +53,13 @@ rto: 1h
 
 
 @pytest.fixture
-def servers(tmp_path_factory):
-    started = {name: start_seaweed(tmp_path_factory.mktemp(f"weed-{name}"), name=name)
-               for name in ("dc-a", "region-b")}
-    yield started  # a test that restarts a server puts the new one here
-    for server in started.values():
-        server.stop()
+def servers(seaweed):
+    dc_a, region_b = seaweed(2)  # started in parallel, killed at teardown
+    started = {"dc-a": dc_a, "region-b": region_b}
+    yield started
+    for server in started.values():  # one a test restarted is not the factory's
+        if server.is_running():
+            server.kill()
 
 
 @pytest.fixture
@@ -251,23 +252,19 @@ def test_a_rotation_keeps_the_old_key_until_the_agent_names_the_new_one(centre, 
         Bucket="drd-dc-a", Prefix="city/parks/fs1/") is None
 
 
-def test_a_store_added_to_the_policy_gets_keys_for_every_system(centre, servers, tmp_path):
+def test_a_store_added_to_the_policy_gets_keys_for_every_system(centre, servers, seaweed):
     enrol(centre, "fs1")
     enrol(centre, "fs2")
-    server = start_seaweed(tmp_path / "weed-dc-b", name="dc-b")
-    try:
-        store_service.add_store(centre.catalog, centre.master_key, StoreSpec(
-            name="dc-b", url="s3://drd-dc-b/city", endpoint=server.endpoint,
-            region="region-a", object_lock=True), server.access_key, server.secret)
-        centre.policy.write_text(POLICY.format(stores="dc-a, region-b, dc-b"))
-        policy_service.apply(centre.catalog, [centre.policy],
-                             store_service.store_regions(centre.catalog))
-        assert reconcile(centre.catalog, centre.master_key).issued == 2
-        for system in ("fs1", "fs2"):
-            assert {k.store.name for k in keys(centre, system) if k.state == "active"} >= {
-                "dc-b"}
-    finally:
-        server.stop()
+    (server,) = seaweed(1)
+    store_service.add_store(centre.catalog, centre.master_key, StoreSpec(
+        name="dc-b", url="s3://drd-dc-b/city", endpoint=server.endpoint,
+        region="region-a", object_lock=True), server.access_key, server.secret)
+    centre.policy.write_text(POLICY.format(stores="dc-a, region-b, dc-b"))
+    policy_service.apply(centre.catalog, [centre.policy],
+                         store_service.store_regions(centre.catalog))
+    assert reconcile(centre.catalog, centre.master_key).issued == 2
+    for system in ("fs1", "fs2"):
+        assert {k.store.name for k in keys(centre, system) if k.state == "active"} >= {"dc-b"}
 
 
 def test_a_key_whose_secret_the_centre_lost_is_replaced(centre, servers):
