@@ -23,6 +23,7 @@ from drd.alerting.rules import (
     DrillFacts,
     ExpectedAlert,
     Facts,
+    KeyWorkFacts,
     LockFacts,
     OpenAlert,
     ReplicaFacts,
@@ -31,7 +32,7 @@ from drd.alerting.rules import (
     SystemFacts,
 )
 from drd.catalog import Catalog
-from drd.catalog.models import Alert, Drill, Policy, Replica, Snapshot, System
+from drd.catalog.models import Alert, Drill, Policy, Replica, Snapshot, StoreCredential, System
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
 from drd.secrets import mask
@@ -129,8 +130,17 @@ def gather_facts(catalog: Catalog, now: dt.datetime) -> Facts:
                 interval=_interval(schedule) if isinstance(schedule, str) else None,
                 stores=tuple(by_name[store] for store in document.get("stores") or []
                              if store in by_name)))
+        keys = tuple(
+            KeyWorkFacts(system_id=row.system_id, system=system_name, store_id=row.store_id,
+                         store=store_names.get(row.store_id, "?"), state=row.state,
+                         attempts=row.attempts, reason=row.reason,
+                         last_error=mask(row.last_error or "")[:200] or None)
+            for row, system_name in session.execute(
+                sa.select(StoreCredential, System.name)
+                .join(System, System.id == StoreCredential.system_id)
+                .where(StoreCredential.state.in_(("pending", "disabling")))))
     return Facts(systems=tuple(systems), stores=stores, replicas=replicas,
-                 drills=tuple(drills), locks=tuple(locks))
+                 drills=tuple(drills), locks=tuple(locks), keys=keys)
 
 
 @dataclass(frozen=True)

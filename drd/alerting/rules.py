@@ -24,7 +24,12 @@ The rules (``docs/alerts.md``, "Rules"):
   which raises the same alert after each drill: the two agree);
 - ``object_lock_short``: a policy asks for Object Lock (``object_lock_days`` > 0) and one
   of its stores has none, or a store with Object Lock locks for fewer days than the
-  retention needs (:func:`lock_days_needed`).
+  retention needs (:func:`lock_days_needed`);
+- ``keys_not_disabled``: a system's own key that must be disabled (retired, token
+  revoked, store left the policy) has failed to be at least :data:`KEY_ATTEMPTS` times:
+  it still works in that store (critical: after a compromise, this is the open door);
+- ``keys_not_made``: a system's key could not be made in a store after
+  :data:`KEY_ATTEMPTS` tries: the agent backs up to the other stores only (warning).
 
 ``damage`` (verification) and ``drill_failed`` (drills) are raised and resolved where
 they are found; the rules do not own them.
@@ -43,7 +48,10 @@ from policies import format_duration, parse_duration
 from restore_drills.rotation import overdue
 
 OWNED_KINDS = ("rpo_breached", "backup_failed", "store_down", "replication_lag",
-               "drill_overdue", "object_lock_short")
+               "drill_overdue", "object_lock_short", "keys_not_disabled", "keys_not_made")
+# failed store calls after which a key not yet disabled (or made) is alerted: the first
+# retries come after 15 and 30 s, so this is under a minute of trying
+KEY_ATTEMPTS = 2
 GIB = 1 << 30
 DAY = dt.timedelta(days=1)
 
@@ -177,12 +185,28 @@ class LockFacts:
 
 
 @dataclass(frozen=True)
+class KeyWorkFacts:
+    """A system's own key not in its final state: ``state`` is ``pending`` (to be made) or
+    ``disabling`` (to be disabled), ``attempts`` the store calls that failed."""
+
+    system_id: int
+    system: str
+    store_id: int
+    store: str
+    state: str
+    attempts: int
+    reason: str | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True)
 class Facts:
     systems: tuple[SystemFacts, ...] = ()
     stores: tuple[StoreFacts, ...] = ()
     replicas: tuple[ReplicaFacts, ...] = ()
     drills: tuple[DrillFacts, ...] = ()
     locks: tuple[LockFacts, ...] = ()
+    keys: tuple[KeyWorkFacts, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -367,12 +391,37 @@ def object_lock_short(locks: Iterable[LockFacts]) -> list[ExpectedAlert]:
     return result
 
 
+def key_work(keys: Iterable[KeyWorkFacts]) -> list[ExpectedAlert]:
+    result = []
+    for key in keys:
+        if key.attempts < KEY_ATTEMPTS or key.state not in ("pending", "disabling"):
+            continue
+        error = f" (last error: {key.last_error})" if key.last_error else ""
+        if key.state == "disabling":
+            result.append(ExpectedAlert(
+                "keys_not_disabled",
+                f"{key.system}: its key in store {key.store} must be disabled "
+                f"({key.reason or 'no longer wanted'}) and still works there: the store "
+                "refused or could not be reached; drd keeps trying (drd status)",
+                system_id=key.system_id, store_id=key.store_id,
+                details={"attempts": key.attempts, "last_error": key.last_error or ""}))
+        else:
+            result.append(ExpectedAlert(
+                "keys_not_made",
+                f"{key.system}: no key of its own in store {key.store} yet, so its agent "
+                f"backs up to the other stores only{error}",
+                system_id=key.system_id, store_id=key.store_id, severity="warning",
+                details={"attempts": key.attempts}))
+    return result
+
+
 def evaluate(facts: Facts, settings: RuleSettings, now: dt.datetime
              ) -> dict[str, ExpectedAlert]:
     """Every alert of :data:`OWNED_KINDS` that should be open at ``now``, by open key."""
     expected = [*rpo_breached(facts.systems), *backup_failed(facts.systems),
                 *store_down(facts.stores), *replication_lag(facts.replicas, settings, now),
-                *drill_overdue(facts.drills, now), *object_lock_short(facts.locks)]
+                *drill_overdue(facts.drills, now), *object_lock_short(facts.locks),
+                *key_work(facts.keys)]
     return {alert.key: alert for alert in expected}
 
 

@@ -31,7 +31,8 @@ KINDS = ("damage", "check_failed", "replication_failed", "retention_failed", "dr
          # a snapshot report the stores contradict (drd.confirmation)
          "forged_report",
          # raised and resolved by the rules (drd.alerting.rules)
-         "rpo_breached", "backup_failed", "store_down", "replication_lag", "object_lock_short")
+         "rpo_breached", "backup_failed", "store_down", "replication_lag", "object_lock_short",
+         "keys_not_disabled", "keys_not_made")
 
 
 def open_key(kind: str, system_id: int | None, store_id: int | None, subject: str) -> str:

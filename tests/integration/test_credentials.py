@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from botocore.config import Config
 from sqlalchemy.orm import selectinload
 
+from drd.alerting.evaluate import run_rules
 from drd.catalog.models import StoreCredential, System
 from drd.config import load_config
 from drd.credentials.reconcile import reconcile
@@ -137,6 +138,12 @@ def refused(call, **arguments) -> str | None:
     return None
 
 
+def alert_views(catalog) -> list[dict]:
+    from drd.services.alerts import list_alerts
+
+    return [view.as_dict() for view in list_alerts(catalog)]
+
+
 def keys(centre, system: str) -> list[StoreCredential]:
     with centre.catalog.read_session() as session:
         return list(session.scalars(sa.select(StoreCredential).join(System)
@@ -210,11 +217,19 @@ def test_a_revoked_agent_token_cuts_the_system_off_and_a_store_down_is_retried(c
     assert [(k.store, k.state, k.reason) for k in waiting] == [
         ("region-b", "disabling", "agent token revoked")]
     assert waiting[0].last_error
+    # a second failed pass: the alert rules say the key still works there
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    assert reconcile(centre.catalog, centre.master_key, now=later, timeout=2).failures
+    run_rules(centre.catalog)
+    (alert,) = [a for a in alert_views(centre.catalog) if a["kind"] == "keys_not_disabled"]
+    assert alert["severity"] == "critical" and "fs1" in alert["message"]
     # the daemon's next pass after the backoff, once the store is back on its port
     servers["region-b"] = start_seaweed(servers["region-b"].data_dir, name="region-b")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
     assert reconcile(centre.catalog, centre.master_key, now=later).disabled == 1
     assert credentials.pending_work(centre.catalog) == []
+    run_rules(centre.catalog)
+    assert not [a for a in alert_views(centre.catalog) if a["kind"] == "keys_not_disabled"]
     code = refused(client(servers, fs1["region-b"]).list_objects_v2,
         Bucket="drd-region-b", Prefix="city/parks/fs1/")
     assert code == "InvalidAccessKeyId"

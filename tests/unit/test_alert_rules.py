@@ -196,3 +196,22 @@ def test_an_agents_last_failure_is_masked_by_the_centre() -> None:
                                           "refused " + "x" * 300)
     assert "hunter22" not in failure.error and "\n" not in failure.error
     assert failure.error.startswith("restic: s3:https://key:") and len(failure.error) == 200
+
+
+def test_a_key_that_stays_enabled_after_a_retirement_is_critical_and_one_not_made_a_warning():
+    from drd.alerting.rules import KEY_ATTEMPTS, KeyWorkFacts, key_work
+
+    first = KeyWorkFacts(1, "fs1", 7, "dc-a", "disabling", attempts=1, reason="retired")
+    assert key_work([first]) == []  # one failed try: the next pass may well succeed
+    stuck = KeyWorkFacts(1, "fs1", 7, "dc-a", "disabling", attempts=KEY_ATTEMPTS,
+                         reason="retired", last_error="cannot reach dc-a")
+    waiting = KeyWorkFacts(2, "fs2", 8, "dc-b", "pending", attempts=KEY_ATTEMPTS + 3,
+                           last_error="access denied")
+    (critical, warning) = key_work([stuck, waiting])
+    assert (critical.kind, critical.severity) == ("keys_not_disabled", "critical")
+    assert "fs1" in critical.message and "dc-a" in critical.message
+    assert "retired" in critical.message
+    assert (critical.system_id, critical.store_id) == (1, 7)
+    assert (warning.kind, warning.severity) == ("keys_not_made", "warning")
+    assert "access denied" in warning.message
+    assert key_work([KeyWorkFacts(3, "fs3", 9, "x", "superseded", attempts=9)]) == []
