@@ -52,7 +52,8 @@ def status_command(state: CliState, as_json: bool) -> None:
 
 
 _KEY_WORK = {"pending": "to be made", "disabling": "TO BE DISABLED",
-             "superseded": "replaced, waiting for the agent to use its new key"}
+             "superseded": "replaced, waiting for the agent to use its new key",
+             "unconfirmed": "made, not yet used by the agent (its next heartbeat says)"}
 
 
 def _remote_status(options, as_json: bool) -> None:

@@ -206,15 +206,22 @@ class PendingKey:
 
 
 def pending_work(catalog: Catalog) -> list[PendingKey]:
-    """Keys to be made (``pending``), to be disabled (``disabling``), or waiting for the
-    agent to take its new key (``superseded``), oldest first."""
+    """Keys to be made (``pending``), to be disabled (``disabling``), waiting for the
+    agent to take its new key (``superseded``), or made but not yet named by the agent's
+    heartbeat (``unconfirmed``: an active key of an enrolled system), oldest first."""
+    unsettled = sa.or_(
+        StoreCredential.state.in_(("pending", "disabling", "superseded")),
+        sa.and_(StoreCredential.state == "active", StoreCredential.confirmed_at.is_(None),
+                System.status == "enrolled"))
     query = (sa.select(StoreCredential, System.name, StoreRow.name)
              .join(System, StoreCredential.system_id == System.id)
              .join(StoreRow, StoreCredential.store_id == StoreRow.id)
-             .where(StoreCredential.state.in_(("pending", "disabling", "superseded")))
+             .where(unsettled)
              .order_by(StoreCredential.created_at))
     with catalog.read_session() as session:
-        return [PendingKey(system=system, store=store, state=row.state, reason=row.reason,
-                           attempts=row.attempts, last_error=row.last_error,
-                           since=row.superseded_at or row.created_at)
+        return [PendingKey(system=system, store=store,
+                           state="unconfirmed" if row.state == "active" else row.state,
+                           reason=row.reason, attempts=row.attempts,
+                           last_error=row.last_error,
+                           since=row.superseded_at or row.issued_at or row.created_at)
                 for row, system, store in session.execute(query)]
