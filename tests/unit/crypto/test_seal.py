@@ -1,12 +1,24 @@
 """Sealing a secret to an X25519 key: round trip, and every kind of tampering refused."""
 
+import hashlib
+import os
+
 import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drd.crypto.errors import CryptoError
-from drd.crypto.seal import seal, unseal
+from drd.crypto.seal import (
+    SEAL_HEAD_SIZE,
+    SEAL_OVERHEAD,
+    manifest_context,
+    password_context,
+    reseal,
+    resealed_digest,
+    seal,
+    unseal,
+)
 from drd.errors import OperationError
 
 RECIPIENT = X25519PrivateKey.generate()
@@ -117,3 +129,55 @@ def test_failures_do_not_say_which_check_failed():
 
 def test_a_crypto_error_is_an_operation_error():
     assert issubclass(CryptoError, OperationError)
+
+
+# -- sealing again (the centre writes a sealed manifest back from its plaintext) ----------
+
+
+@given(secret=st.binary(max_size=3 << 20), context=st.binary(max_size=64))
+@settings(max_examples=25, deadline=None)
+def test_resealing_from_the_head_gives_the_same_bytes_and_digest(secret, context):
+    blob = seal(RECIPIENT.public_key(), secret, context)
+    head = blob[:SEAL_HEAD_SIZE]
+
+    assert reseal(RECIPIENT, head, secret, context) == blob
+    assert resealed_digest(RECIPIENT, head, secret, context) == \
+        (hashlib.sha256(blob).hexdigest(), len(blob))
+    assert len(blob) == len(secret) + SEAL_OVERHEAD
+
+
+def test_a_blob_larger_than_a_chunk_is_resealed_in_parts():
+    secret = os.urandom((2 << 20) + 17)
+    blob = seal(RECIPIENT.public_key(), secret, CONTEXT)
+    assert reseal(RECIPIENT, blob[:SEAL_HEAD_SIZE], secret, CONTEXT) == blob
+
+
+def test_resealing_other_bytes_another_context_or_with_another_key_differs():
+    blob = seal(RECIPIENT.public_key(), SECRET, CONTEXT)
+    head = blob[:SEAL_HEAD_SIZE]
+    digest = (hashlib.sha256(blob).hexdigest(), len(blob))
+    assert resealed_digest(RECIPIENT, head, SECRET[:-1] + b"!", CONTEXT) != digest
+    assert resealed_digest(RECIPIENT, head, SECRET, CONTEXT + b"x") != digest
+    assert resealed_digest(X25519PrivateKey.generate(), head, SECRET, CONTEXT) != digest
+
+
+@pytest.mark.parametrize("head", [b"", b"\x01" * 44, b"\x01" * 46, b"\x02" + b"\x01" * 44])
+def test_a_malformed_head_is_refused(head):
+    with pytest.raises(CryptoError):
+        reseal(RECIPIENT, head, SECRET, CONTEXT)
+
+
+def test_a_head_with_a_low_order_ephemeral_key_is_refused():
+    with pytest.raises(CryptoError):
+        resealed_digest(RECIPIENT, b"\x01" + bytes(32) + bytes(12), SECRET, CONTEXT)
+
+
+def test_manifest_contexts_bind_system_and_snapshot():
+    snapshot = "ab" * 32
+    assert manifest_context("fs1", snapshot) == b"drd-manifest:fs1:" + snapshot.encode()
+    blob = seal(RECIPIENT.public_key(), SECRET, manifest_context("fs1", snapshot))
+    assert unseal(RECIPIENT, blob, manifest_context("fs1", snapshot)) == SECRET
+    for other in (manifest_context("fs2", snapshot), manifest_context("fs1", "cd" * 32),
+                  password_context("fs1"), b""):
+        with pytest.raises(CryptoError):
+            unseal(RECIPIENT, blob, other)
