@@ -10,7 +10,8 @@
    All through one target (the fan-out endpoint), so the sources are read once.
 3. The manifests: the files of the path sources hashed (a sample, if the policy says
    so) while the ``before`` commands' effect (a frozen application) still holds; a
-   command's output was hashed as it streamed.
+   command's output was hashed as it streamed. Each is signed, and stored sealed to the
+   centre's escrow key (:mod:`agents.manifest`).
 4. ``after`` commands in order, always -- also when an earlier step failed or the run
    was cancelled.
 
@@ -34,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from agents.commands import CommandFailed, CommandOutput, RunCancelled, environment, run_hook
 from agents.excludes import rooted_patterns
@@ -42,6 +44,7 @@ from agents.manifest import (
     SignedManifest,
     build_manifest,
     command_digests,
+    seal_manifest,
     sign_manifest,
     walk_sources,
 )
@@ -220,9 +223,10 @@ class RunContext:
     """Everything a run needs besides the plan.
 
     ``target`` is where restic writes (the fan-out endpoint over ``stores``);
-    ``stores`` also receive the manifests. ``should_stop`` is polled during the run;
-    when it turns true, restic is stopped (SIGINT: its lock is removed) and the run ends
-    as cancelled, after the ``after`` commands.
+    ``stores`` also receive the manifests, signed with ``identity_key`` and sealed to
+    ``escrow_key`` (the centre's, from the assignment). ``should_stop`` is polled during
+    the run; when it turns true, restic is stopped (SIGINT: its lock is removed) and the
+    run ends as cancelled, after the ``after`` commands.
     """
 
     system: str
@@ -231,6 +235,7 @@ class RunContext:
     target: Target
     stores: Sequence[Store]
     identity_key: Ed25519PrivateKey
+    escrow_key: X25519PublicKey
     progress: Progress | None = None
     should_stop: Callable[[], bool] = lambda: False
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
@@ -442,13 +447,11 @@ def _sign_and_store_manifests(context: RunContext, plan: BackupPlan,
             excludes=plan.excludes if snapshot.kind == PATHS else (),
             sample_percent=plan.sample_percent if snapshot.kind == PATHS else 100,
             digests=snapshot.digests)
-        snapshot.manifest = sign_manifest(context.identity_key, document)
-        manifest_key, signature_key = snapshot.manifest.object_keys()
-        failed = put_everywhere(context.stores, manifest_key, snapshot.manifest.data,
-                                retain_until=retain_until)
-        failed.update(put_everywhere(context.stores, signature_key,
-                                     snapshot.manifest.signature_document(),
-                                     retain_until=retain_until))
+        snapshot.manifest = seal_manifest(sign_manifest(context.identity_key, document),
+                                          context.escrow_key, context.system)
+        failed: dict[str, str] = {}
+        for key, data in snapshot.manifest.stored_objects().items():
+            failed.update(put_everywhere(context.stores, key, data, retain_until=retain_until))
         for store_name, error in sorted(failed.items()):
             result.warnings.append(f"the manifest of snapshot {snapshot.snapshot_id[:8]} is "
                                    f"not in store {store_name}: {error}")

@@ -202,10 +202,15 @@ class CentreClient:
                                  authenticated=True)
         return response.status_code
 
-    def put_manifest(self, snapshot_id: str, manifest: dict[str, Any], signature_b64: str) -> None:
-        """``PUT /v1/agent/snapshots/{id}/manifest`` with the manifest and its signature."""
-        self._request("PUT", f"/v1/agent/snapshots/{snapshot_id}/manifest",
-                      body={"manifest": manifest, "signature": signature_b64},
+    def put_manifest(self, snapshot_id: str, manifest: dict[str, Any], signature_b64: str,
+                     sealed: dict[str, Any] | None = None) -> None:
+        """``PUT /v1/agent/snapshots/{id}/manifest`` with the manifest, its signature and
+        what describes the sealed manifest in the stores (``sealed``: head, sha256, size,
+        key; absent from a manifest spooled by an agent that stored the plaintext)."""
+        body: dict[str, Any] = {"manifest": manifest, "signature": signature_b64}
+        if sealed is not None:
+            body["sealed"] = sealed
+        self._request("PUT", f"/v1/agent/snapshots/{snapshot_id}/manifest", body=body,
                       authenticated=True)
 
     # -- internals -----------------------------------------------------------------------

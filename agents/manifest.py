@@ -19,14 +19,25 @@ Format (version 1; ``mtime_ns`` lets a drill tell "changed after restic read it"
      "unreadable": [{"path": "...", "error": "Permission denied"}]}
 
 Signing: the signature is Ed25519 over the canonical JSON bytes,
-``json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()`` -- the bytes
-stored as ``drd/manifests/<id>.json``. The detached ``.json.sig`` beside it is::
+``json.dumps(manifest, sort_keys=True, separators=(",", ":")).encode()``.
+
+Sealing: a manifest lists every path, size and SHA-256 of a system, which restic's own
+encryption hides; whoever can read a store must not read them from drd's objects
+beside the repository. So the stores get the canonical bytes sealed to the centre's
+escrow key (:func:`drd.crypto.seal.seal`, context ``drd-manifest:<system>:<snapshot
+id>``, :func:`drd.crypto.seal.manifest_context`), as ``drd/manifests/<id>.json.sealed``;
+no plaintext manifest is written to any store. The detached ``.json.sig`` beside it
+signs the plaintext (the centre checks it after unsealing), and reveals nothing of it::
 
     {"version": 1, "algorithm": "ed25519", "key": "<sha256 hex of the raw public key>",
-     "signature": "<base64 of the signature over the .json object's bytes>"}
+     "signature": "<base64 of the signature over the canonical bytes>"}
 
 (the same signature the centre receives; not the prefixed file message of
-:func:`drd.crypto.signing.sign_file`).
+:func:`drd.crypto.signing.sign_file`). The upload to the centre carries the plaintext
+and, in ``sealed``, the sealed object's first 45 bytes, SHA-256 and size, and the
+escrow key's fingerprint (:meth:`SignedManifest.seal_description`): the centre records
+that digest. Agents before sealing wrote the plaintext as ``drd/manifests/<id>.json``;
+the centre still reads and verifies those.
 """
 
 from __future__ import annotations
@@ -39,15 +50,17 @@ import logging
 import os
 import stat
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
 
 from agents.excludes import ExcludeMatcher
+from drd.crypto.seal import SEAL_HEAD_SIZE, manifest_context, recipient_fingerprint, seal
 from drd.crypto.signing import public_key_fingerprint, sign
-from drd.recorded.keys import manifest_keys, signature_document
+from drd.recorded.keys import sealed_manifest_keys, signature_document
 from policies.sampling import in_sample
 
 logger = logging.getLogger(__name__)
@@ -68,12 +81,15 @@ def manifest_sha256(manifest: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class SignedManifest:
-    """A manifest, its canonical bytes and its signature."""
+    """A manifest, its canonical bytes, its signature and, once :func:`seal_manifest`
+    made it, the sealed object the stores get."""
 
     manifest: dict[str, Any] = field(repr=False)
     data: bytes = field(repr=False)
     signature: bytes = field(repr=False)
     key_fingerprint: str = ""
+    sealed: bytes | None = field(default=None, repr=False)
+    sealed_to: str = ""
 
     @property
     def snapshot_id(self) -> str:
@@ -92,8 +108,27 @@ class SignedManifest:
         return signature_document(self.key_fingerprint, self.signature_b64)
 
     def object_keys(self) -> tuple[str, str]:
-        """Store keys of the manifest and its signature."""
-        return manifest_keys(self.snapshot_id)
+        """Store keys of the sealed manifest and its signature."""
+        return sealed_manifest_keys(self.snapshot_id)
+
+    def stored_objects(self) -> dict[str, bytes]:
+        """What the stores get, by key: the sealed manifest and the signature document.
+
+        Raises ``ValueError`` before :func:`seal_manifest`: the plaintext is never stored.
+        """
+        if self.sealed is None:
+            raise ValueError("the manifest is not sealed: it must not be stored as it is")
+        sealed_key, signature_key = self.object_keys()
+        return {sealed_key: self.sealed, signature_key: self.signature_document()}
+
+    def seal_description(self) -> dict[str, Any]:
+        """The upload's ``sealed`` member: the sealed object's head, SHA-256 and size, and
+        the fingerprint of the escrow key it is sealed to."""
+        if self.sealed is None:
+            raise ValueError("the manifest is not sealed")
+        return {"head": base64.b64encode(self.sealed[:SEAL_HEAD_SIZE]).decode(),
+                "sha256": hashlib.sha256(self.sealed).hexdigest(), "size": len(self.sealed),
+                "key": self.sealed_to}
 
 
 def sign_manifest(key: Ed25519PrivateKey, manifest: dict[str, Any]) -> SignedManifest:
@@ -101,6 +136,15 @@ def sign_manifest(key: Ed25519PrivateKey, manifest: dict[str, Any]) -> SignedMan
     data = canonical_bytes(manifest)
     return SignedManifest(manifest=manifest, data=data, signature=sign(key, data),
                           key_fingerprint=public_key_fingerprint(key.public_key()))
+
+
+def seal_manifest(signed: SignedManifest, escrow_key: X25519PublicKey,
+                  system: str) -> SignedManifest:
+    """``signed`` with its canonical bytes sealed to the centre's escrow key, under the
+    context of ``system`` and the manifest's snapshot."""
+    return replace(signed, sealed=seal(escrow_key, signed.data,
+                                       manifest_context(system, signed.snapshot_id)),
+                   sealed_to=recipient_fingerprint(escrow_key))
 
 
 # -- collecting the files -----------------------------------------------------------------

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey
+
 from agents.assignment import (
     Assignment,
     current_assignment,
@@ -43,7 +45,8 @@ from agents.home import AgentConfig, AgentHome, this_hostname
 from agents.spool import MANIFEST, REPORT, DeliveryResult, Spool, SpoolEntry
 from agents.target import DirectTarget, FanoutTarget, Target, open_stores
 from drd import __version__
-from drd.errors import DrdError, OperationError
+from drd.crypto.pem import load_escrow_public_key
+from drd.errors import DrdError, OperationError, UserError
 from drd.restic import Restic, Snapshot
 from drd.secrets import mask
 from drd.stores import Store
@@ -77,7 +80,7 @@ def _send(client: CentreClient) -> Callable[[SpoolEntry], None]:
             client.report_snapshot(entry.body)
         elif entry.kind == MANIFEST:
             client.put_manifest(entry.body["snapshot_id"], entry.body["manifest"],
-                                entry.body["signature"])
+                                entry.body["signature"], entry.body.get("sealed"))
     return send
 
 
@@ -116,6 +119,19 @@ def backup_lock(home: AgentHome) -> Iterator[None]:
         yield
     finally:
         os.close(descriptor)
+
+
+def escrow_key(assignment: Assignment) -> X25519PublicKey:
+    """The centre's escrow public key from the assignment (manifests are sealed to it).
+
+    Raises:
+        OperationError: the key is not a usable X25519 public key.
+    """
+    try:
+        return load_escrow_public_key(assignment.escrow_public_key_pem.encode())
+    except UserError as error:
+        raise OperationError(f"the centre's escrow key in the assignment is unusable: "
+                             f"{error}") from None
 
 
 def fanout_target(assignment: Assignment, stores: list[Store], password) -> Target:
@@ -178,7 +194,8 @@ def backup_system(
                 system=assignment.system, policy=assignment.policy,
                 restic=restic or make_restic(home),
                 target=target_factory(assignment, stores, password), stores=stores,
-                identity_key=home.identity_key(), progress=progress,
+                identity_key=home.identity_key(), escrow_key=escrow_key(assignment),
+                progress=progress,
                 should_stop=should_stop, clock=clock)
             result = run_backup(context, plan)
             spool_results(home, result, hostname)
@@ -201,7 +218,8 @@ def spool_results(home: AgentHome, result: BackupResult, hostname: str) -> None:
         if snapshot.manifest is not None:
             spool.add(MANIFEST, {"snapshot_id": snapshot.snapshot_id,
                                  "manifest": snapshot.manifest.manifest,
-                                 "signature": snapshot.manifest.signature_b64})
+                                 "signature": snapshot.manifest.signature_b64,
+                                 "sealed": snapshot.manifest.seal_description()})
 
 
 def _record(home: AgentHome, result: BackupResult) -> None:

@@ -4,8 +4,9 @@ Restic names every object under ``data/``, ``index/``, ``snapshots/`` and ``keys
 the SHA-256 of its bytes as stored (:func:`expected_sha256`), so a copy is proven
 intact by reading it back and hashing it -- no password needed. ``config`` has a fixed
 name, and so have drd's own objects beside the repository (the sealed password, the
-manifests): each is checked against the digest the catalog recorded when it was written
-(:mod:`drd.recorded`), never against the other copies. ``locks/`` are transient and
+sealed manifests and their signatures): each is checked against the digest the catalog
+recorded when it was written (:mod:`drd.recorded.keys` names them), never against the
+other copies. ``locks/`` are transient and
 never tracked.
 
 :func:`sync_listing` brings the catalog's rows (:class:`~drd.catalog.models.StoreObject`)
@@ -49,7 +50,9 @@ def expected_sha256(key: str) -> str | None:
 
 def is_tracked(key: str) -> bool:
     """True for the objects the ledger tracks: restic's (:func:`is_restic_object`) and
-    drd's own beside them (the sealed password, manifests and their signatures)."""
+    drd's own beside them (the sealed password; the manifests, sealed
+    ``drd/manifests/<id>.json.sealed`` or an older agent's plaintext ``.json``; and
+    their ``.json.sig``)."""
     try:
         expected_sha256(key)
     except ValueError:

@@ -11,7 +11,8 @@ jobs). In order, each phase timed:
    restored file against its blob hashes);
 3. **count** the restored files and bytes against the snapshot;
 4. **manifest**: the agent's signed manifests, signature checked first, compared with
-   the restored files;
+   the restored files (the catalog's; where it has none, the store's sealed copy,
+   unsealed with an ``escrow.unseal_manifest`` audit entry);
 5. **control**: one byte of a restored file changed; the manifest check must catch it;
 6. **checks**: the policy's application checks against the restored tree.
 
@@ -47,12 +48,14 @@ from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import load_signing_public_key
 from drd.crypto.signing import public_key_fingerprint, verify
 from drd.errors import DrdError, OperationError
+from drd.recorded.keys import manifest_keys, sealed_manifest_keys
 from drd.restic import Repository, Restic, ResticError, ResticStopped
 from drd.secrets import Secret
-from drd.services.escrow import unseal_password
+from drd.services.escrow import unseal_manifest, unseal_password
 from drd.services.repositories import RepositoryStore
 from drd.services.restore.centre import open_store_repository
 from drd.services.restore.staging import remove_tree
+from drd.stores.errors import ObjectNotFound
 from restore_drills import records
 from restore_drills.checks import (
     CheckOutcome,
@@ -84,7 +87,6 @@ from restore_drills.verdict import Targets, Verdict, decide, rto_of
 
 log = logging.getLogger("restore_drills")
 
-MANIFEST_PREFIX = "drd/manifests/"
 SPACE_MARGIN = 1.05
 """Free space a restore needs, as a multiple of the bytes it restores."""
 
@@ -416,7 +418,8 @@ class _DrillRun:
             public_key = None
         recorded = records.load_manifests(self.catalog, [s.id for s in self.point.snapshots])
         for snapshot in self.point.snapshots:
-            signed = recorded.get(snapshot.id) or _manifest_from_store(target, snapshot.restic_id)
+            signed = recorded.get(snapshot.id) or _manifest_from_store(
+                target, snapshot.restic_id, self._unsealer(target, snapshot.restic_id))
             if signed is None:
                 problems.append(f"no manifest for snapshot {snapshot.restic_id[:12]}")
                 continue
@@ -456,6 +459,15 @@ class _DrillRun:
         self.affected.update(comparison.differ)
         self.affected.update(comparison.missing)
         return comparison
+
+    def _unsealer(self, target: RepositoryStore, restic_id: str) -> Callable[[bytes], bytes]:
+        """Unseals ``restic_id``'s manifest read from ``target``, with an audit entry."""
+        def unseal_blob(sealed: bytes) -> bytes:
+            return unseal_manifest(
+                self.catalog, self.keystore, self.subject.system, restic_id, sealed,
+                actor=self.actor, store=target.name,
+                reason=f"drill: the catalog has no manifest of snapshot {restic_id[:12]}")
+        return unseal_blob
 
     def _application_checks(self, restored: Path) -> None:
         for check in self.settings.checks:
@@ -515,15 +527,24 @@ def _restic_version(config: Config) -> str | None:
         return None
 
 
-def _manifest_from_store(target: RepositoryStore, restic_id: str) -> tuple[bytes, bytes] | None:
+def _manifest_from_store(target: RepositoryStore, restic_id: str,
+                         unseal_blob: Callable[[bytes], bytes]
+                         ) -> tuple[bytes, bytes] | None:
     """A manifest and its signature as the agent wrote them beside the repository, when
-    the catalog has none (a report that has not arrived yet)."""
-    key = f"{MANIFEST_PREFIX}{restic_id}.json"
+    the catalog has none (a report that has not arrived yet): the sealed manifest,
+    opened by ``unseal_blob`` (which writes the audit entry), else the plaintext an
+    older agent stored. None when the store holds neither, or it cannot be read."""
+    sealed_key, signature_key = sealed_manifest_keys(restic_id)
     try:
-        content = target.store.read(key)
-        document = json.loads(target.store.read(key + ".sig"))
+        try:
+            content = unseal_blob(target.store.read(sealed_key))
+        except ObjectNotFound:
+            content = target.store.read(manifest_keys(restic_id)[0])
+        document = json.loads(target.store.read(signature_key))
         return content, base64.b64decode(document["signature"])
-    except (DrdError, ValueError, KeyError, TypeError):
+    except (DrdError, ValueError, KeyError, TypeError) as error:
+        log.warning("no manifest of snapshot %s from %s: %s", restic_id[:12], target.name,
+                    error)
         return None
 
 

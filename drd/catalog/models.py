@@ -296,6 +296,10 @@ class SnapshotManifest(Base):
     ``content`` holds the manifest's canonical JSON bytes exactly as the agent signed
     them (see ``docs/agent-protocol.md``), so ``signature`` (Ed25519, by the agent's
     enrolled key) can be checked again at any time; ``sha256`` is their digest.
+    ``sealed_head`` is the first 45 bytes of the manifest the agent stored sealed to the
+    escrow key (``drd/manifests/<id>.json.sealed``): with ``content`` and the escrow key
+    they give that object back byte for byte (:func:`drd.crypto.seal.reseal`), so the
+    catalog need not keep the ciphertext too; None where the agent stored the plaintext.
     """
 
     __tablename__ = "snapshot_manifests"
@@ -308,6 +312,7 @@ class SnapshotManifest(Base):
     sha256: Mapped[str] = mapped_column(sa.String(64))
     signature: Mapped[bytes]
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sealed_head: Mapped[bytes | None]
 
 
 class Job(Base):
@@ -385,7 +390,8 @@ class RecordedObject(Base):
 
     Restic names ``data/``, ``index/``, ``snapshots/`` and ``keys/`` objects by their
     SHA-256; ``config``, drd's sealed password (``drd/escrow/password.sealed``) and the
-    manifests (``drd/manifests/<id>.json`` and ``.json.sig``) have fixed names, so a copy
+    manifests (``drd/manifests/<id>.json.sealed``, or ``.json`` from older agents, and
+    ``.json.sig``) have fixed names, so a copy
     of one is checked against this record, made when the object was first written
     (:func:`drd.recorded.catalog.record_object`), never against the other copies. ``key``
     is relative to the repository, as in :class:`StoreObject`; ``sha256`` and ``size``

@@ -182,7 +182,9 @@ class KeyStore:
 
         Every caller that unseals with it must write an audit entry
         (``drd.catalog.audit.record``) naming the system and the reason: the design
-        promises that every unsealing is in the audit log.
+        promises that every unsealing is in the audit log. Sealing again what the catalog
+        holds in plaintext already (:func:`drd.crypto.seal.reseal`, a manifest) unseals
+        nothing and is not audited.
         """
         return self._decrypt_private_key(ESCROW_KEY, X25519PrivateKey)
 

@@ -7,8 +7,10 @@ Three kinds of object in a system's repository do not:
 - ``config``, restic's (a fixed name);
 - ``drd/escrow/password.sealed``, the repository password sealed to the escrow key, put
   by the agent at enrollment;
-- ``drd/manifests/<snapshot id>.json`` and ``.json.sig``, a snapshot's manifest and its
-  detached signature, put by the agent after each backup.
+- ``drd/manifests/<snapshot id>.json.sealed`` and ``.json.sig``, a snapshot's manifest
+  sealed to the escrow key and its detached signature (over the plaintext), put by the
+  agent after each backup; agents before sealing put the plaintext ``<id>.json``
+  instead, still checked the same way.
 
 A copy of one of these is right when its bytes have the SHA-256 and size the catalog
 recorded when the object was first written (:class:`~drd.catalog.models.RecordedObject`)
@@ -26,8 +28,12 @@ Where the records come from:
   and ``config`` is neither healed nor copied;
 - the sealed password: enrollment (the sealed bytes the agent sent and put in the
   stores); for older systems, the catalog's ``System.sealed_password``;
-- manifests: when the agent uploads one (:func:`drd.services.snapshots.store_manifest`),
-  from the canonical bytes and the signature document the agent wrote.
+- manifests: when the agent uploads one (:func:`drd.services.snapshots.store_manifest`):
+  the sealed object's digest and size as the agent reports them, once the centre has
+  sealed the canonical bytes again from the object's head and got the same (the
+  catalog keeps that 45-byte head, not the ciphertext, and so can write the object back:
+  :func:`~drd.recorded.catalog.catalog_bytes`); the signature document's from its bytes.
+  For a plaintext manifest, from the canonical bytes.
 
 Modules: :mod:`~drd.recorded.keys` (names and formats, light enough for the agent),
 :mod:`~drd.recorded.judge` (pure decisions), :mod:`~drd.recorded.catalog` (the records:

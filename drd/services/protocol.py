@@ -230,7 +230,26 @@ class SnapshotAccepted(BaseModel):
     duplicate: bool
 
 
+class ManifestSeal(Message):
+    """What the agent stored for the manifest: the canonical bytes sealed to the escrow
+    key (``drd/manifests/<id>.json.sealed``), described by their first 45 bytes and their
+    digest; the centre seals again to check them, and records the digest."""
+
+    head: Annotated[str, Field(min_length=60, max_length=60,
+                               description="base64 of the stored object's first 45 bytes "
+                                           "(version, ephemeral X25519 key, nonce)")]
+    sha256: Hex64
+    size: Annotated[int, Field(strict=True, ge=61, le=BIGINT_MAX,
+                               description="the stored object's size in bytes")]
+    key: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$",
+                              description="SHA-256 of the raw escrow public key it is "
+                                          "sealed to (the assignment's)")]
+
+
 class ManifestUpload(Message):
     manifest: dict[str, Any]
     signature: Annotated[str, Field(min_length=1, max_length=200,
                                     description="base64 of the 64-byte Ed25519 signature")]
+    sealed: ManifestSeal | None = Field(
+        default=None, description="the sealed manifest the agent stored; absent from agents "
+                                  "that stored the plaintext (drd/manifests/<id>.json)")

@@ -10,7 +10,8 @@ A report is recorded once however often it is delivered (the agent's spool deliv
 least once): a ``report_id`` seen before, or a snapshot id the system reported before,
 is answered as a duplicate and changes nothing. A manifest is kept as the canonical
 bytes the agent signed (:func:`canonical_json`), after its signature was checked
-against the agent's enrolled key.
+against the agent's enrolled key; the stores hold it sealed to the escrow key, and the
+catalog records that sealed object's digest and keeps its 45-byte head.
 """
 
 from __future__ import annotations
@@ -37,14 +38,26 @@ from drd.catalog.models import (
 )
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
-from drd.crypto.errors import BadSignature
+from drd.crypto.errors import BadSignature, CryptoError
+from drd.crypto.keystore import KeyStore
 from drd.crypto.pem import load_signing_public_key
+from drd.crypto.seal import (
+    SEAL_HEAD_SIZE,
+    manifest_context,
+    recipient_fingerprint,
+    resealed_digest,
+)
 from drd.crypto.signing import verify
 from drd.daemon import queue as work_queue
 from drd.errors import UserError
 from drd.recorded.catalog import record_manifest
 from drd.services.agents import AgentIdentity
-from drd.services.protocol import MAX_CLOCK_SKEW, SnapshotAccepted, SnapshotReport
+from drd.services.protocol import (
+    MAX_CLOCK_SKEW,
+    ManifestSeal,
+    SnapshotAccepted,
+    SnapshotReport,
+)
 from drd.services.refusals import BadRequest, Conflict, NotFound
 
 log = logging.getLogger(__name__)
@@ -155,14 +168,26 @@ def _recorded(session, agent: AgentIdentity, report: SnapshotReport
 
 def store_manifest(catalog: Catalog, agent: AgentIdentity, snapshot_id: str,
                    manifest: dict[str, Any], signature_text: str,
-                   now: dt.datetime | None = None) -> bool:
+                   now: dt.datetime | None = None, *, sealed: ManifestSeal | None = None,
+                   keystore: KeyStore | None = None) -> bool:
     """Check a manifest's signature and keep it; return False if it was kept before.
+
+    ``sealed`` describes the manifest as the agent stored it, sealed to the escrow key
+    (:class:`~drd.services.protocol.ManifestSeal`); the centre seals the canonical bytes
+    again from its head with ``keystore``'s escrow key (which unseals nothing: it is
+    not audited) and must get the digest and size the agent gave, so that what it
+    records is what the stores hold and what it keeps can write that object back. It
+    records that object's digest, not the plaintext's. A manifest sealed to another
+    escrow key (a rotated-away one) cannot be checked: it is kept, and its digest
+    recorded as reported (:func:`_check_seal`). Without ``sealed`` (an agent that stored
+    the plaintext) the plaintext is recorded, as before.
 
     Raises :class:`NotFound` when ``agent``'s system has no snapshot ``snapshot_id``
     (another system's snapshot included), :class:`BadRequest` for a signature that is
     not base64 or does not verify, a manifest whose digest differs from the reported
-    ``manifest_sha256`` or that names another snapshot, :class:`Conflict` when a
-    different manifest was kept for this snapshot already.
+    ``manifest_sha256`` or that names another snapshot, a sealed manifest that is not
+    these bytes sealed to this centre's escrow key for this system and snapshot,
+    :class:`Conflict` when a different manifest was kept for this snapshot already.
     """
     now = now or utcnow()
     try:
@@ -180,6 +205,8 @@ def store_manifest(catalog: Catalog, agent: AgentIdentity, snapshot_id: str,
     except (TypeError, ValueError) as error:
         raise BadRequest(f"manifest: cannot be put in canonical form: {error}") from None
     digest = hashlib.sha256(content).hexdigest()
+    head = None if sealed is None else _check_seal(sealed, keystore, agent.system,
+                                                   snapshot_id, content)
     with catalog.session() as session:
         snapshot = session.scalar(sa.select(Snapshot).where(
             Snapshot.system_id == agent.system_id, Snapshot.restic_id == snapshot_id))
@@ -204,11 +231,47 @@ def store_manifest(catalog: Catalog, agent: AgentIdentity, snapshot_id: str,
             raise Conflict(f"a different manifest was recorded for snapshot {snapshot_id} "
                            "already")
         session.add(SnapshotManifest(snapshot_id=snapshot.id, content=content, sha256=digest,
-                                     signature=signature, received_at=now))
+                                     signature=signature, received_at=now, sealed_head=head))
         # what the agent put in the stores, for verification to check every copy against
         record_manifest(session, agent.system_id, snapshot_id, content, signature,
-                        snapshot.system.agent_public_key, now=now)
+                        snapshot.system.agent_public_key, now=now,
+                        sealed=None if sealed is None else (sealed.sha256, sealed.size),
+                        sealed_checked=head is not None)
+    if sealed is not None and head is None:
+        log.warning("the manifest of snapshot %s of %s in the stores is sealed to escrow key "
+                    "%s, not this centre's: its digest is recorded as the agent reports it",
+                    snapshot_id[:SHORT_ID_LENGTH], agent.system, sealed.key[:16])
     return True
+
+
+def _check_seal(sealed: ManifestSeal, keystore: KeyStore | None, system: str,
+                snapshot_id: str, content: bytes) -> bytes | None:
+    """The sealed manifest's head to keep, once sealing ``content`` again from it gives
+    the digest and size the agent reported (raises :class:`BadRequest` otherwise).
+
+    None for a manifest sealed to another escrow key than this centre's (an agent that
+    backed up with a cached assignment across ``drd keys rotate-escrow``): the centre
+    cannot check it, records the digest as reported, and cannot write that object back
+    (another store's matching copy still can)."""
+    if keystore is None:
+        raise ValueError("a sealed manifest is checked with the centre's key store")
+    try:
+        head = base64.b64decode(sealed.head, validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("sealed.head: not base64") from None
+    escrow = keystore.escrow_private_key()
+    if sealed.key != recipient_fingerprint(escrow.public_key()):
+        return None
+    try:
+        found = resealed_digest(escrow, head, content, manifest_context(system, snapshot_id))
+    except CryptoError:
+        raise BadRequest(f"sealed.head: not the first {SEAL_HEAD_SIZE} bytes of a sealed "
+                         "object (see docs/agent-protocol.md)") from None
+    if found != (sealed.sha256, sealed.size):
+        raise BadRequest("sealed: the manifest sealed again from its head is not the object "
+                         "the agent reported (sealed for another system or snapshot, or "
+                         "other bytes?); see docs/agent-protocol.md")
+    return head
 
 
 @dataclass(frozen=True)

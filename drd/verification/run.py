@@ -77,6 +77,7 @@ from drd.catalog.models import Store as StoreRow
 from drd.catalog.models import System as SystemRow
 from drd.catalog.types import UTCDateTime, utcnow
 from drd.config import Config
+from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
 from drd.recorded.catalog import catalog_bytes
@@ -349,7 +350,8 @@ class _Pair:
 
 class _Verifier:
     def __init__(self, catalog: Catalog, *, full: bool, budget_bytes: int | None,
-                 progress, should_stop, now, parallel: int) -> None:
+                 progress, should_stop, now, parallel: int,
+                 keystore: KeyStore | None = None) -> None:
         self.catalog = catalog
         self.full = full
         self.budget_bytes = budget_bytes
@@ -362,6 +364,8 @@ class _Verifier:
         self.records: dict[int, dict[str, Record]] = {}
         self.learned: dict[int, str] = {}
         self.tamper_raised: set[tuple[int, int, str]] = set()
+        # seals a kept manifest again to heal a sealed copy from the catalog
+        self.keystore = keystore
         self.total_objects = self.total_bytes = 0
         self.done_objects = self.done_bytes = 0
 
@@ -677,7 +681,7 @@ class _Verifier:
             self.copy_good(pair, key, reason, source, _Expected(record.sha256, record.size))
             return
         with self.catalog.session() as session:
-            data = catalog_bytes(session, repository.system_id, key)
+            data = catalog_bytes(session, repository.system_id, key, self.keystore)
         if data is not None and hashlib.sha256(data).hexdigest() == record.sha256 \
                 and len(data) == record.size:
             self.copy_good(pair, key, reason, None, _Expected(record.sha256, record.size),
@@ -904,7 +908,8 @@ def verify(catalog: Catalog, master_key: MasterKey, config: Config | None = None
                            else DEFAULT_PARALLEL)
     verifier = _Verifier(catalog, full=full, budget_bytes=budget_bytes,
                          progress=progress, should_stop=should_stop, now=now,
-                         parallel=workers)
+                         parallel=workers,
+                         keystore=KeyStore(config.keys_dir, master_key) if config else None)
     report = VerificationReport(started_at=now())
     pairs = [verifier.plan(repository, target)
              for repository in repositories for target in repository.stores

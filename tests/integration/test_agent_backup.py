@@ -3,8 +3,9 @@
 Three filesystem stores stand in for the policy's stores; restic runs once per source
 through :class:`agents.target.FanoutTarget`. Checked: every store alone restores the tree
 byte for byte, the manifest lists exactly the files restic saved (excludes matched as
-restic matches them) and is signed, a failing ``before`` command backs up nothing, a
-failing dump leaves no snapshot, and reports are spooled when the centre is unreachable.
+restic matches them), is signed, and is stored sealed to the escrow key only; a failing
+``before`` command backs up nothing, a failing dump leaves no snapshot, and reports are
+spooled when the centre is unreachable.
 """
 
 from __future__ import annotations
@@ -25,16 +26,20 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agents.backup import RunContext, plan_backup, run_backup, snapshot_report
 from agents.commands import CommandFailed, CommandOutput, command_environment
 from agents.home import AgentConfig, AgentHome, identity_key_pem
 from agents.service import backup_system, fanout_target
 from agents.target import DirectTarget, FanoutTarget
+from drd.crypto.pem import public_key_pem
+from drd.crypto.seal import manifest_context, unseal
 from drd.crypto.signing import verify
+from drd.recorded.keys import manifest_keys
 from drd.restic import Repository, Restic
 from drd.secrets import Secret
-from drd.services.protocol import SnapshotReport
+from drd.services.protocol import ManifestUpload, SnapshotReport
 from drd.stores import FilesystemStore
 from policies.schema import Policy
 
@@ -42,6 +47,7 @@ pytestmark = pytest.mark.integration
 
 PASSWORD = Secret("agent-integration-password-5b2d")
 STORES = ("dc-a", "dc-b", "region-b")
+ESCROW = X25519PrivateKey.generate()  # the centre's escrow key, which manifests are sealed to
 
 
 def make_tree(root: Path, files: int, seed: int = 3) -> None:
@@ -100,7 +106,8 @@ def context_for(policy: Policy, stores, restic: Restic, **options) -> RunContext
                           object_lock_days=policy.object_lock_days, display="parks/fs1")
     return RunContext(system="fs1", policy=policy, restic=restic, target=target,
                       stores=stores, identity_key=options.pop("key", None)
-                      or Ed25519PrivateKey.generate(), **options)
+                      or Ed25519PrivateKey.generate(), escrow_key=ESCROW.public_key(),
+                      **options)
 
 
 def direct(store: FilesystemStore) -> Repository:
@@ -167,10 +174,14 @@ def test_a_run_lands_in_every_store_with_a_signed_manifest_of_what_restic_saved(
     assert {entry["path"]: entry["sha256"] for entry in manifest["files"]} == expected
     assert {entry["path"] for entry in manifest["files"]} == \
         restic_ls_files(restic_binary, stores[0], paths.snapshot_id)
-    for snapshot in result.snapshots:
-        manifest_key, signature_key = snapshot.manifest.object_keys()
+    for snapshot in result.snapshots:  # sealed to the escrow key, signed in plaintext
+        sealed_key, signature_key = snapshot.manifest.object_keys()
+        assert sealed_key.endswith(".json.sealed")
         for store in stores:
-            data = store.read(manifest_key)
+            assert not store.exists(manifest_keys(snapshot.snapshot_id)[0])
+            sealed = store.read(sealed_key)
+            assert str(source).encode() not in sealed
+            data = unseal(ESCROW, sealed, manifest_context("fs1", snapshot.snapshot_id))
             assert data == snapshot.manifest.data
             document = json.loads(store.read(signature_key))
             verify(key.public_key(), data, base64.b64decode(document["signature"]))
@@ -313,7 +324,7 @@ def enrolled_home(tmp_path: Path, source: Path, stores_root: Path, server: str) 
         "stores": [{"name": name, "kind": "file", "url": f"file://{stores_root / name}",
                     "endpoint": None, "region": None, "object_lock": False,
                     "access_key_id": None, "secret_access_key": None} for name in STORES],
-        "escrow_public_key": "unused here",
+        "escrow_public_key": public_key_pem(ESCROW.public_key()).decode(),
     }
     home.install(ca_pem=b"", identity_key_pem=identity_key_pem(Ed25519PrivateKey.generate()),
                  password=PASSWORD, agent_token=Secret("agent-token-value"),
@@ -339,6 +350,9 @@ def test_reports_are_spooled_when_the_centre_is_unreachable(tmp_path, initialise
     assert state["ok"] and state["last_success"]
     first = json.loads((home.spool_dir / entries[0]).read_text())
     SnapshotReport.model_validate(first["body"])
+    upload = ManifestUpload.model_validate(
+        json.loads((home.spool_dir / entries[1]).read_text())["body"])
+    assert upload.sealed is not None and upload.sealed.size > 61
 
 
 def test_the_direct_target_reads_one_store(initialised, restic):

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from fastapi.testclient import TestClient
 
 from drd.api.app import create_app
@@ -39,9 +40,17 @@ from drd.config import load_config
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import public_key_pem
-from drd.crypto.seal import seal, unseal
+from drd.crypto.seal import (
+    SEAL_HEAD_SIZE,
+    manifest_context,
+    recipient_fingerprint,
+    seal,
+    unseal,
+)
 from drd.crypto.signing import sign
 from drd.errors import UserError
+from drd.recorded.catalog import backfill_records, catalog_bytes, records_of
+from drd.recorded.keys import manifest_keys, sealed_manifest_keys
 from drd.services import agents, enrollment, snapshots, status
 from drd.services import policies as policy_service
 from drd.services import stores as store_service
@@ -168,13 +177,26 @@ class Agent:
     def post(self, path: str, body):
         return self.centre.client.post(path, json=body, headers=self.headers)
 
-    def put_manifest(self, snapshot_id: str, manifest: dict, key=None, signature=None):
+    def put_manifest(self, snapshot_id: str, manifest: dict, key=None, signature=None,
+                     sealed: dict | None = None):
         if signature is None:
             signature = base64.b64encode(sign(key or self.key, canonical_json(manifest)))
             signature = signature.decode()
+        body = {"manifest": manifest, "signature": signature}
+        if sealed is not None:
+            body["sealed"] = sealed
         return self.centre.client.put(f"/v1/agent/snapshots/{snapshot_id}/manifest",
-                                      json={"manifest": manifest, "signature": signature},
-                                      headers=self.headers)
+                                      json=body, headers=self.headers)
+
+    def seal(self, snapshot_id: str, manifest: dict, *, system: str | None = None,
+             sealed_for: str | None = None, escrow=None) -> tuple[bytes, dict]:
+        """The manifest sealed as the agent stores it, and the upload's ``sealed``."""
+        escrow = escrow or self.centre.keystore.escrow_public_key()
+        blob = seal(escrow, canonical_json(manifest),
+                    manifest_context(system or self.system, sealed_for or snapshot_id))
+        return blob, {"head": base64.b64encode(blob[:SEAL_HEAD_SIZE]).decode(),
+                      "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob),
+                      "key": recipient_fingerprint(escrow)}
 
 
 def _manifest(snapshot_id: str, files: int = 2) -> dict:
@@ -381,6 +403,71 @@ def test_a_manifest_must_match_the_reported_digest_and_snapshot(centre: Centre) 
     assert agent.put_manifest("b" * 64, _manifest("b" * 64)).status_code == 204
     clash = agent.put_manifest("b" * 64, _manifest("b" * 64, files=5))
     assert clash.status_code == 409
+
+
+def test_a_sealed_manifest_is_recorded_by_the_digest_of_what_the_stores_hold(
+        centre: Centre) -> None:
+    agent = Agent(centre, centre.token())
+    agent.enroll()
+    manifest = _manifest("a" * 64)
+    assert agent.post("/v1/agent/snapshots",
+                      _report("a" * 64, manifest=manifest)).status_code == 201
+
+    def refused(sealed: dict, status_code: int = 400) -> str:
+        response = agent.put_manifest("a" * 64, manifest, sealed=sealed)
+        assert response.status_code == status_code, response.text
+        return str(response.json()["detail"])
+
+    blob, sealed = agent.seal("a" * 64, manifest)
+    assert "not the object" in refused(sealed | {"sha256": "0" * 64})
+    assert "not the object" in refused(sealed | {"size": sealed["size"] + 1})
+    for other in (agent.seal("a" * 64, manifest, sealed_for="b" * 64)[1],
+                  agent.seal("a" * 64, manifest, system="fs2")[1],
+                  agent.seal("a" * 64, _manifest("a" * 64, files=3))[1]):
+        assert "not the object" in refused(other)  # another context, or other bytes
+    broken = base64.b64encode(b"\x02" + blob[1:SEAL_HEAD_SIZE]).decode()
+    assert "first 45 bytes" in refused(sealed | {"head": broken})
+    assert "head" in refused(sealed | {"head": "!" * 60})
+    assert "head" in refused(sealed | {"head": "AAAA"}, 422)
+    with centre.catalog.session() as session:
+        assert session.scalar(sa.select(SnapshotManifest)) is None  # nothing kept yet
+
+    assert agent.put_manifest("a" * 64, manifest, sealed=sealed).status_code == 204
+    assert agent.put_manifest("a" * 64, manifest, sealed=sealed).status_code == 204
+    sealed_key, signature_key = sealed_manifest_keys("a" * 64)
+    system_id = _system(centre.catalog).id
+    with centre.catalog.session() as session:
+        kept = session.scalar(sa.select(SnapshotManifest))
+        assert kept.content == canonical_json(manifest)
+        assert kept.sealed_head == blob[:SEAL_HEAD_SIZE]
+        records = records_of(session, system_id)
+        assert (records[sealed_key].sha256, records[sealed_key].size) == \
+            (hashlib.sha256(blob).hexdigest(), len(blob))
+        assert signature_key in records and manifest_keys("a" * 64)[0] not in records
+        # the catalog writes back exactly what the agent stored, never the plaintext
+        assert catalog_bytes(session, system_id, sealed_key,
+                             centre.keystore) == blob
+        assert catalog_bytes(session, system_id, sealed_key) is None
+        assert catalog_bytes(session, system_id,
+                             manifest_keys("a" * 64)[0], centre.keystore) is None
+    assert "escrow.unseal_manifest" not in _actions(centre.catalog)
+
+    # sealed to another escrow key (a backup made with the assignment cached across an
+    # escrow rotation): kept, its digest recorded as reported, but not checked
+    manifest = _manifest("b" * 64)
+    assert agent.post("/v1/agent/snapshots",
+                      _report("b" * 64, manifest=manifest)).status_code == 201
+    blob, sealed = agent.seal("b" * 64, manifest,
+                              escrow=X25519PrivateKey.generate().public_key())
+    assert agent.put_manifest("b" * 64, manifest, sealed=sealed).status_code == 204
+    sealed_key = sealed_manifest_keys("b" * 64)[0]
+    with centre.catalog.session() as session:
+        record = records_of(session, system_id)[sealed_key]
+        assert (record.sha256, record.size) == (hashlib.sha256(blob).hexdigest(), len(blob))
+        assert "unchecked" in record.source
+        for key in (sealed_key, manifest_keys("b" * 64)[0]):
+            assert catalog_bytes(session, system_id, key, centre.keystore) is None
+        assert backfill_records(session, system_id) == 0  # no plaintext .json recorded
 
 
 # -- tokens that do not work --------------------------------------------------------------

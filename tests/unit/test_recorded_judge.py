@@ -19,7 +19,10 @@ from drd.recorded.keys import (
     ESCROW_KEY,
     is_drd_object,
     is_recorded_kind,
+    is_sealed_manifest,
     manifest_keys,
+    manifest_snapshot,
+    sealed_manifest_keys,
     signature_document,
 )
 
@@ -116,15 +119,27 @@ def test_a_copy_is_good_exactly_when_it_matches_the_record(seen):
 
 @pytest.mark.parametrize("key,recorded", [
     (CONFIG, True), (ESCROW_KEY, True), (f"drd/manifests/{SNAPSHOT}.json", True),
-    (f"drd/manifests/{SNAPSHOT}.json.sig", True), ("drd/manifests/x.json", False),
+    (f"drd/manifests/{SNAPSHOT}.json.sig", True),
+    (f"drd/manifests/{SNAPSHOT}.json.sealed", True), ("drd/manifests/x.json", False),
+    ("drd/manifests/x.json.sealed", False), (f"drd/manifests/{SNAPSHOT}.sealed", False),
+    (f"drd/manifests/{SNAPSHOT}.json.sealed.sig", False),
     (f"drd/manifests/{SNAPSHOT}.json.old", False), (f"index/{GOOD}", False),
     ("drd/escrow/other", False)])
 def test_recorded_kinds(key, recorded):
     assert is_recorded_kind(key) is recorded
+    assert (manifest_snapshot(key) == SNAPSHOT) is (recorded and key.startswith("drd/m"))
+
+
+def test_the_sealed_manifest_and_the_plaintext_one_share_the_signature_object():
+    sealed, signature = sealed_manifest_keys(SNAPSHOT)
+    assert sealed == f"drd/manifests/{SNAPSHOT}.json.sealed"
+    assert signature == manifest_keys(SNAPSHOT)[1]
+    assert is_sealed_manifest(sealed)
+    assert not any(is_sealed_manifest(key) for key in (*manifest_keys(SNAPSHOT), CONFIG))
 
 
 def test_the_ledger_tracks_recorded_keys_without_a_name_digest():
-    for key in (CONFIG, ESCROW_KEY, *manifest_keys(SNAPSHOT)):
+    for key in (CONFIG, ESCROW_KEY, *manifest_keys(SNAPSHOT), *sealed_manifest_keys(SNAPSHOT)):
         assert is_tracked(key) and expected_sha256(key) is None
     assert is_restic_object(CONFIG) and not is_drd_object(CONFIG)
     assert not is_restic_object(ESCROW_KEY) and is_drd_object(ESCROW_KEY)
@@ -138,4 +153,4 @@ def test_the_agent_writes_the_signature_document_the_centre_records():
     document = signature_document(signed.key_fingerprint, signed.signature_b64)
     assert signed.signature_document() == document
     assert json.loads(document)["signature"] == base64.b64encode(signed.signature).decode()
-    assert signed.object_keys() == manifest_keys(SNAPSHOT)
+    assert signed.object_keys() == sealed_manifest_keys(SNAPSHOT)

@@ -71,7 +71,9 @@ def report_snapshot(body: SnapshotReport, agent: Agent, context: Context,
                 409: {"description": "a different manifest was recorded before"}})
 async def put_manifest(snapshot_id: SnapshotId, request: Request, agent: Agent,
                        context: Context) -> Response:
-    """Keep the snapshot's manifest once its Ed25519 signature has been verified.
+    """Keep the snapshot's manifest once its Ed25519 signature has been verified, and
+    record the digest of the sealed manifest the agent stored (``sealed``), once the
+    centre's escrow key seals the manifest again to that very object.
     \f
     (``/openapi.json`` shows the text above the form feed.)
 
@@ -85,5 +87,6 @@ async def put_manifest(snapshot_id: SnapshotId, request: Request, agent: Agent,
     """
     upload = await read_json_model(request, ManifestUpload)
     await run_in_threadpool(snapshots.store_manifest, context.catalog, agent, snapshot_id,
-                            upload.manifest, upload.signature, now=context.now())
+                            upload.manifest, upload.signature, now=context.now(),
+                            sealed=upload.sealed, keystore=context.keystore)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,5 @@
-"""Manifests: the deterministic sample, canonical signing, and which files are listed."""
+"""Manifests: the deterministic sample, canonical signing, sealing for the stores, and
+which files are listed."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from datetime import UTC, datetime
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from agents.excludes import rooted_patterns
 from agents.manifest import (
@@ -18,9 +20,12 @@ from agents.manifest import (
     command_digests,
     in_sample,
     manifest_sha256,
+    seal_manifest,
     sign_manifest,
     walk_sources,
 )
+from drd.crypto.errors import CryptoError
+from drd.crypto.seal import manifest_context, recipient_fingerprint, unseal
 from drd.crypto.signing import public_key_fingerprint, verify
 
 SNAPSHOT = "0d75d4202c7c41e2637dcc8ddf696e430e53a6884aed1a751bcd339a0d19e41a"
@@ -53,9 +58,36 @@ def test_the_signature_covers_the_canonical_bytes_and_names_the_key():
     assert document == {"version": 1, "algorithm": "ed25519",
                         "key": public_key_fingerprint(key.public_key()),
                         "signature": signed.signature_b64}
-    assert signed.object_keys() == (f"drd/manifests/{SNAPSHOT}.json",
+    assert signed.object_keys() == (f"drd/manifests/{SNAPSHOT}.json.sealed",
                                     f"drd/manifests/{SNAPSHOT}.json.sig")
     assert signed.sha256 == manifest_sha256(manifest)
+
+
+def test_the_stores_get_the_manifest_sealed_to_the_escrow_key_for_its_snapshot_only():
+    escrow = X25519PrivateKey.generate()
+    manifest = {"snapshot_id": SNAPSHOT, "files": [{"path": "/srv/secret-plans.odt"}]}
+    signed = sign_manifest(Ed25519PrivateKey.generate(), manifest)
+    with pytest.raises(ValueError, match="not sealed"):
+        signed.stored_objects()  # the plaintext is never stored
+    sealed = seal_manifest(signed, escrow.public_key(), "fs1")
+    objects = sealed.stored_objects()
+    assert list(objects) == list(sealed.object_keys())
+    blob = objects[f"drd/manifests/{SNAPSHOT}.json.sealed"]
+    assert b"secret-plans" not in blob and b"secret-plans" not in b"".join(objects.values())
+    assert unseal(escrow, blob, manifest_context("fs1", SNAPSHOT)) == signed.data
+    for system, snapshot in (("fs2", SNAPSHOT), ("fs1", "1" * 64), ("fs", "1:" + SNAPSHOT)):
+        with pytest.raises(CryptoError):  # another system's, or another snapshot's
+            unseal(escrow, blob, manifest_context(system, snapshot))
+    with pytest.raises(CryptoError):
+        unseal(X25519PrivateKey.generate(), blob, manifest_context("fs1", SNAPSHOT))
+    # the signature is over the plaintext, as before: the centre checks it after unsealing
+    assert objects[f"drd/manifests/{SNAPSHOT}.json.sig"] == signed.signature_document()
+    described = sealed.seal_description()
+    assert described == {"head": base64.b64encode(blob[:45]).decode(),
+                         "sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob),
+                         "key": recipient_fingerprint(escrow.public_key())}
+    # sealing is randomised: two runs never store the same bytes, nor a guessable digest
+    assert seal_manifest(signed, escrow.public_key(), "fs1").sealed != blob
 
 
 def test_the_walk_lists_regular_files_restic_keeps(tmp_path):

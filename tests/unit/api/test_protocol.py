@@ -95,6 +95,25 @@ def test_heartbeat_and_manifest_bodies() -> None:
         ManifestUpload.model_validate({"manifest": [1, 2], "signature": "AA=="})
 
 
+SEALED = {"head": "A" * 60, "sha256": "a" * 64, "size": 200, "key": "b" * 64}
+
+
+def test_a_manifest_upload_may_describe_its_sealed_copy() -> None:
+    assert ManifestUpload.model_validate({"manifest": {}, "signature": "AA=="}).sealed is None
+    upload = ManifestUpload.model_validate({"manifest": {}, "signature": "AA==",
+                                            "sealed": SEALED})
+    assert upload.sealed is not None and upload.sealed.size == 200
+
+
+@pytest.mark.parametrize("change", [
+    {"head": "A" * 59}, {"head": "A" * 61}, {"sha256": "A" * 64}, {"size": 60},
+    {"size": "200"}, {"key": "b" * 63}, {"key": None}])
+def test_a_sealed_copy_described_wrongly_is_refused(change) -> None:
+    with pytest.raises(ValidationError):
+        ManifestUpload.model_validate({"manifest": {}, "signature": "AA==",
+                                       "sealed": SEALED | change})
+
+
 def test_canonical_json_is_sorted_compact_and_ascii() -> None:
     document = {"b": [1, 2.5, None], "a": {"z": "é", "y": True}}
     assert canonical_json(document) == b'{"a":{"y":true,"z":"\\u00e9"},"b":[1,2.5,null]}'
