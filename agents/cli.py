@@ -33,6 +33,7 @@ from drd.console.runner import run
 from drd.errors import OperationError, UserError
 from drd.restic import Restic
 from drd.restic.version import require_supported
+from drd.secrets import quiet_wire_loggers
 
 
 def home_option(command):
@@ -55,6 +56,7 @@ def agent_cli(verbose: int) -> None:
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    quiet_wire_loggers()
 
 
 # -- enroll -------------------------------------------------------------------------------

@@ -83,3 +83,19 @@ def url_password(url: str) -> str | None:
     if match is None:
         return None
     return url[match.end("user") + 1:match.end() - 1]
+
+
+# Libraries that log what goes over the wire at DEBUG: botocore prints whole response
+# bodies (IAM's CreateAccessKey answer holds the new secret key), urllib3 and httpcore
+# request lines and headers. Their DEBUG is never drd's.
+WIRE_LOGGERS = ("botocore", "boto3", "s3transfer", "urllib3", "httpcore", "httpx")
+
+
+def quiet_wire_loggers() -> None:
+    """Hold the :data:`WIRE_LOGGERS` at WARNING, whatever ``-v`` asks of the rest: drd's
+    own DEBUG lines go through :func:`mask`; theirs would carry secrets as they are."""
+    import logging
+
+    for name in WIRE_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+

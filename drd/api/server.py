@@ -26,6 +26,7 @@ import uvicorn
 
 from drd.crypto.keystore import ServerTLSFiles
 from drd.errors import OperationError, UserError
+from drd.secrets import quiet_wire_loggers
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def configure_logging() -> None:
     root.setLevel(min(root.level or logging.INFO, logging.INFO))
     # /readyz checks the schema through Alembic, which would log two lines per probe
     logging.getLogger("alembic").setLevel(max(root.level, logging.WARNING))
+    quiet_wire_loggers()
 
 
 def _server_config(app, address: ListenAddress, tls: ServerTLSFiles | None) -> uvicorn.Config:

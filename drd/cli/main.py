@@ -13,6 +13,7 @@ import click
 from drd import __version__
 from drd.cli.context import CliState
 from drd.console.runner import run
+from drd.secrets import quiet_wire_loggers
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,6 +66,7 @@ def cli(ctx: click.Context, home: str | None, verbose: int, server: str | None,
     level = (logging.WARNING, logging.INFO, logging.DEBUG)[min(verbose, 2)]
     logging.basicConfig(level=level, stream=sys.stderr,
                         format="%(levelname)s %(name)s: %(message)s")
+    quiet_wire_loggers()
 
 
 def _register() -> None:
@@ -101,6 +103,8 @@ def _register() -> None:
     cli.add_command(verify.verify_command)
     from drd.cli.replicate import replicate_command
     cli.add_command(replicate_command)
+    from drd.cli.repair import repair_command
+    cli.add_command(repair_command)
     from drd.cli.restore import restore_command
     cli.add_command(restore_command)
     from drd.cli.completion import completion_command

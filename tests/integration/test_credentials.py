@@ -369,3 +369,31 @@ def test_the_leader_rotates_keys_older_than_credential_rotation_days(centre, ser
     centre.config.credential_rotation_days = 0  # never: nothing more happens
     Watch(centre.config, centre.catalog, centre.master_key)._keys()
     assert sorted(k.state for k in keys(centre, "fs1")) == states
+
+
+def test_a_new_key_never_reaches_the_log_even_at_debug(servers, caplog):
+    import logging
+
+    from drd.secrets import WIRE_LOGGERS, quiet_wire_loggers
+    from drd.stores.credentials import open_broker, repository_scope
+
+    server = servers["dc-a"]
+    spec = StoreSpec(name="dc-a", url="s3://drd-dc-a/city", endpoint=server.endpoint,
+                     region="region-a")
+    broker = open_broker("seaweedfs", spec, server.access_key, server.secret)
+    boto3.client("s3", endpoint_url=server.endpoint, region_name="us-east-1",
+                 aws_access_key_id=server.access_key,
+                 aws_secret_access_key=server.secret_key).create_bucket(Bucket="drd-dc-a")
+    caplog.set_level(logging.DEBUG)
+    try:
+        for name in WIRE_LOGGERS:  # what botocore does at DEBUG when nothing holds it
+            logging.getLogger(name).setLevel(logging.NOTSET)
+        loud = broker.issue(repository_scope(spec, "parks/loud", "loud"))
+        assert loud.secret_access_key.reveal() in caplog.text
+        caplog.clear()
+        quiet_wire_loggers()  # as drd, drd-agent and drd serve set logging up
+        quiet = broker.issue(repository_scope(spec, "parks/quiet", "quiet"))
+        assert quiet.secret_access_key.reveal() not in caplog.text
+        assert server.secret_key not in caplog.text
+    finally:
+        quiet_wire_loggers()

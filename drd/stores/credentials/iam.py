@@ -49,7 +49,7 @@ from drd.stores.credentials.documents import (
     policy_size,
     repository_policy,
 )
-from drd.stores.errors import StoreAuthError, StoreError, StoreUnavailable
+from drd.stores.errors import StoreAuthError, StoreError
 from drd.stores.s3_errors import error_code, translate_error
 
 log = logging.getLogger(__name__)
@@ -199,7 +199,8 @@ class IamBroker(CredentialBroker):
                 failure = translate_error(self.store, error, doing="trying a new key",
                                           bucket=scope.bucket, endpoint=self.s3_endpoint,
                                           secrets_to_mask=(issued.secret_access_key,))
-                if isinstance(failure, StoreUnavailable) or time.monotonic() > deadline:
+                # only "not known (yet)" is worth waiting for: IAM is eventually consistent
+                if not isinstance(failure, StoreAuthError) or time.monotonic() > deadline:
                     raise failure from None
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
