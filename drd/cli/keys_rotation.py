@@ -90,7 +90,7 @@ def _report(result: key_rotation.RotationResult, lines: list[str], as_json: bool
 @json_option
 @click.pass_obj
 def change_passphrase_command(state: CliState, as_json: bool) -> None:
-    """Re-encrypt the keys and store secrets under a new master passphrase.
+    """Re-encrypt the keys, store secrets and systems' store keys under a new passphrase.
 
     The current passphrase comes as always ($DRD_MASTER_PASSPHRASE or the systemd
     credential; a centre with a master.key file needs none), the new one from
@@ -103,8 +103,10 @@ def change_passphrase_command(state: CliState, as_json: bool) -> None:
     result = key_rotation.change_passphrase(state.config(), state.catalog(), old, new,
                                             actor=_actor())
     _report(result, [
-        f"re-encrypted {result.counts['key_files']} key files and "
-        f"{result.counts['store_secrets']} store secrets under the new master passphrase "
+        f"re-encrypted {result.counts['key_files']} key files, "
+        f"{result.counts['store_secrets']} store secrets and "
+        f"{result.counts['store_credentials']} systems' own store keys under the new master "
+        "passphrase "
         f"(audit: keys.change_passphrase {result.rotation})",
         "Put the new passphrase in the systemd credential drd-master-passphrase (or "
         "DRD_MASTER_PASSPHRASE) before starting drd serve: the old one opens nothing now.",

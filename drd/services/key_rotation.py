@@ -1,9 +1,9 @@
 """Rotating the centre's keys: a new master passphrase, a new escrow key, a new signing key.
 
 Each rotation changes two things that cannot share one transaction: files in ``keys/``
-and rows in the catalog (store secrets, sealed passwords, drill signatures). So that a
-crash leaves the old or the new state usable, never a mix, every rotation goes the same
-way:
+and rows in the catalog (store secrets and systems' own store keys, sealed passwords,
+drill signatures). So that a crash leaves the old or the new state usable, never a mix,
+every rotation goes the same way:
 
 1. build a complete new keys directory beside the old one, ``<home>/keys.rotating``
    (everything copied, the changed files replaced), fsynced;
@@ -39,11 +39,13 @@ from typing import Any
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog, audit
-from drd.catalog.models import AuditEntry, Daemon, Drill, System
+from drd.catalog.models import AuditEntry, Daemon, Drill, StoreCredential, System
 from drd.catalog.models import Store as StoreRow
 from drd.config import KEYS_DIR, Config
+from drd.credentials.reconcile import credential_context
 from drd.crypto import keystore as layout
 from drd.crypto.errors import BadSignature, CryptoError
 from drd.crypto.keystore import KeyStore, encrypt_private_key, key_file_context
@@ -299,12 +301,13 @@ def check_new_passphrase(passphrase: Secret) -> None:
 
 def change_passphrase(config: Config, catalog: Catalog, old_master_key: MasterKey,
                       new_passphrase: Secret, *, actor: str) -> RotationResult:
-    """Re-encrypt every private key and store secret under a master key from
-    ``new_passphrase`` (a centre with a random ``master.key`` moves to a passphrase).
+    """Re-encrypt every private key, store secret and system's own store key
+    (``store_credentials``) under a master key from ``new_passphrase`` (a centre with a
+    random ``master.key`` moves to a passphrase).
 
     Raises :class:`UserError` for a short passphrase or the same one as now,
-    :class:`OperationError` when a key file or store secret does not decrypt with the
-    current master key (nothing is changed then).
+    :class:`OperationError` when a key file, store secret or system's key does not
+    decrypt with the current master key (nothing is changed then).
     """
     check_new_passphrase(new_passphrase)
     home, keys = config.home, config.keys_dir
@@ -344,15 +347,41 @@ def change_passphrase(config: Config, catalog: Catalog, old_master_key: MasterKe
                                          "decrypt with the current master key: nothing was "
                                          "changed") from None
                 row.secret_encrypted = new_master_key.encrypt(secret, secret_context(row.name))
+            credentials = _reencrypt_system_keys(session, old_master_key, new_master_key)
             audit.record(session, actor, ACTIONS["passphrase"], "master-key",
                          rotation=rotation, key_files=sorted(replaced),
-                         store_secrets=len(stores))
+                         store_secrets=len(stores), store_credentials=credentials)
     except BaseException:
         _undo(home, catalog, "passphrase", rotation)
         raise
     _swap(home)
     return RotationResult(kind="passphrase", rotation=rotation,
-                          counts={"key_files": len(replaced), "store_secrets": len(stores)})
+                          counts={"key_files": len(replaced), "store_secrets": len(stores),
+                                  "store_credentials": credentials})
+
+
+def _reencrypt_system_keys(session: Session, old_master_key: MasterKey,
+                           new_master_key: MasterKey) -> int:
+    """Re-encrypt, in ``session``'s transaction, every system's own store key that still
+    has a secret (active, superseded, pending or disabling: a superseded key works until
+    its agent confirms the new one). Returns how many; raises :class:`OperationError`
+    naming the first that does not decrypt with ``old_master_key``."""
+    rows = session.execute(
+        sa.select(StoreCredential, StoreRow.name, System.name)
+        .join(StoreRow, StoreCredential.store_id == StoreRow.id)
+        .join(System, StoreCredential.system_id == System.id)
+        .where(StoreCredential.secret_encrypted.is_not(None))
+        .order_by(StoreCredential.id)).all()
+    for row, store, system in rows:
+        context = credential_context(store, row.access_key_id)
+        try:
+            secret = old_master_key.decrypt(row.secret_encrypted, context)
+        except CryptoError:
+            raise OperationError(f"{system}'s key {row.access_key_id} in store {store!r} does "
+                                 "not decrypt with the current master key: nothing was "
+                                 "changed") from None
+        row.secret_encrypted = new_master_key.encrypt(secret, context)
+    return len(rows)
 
 
 # -- the escrow key ---------------------------------------------------------------------------

@@ -23,16 +23,17 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 
-from drd.catalog.models import AuditEntry, Daemon, Drill, Store, System
+from drd.catalog.models import AuditEntry, Daemon, Drill, Store, StoreCredential, System
 from drd.cli.main import cli
 from drd.config import load_config
+from drd.credentials.reconcile import credential_context
 from drd.crypto.errors import CryptoError
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import load_master_key
 from drd.crypto.pem import public_key_pem
 from drd.crypto.seal import password_context, unseal
 from drd.crypto.signing import public_key_fingerprint
-from drd.errors import DrdError, UserError
+from drd.errors import DrdError, OperationError, UserError
 from drd.recovery.container import read_header
 from drd.recovery.copies import list_copies
 from drd.restic import Repository
@@ -40,6 +41,7 @@ from drd.secrets import Secret
 from drd.services import key_rotation
 from drd.services.agents import build_assignment
 from drd.services.centre import open_catalog, open_master_key
+from drd.services.credentials import keys_for_assignment
 from drd.services.escrow import unseal_password
 from drd.services.stores import secret_context
 from drd.stores.filesystem import FilesystemStore
@@ -157,7 +159,7 @@ def test_change_passphrase_reencrypts_everything_and_the_old_one_opens_nothing(
 
     result = json.loads(drd_process("keys", "change-passphrase", "--json", home=home,
                                     env=env).stdout)
-    assert result["counts"] == {"key_files": 4, "store_secrets": 1}
+    assert result["counts"] == {"key_files": 4, "store_secrets": 1, "store_credentials": 0}
     assert no_leftovers(home)
     assert NEW not in drd("keys", "change-passphrase", home=home, check=2, env=env).stderr
 
@@ -198,6 +200,89 @@ def test_change_passphrase_reencrypts_everything_and_the_old_one_opens_nothing(
             assert STORE_SECRET.encode() not in data, path
             assert stage.password.reveal().encode() not in data, path
             assert NEW.encode() not in data and OLD.encode() not in data, path
+    stage.catalog.dispose()
+
+
+SYSTEM_SECRETS = {"AKFS1OLD": "fs1-superseded-secret-key-0000000000000",
+                  "AKFS1NEW": "fs1-active-secret-key-111111111111111111"}
+
+
+def add_systems_own_keys(stage, master_key) -> None:
+    """A brokered store ``vault`` (never contacted here) where fs1 holds keys of its own:
+    an active one, the superseded one it still uses until it confirms, a disabled one."""
+    with stage.catalog.session() as session:
+        store = Store(name="vault", kind="s3", url="s3://vault", region="eu-3",
+                      endpoint="http://127.0.0.1:9", object_lock=True, credentials="seaweedfs",
+                      access_key_id="AKIAVAULT", secret_encrypted=master_key.encrypt(
+                          STORE_SECRET.encode(), secret_context("vault")))
+        session.add(store)
+        session.flush()
+        system = session.scalar(sa.select(System).where(System.name == stage.system))
+        for key, state in (("AKFS1OLD", "superseded"), ("AKFS1NEW", "active")):
+            session.add(StoreCredential(
+                system_id=system.id, store_id=store.id, state=state, principal="drd-fs1",
+                access_key_id=key, secret_encrypted=master_key.encrypt(
+                    SYSTEM_SECRETS[key].encode(), credential_context("vault", key))))
+        session.add(StoreCredential(system_id=system.id, store_id=store.id, state="disabled",
+                                    principal="drd-fs1", access_key_id="AKFS1GONE"))
+
+
+def test_change_passphrase_reencrypts_the_systems_own_keys(tmp_path, database_url):
+    stage = file_stage(tmp_path, database_url)
+    add_systems_own_keys(stage, stage.master_key)
+
+    result = key_rotation.change_passphrase(stage.config, stage.catalog, stage.master_key,
+                                            Secret(NEW), actor="test")
+    assert no_leftovers(stage.home)
+    new_key = load_master_key(stage.config.keys_dir, Secret(NEW))
+    with stage.catalog.session() as session:
+        system = session.scalar(sa.select(System).where(System.name == stage.system))
+        vault = session.scalar(sa.select(Store).where(Store.name == "vault"))
+        # what the agent is handed still opens: its own key, not the store's
+        handed = keys_for_assignment(session, system, [vault], new_key, allow_shared=False)
+        assert handed["vault"].access_key_id == "AKFS1NEW"
+        assert handed["vault"].secret_access_key.reveal() == SYSTEM_SECRETS["AKFS1NEW"]
+        for row in session.scalars(sa.select(StoreCredential)
+                                   .where(StoreCredential.secret_encrypted.is_not(None))):
+            context = credential_context("vault", row.access_key_id)
+            assert new_key.decrypt(row.secret_encrypted, context) == \
+                SYSTEM_SECRETS[row.access_key_id].encode()
+            with pytest.raises(CryptoError):  # the old master key opens none of them
+                stage.master_key.decrypt(row.secret_encrypted, context)
+    assert result.counts == {"key_files": 4, "store_secrets": 1, "store_credentials": 2}
+    (entry,) = audit_entries(stage.catalog, "keys.change_passphrase")
+    assert entry.details["store_credentials"] == 2
+    for path in [*stage.home.rglob("*")]:
+        if path.is_file():
+            assert not any(secret.encode() in path.read_bytes()
+                           for secret in SYSTEM_SECRETS.values()), path
+    stage.catalog.dispose()
+
+
+def test_a_systems_key_the_master_key_cannot_open_stops_the_change(tmp_path):
+    stage = file_stage(tmp_path)
+    add_systems_own_keys(stage, stage.master_key)
+    with stage.catalog.session() as session:  # encrypted under another context: damaged
+        row = session.scalar(sa.select(StoreCredential)
+                             .where(StoreCredential.access_key_id == "AKFS1NEW"))
+        row.secret_encrypted = stage.master_key.encrypt(b"x", "store-credential:vault:other")
+    keys = stage.config.keys_dir
+    before = {path.name: path.read_bytes() for path in keys.iterdir() if path.is_file()}
+    with pytest.raises(OperationError, match="fs1's key AKFS1NEW in store 'vault'"):
+        key_rotation.change_passphrase(stage.config, stage.catalog, stage.master_key,
+                                       Secret(NEW), actor="test")
+    assert no_leftovers(stage.home)
+    assert {path.name: path.read_bytes() for path in keys.iterdir() if path.is_file()} == before
+    with stage.catalog.read_session() as session:  # nothing re-encrypted, nothing audited
+        vault = session.scalar(sa.select(Store).where(Store.name == "vault"))
+        assert stage.master_key.decrypt(vault.secret_encrypted, secret_context("vault")) == \
+            STORE_SECRET.encode()
+        old = session.scalar(sa.select(StoreCredential)
+                             .where(StoreCredential.access_key_id == "AKFS1OLD"))
+        assert stage.master_key.decrypt(old.secret_encrypted,
+                                        credential_context("vault", "AKFS1OLD")) == \
+            SYSTEM_SECRETS["AKFS1OLD"].encode()
+    assert audit_entries(stage.catalog, "keys.change_passphrase") == []
     stage.catalog.dispose()
 
 
