@@ -10,7 +10,9 @@ retry resumes where the last attempt stopped:
 4. Make the identity key and a random restic password in ``pending/`` (or reuse those of
    an earlier attempt at the same enrollment).
 5. Seal the password to the centre's escrow key (context ``drd-repository-password:`` +
-   system).
+   system) and keep the blob in ``pending/``; a retry reuses it (while the escrow key is
+   the same), so the stores, where a write-once store refuses other bytes under a name
+   it holds, and the centre, which records the blob's digest, see one blob.
 6. ``restic init`` in every store through the fan-out endpoint; a repository that is
    already there is reused when the pending password opens it (an earlier attempt made
    it), refused when it does not.
@@ -154,7 +156,7 @@ def enroll(
             raise OperationError(f"the centre previewed system {assignment.system!r} for a "
                                  f"token naming {token.system!r}; refusing to enroll")
         identity, password, resumed = _pending_secrets(home, pending, server_url, assignment)
-        sealed = _seal_password(assignment, password)
+        sealed = _sealed_password(home, assignment, password)
         stores = open_stores(assignment)
         _prepare_file_stores(assignment)
         repository = _init_repository(restic, target_factory(assignment, stores, password),
@@ -204,12 +206,28 @@ def _pending_secrets(home: AgentHome, pending: PendingEnrollment | None, server:
     return identity, password, False
 
 
-def _seal_password(assignment: Assignment, password: Secret) -> bytes:
+def _sealed_password(home: AgentHome, assignment: Assignment, password: Secret) -> bytes:
+    """The pending password sealed to the centre's escrow key: the blob an earlier attempt
+    kept in ``pending/`` when it is sealed to the same key, else a new one, kept there
+    before any store sees it.
+
+    Sealing is randomised (a fresh ephemeral key), so sealing again on a retry would put
+    other bytes under ``drd/escrow/password.sealed``: a write-once store refuses them next
+    to the first attempt's (locked) copy, and the copies would differ from what the centre
+    records. Raises :class:`OperationError` for an unusable escrow key, OSError when
+    ``pending/`` cannot be written.
+    """
     try:
         escrow_key = load_escrow_public_key(assignment.escrow_public_key_pem.encode())
     except UserError as error:
         raise OperationError(f"the centre's escrow key is unusable: {error}") from None
-    return seal(escrow_key, password.reveal().encode(), password_context(assignment.system))
+    recipient = escrow_key.public_bytes_raw()
+    kept = home.pending_sealed_password(recipient)
+    if kept is not None:
+        return kept
+    sealed = seal(escrow_key, password.reveal().encode(), password_context(assignment.system))
+    home.keep_pending_sealed_password(sealed, recipient)
+    return sealed
 
 
 def _prepare_file_stores(assignment: Assignment) -> None:

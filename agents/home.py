@@ -12,8 +12,10 @@ Layout (the home is 0700, every file in it 0600, every write atomic)::
     state.json            the last backup run (time, outcome, snapshots)
     spool/                reports and manifests not yet delivered to the centre
     pending/              an enrollment in progress: identity.key, repository.password,
-                          enrollment.json (and agent.token once the centre answered),
-                          kept until enrollment completes so that a retry resumes
+                          enrollment.json, password.sealed and password.sealed-to (once
+                          sealed: the blob put into the stores and the escrow key it is
+                          sealed to), agent.token (once the centre answered); kept until
+                          enrollment completes so that a retry resumes with the same bytes
     cache/                restic's cache
     spool.lock            serialises writers and deliverers of the spool
     backup.lock           held while a backup runs (one at a time per home)
@@ -56,6 +58,8 @@ STATE_FILE = "state.json"
 SPOOL_DIR = "spool"
 PENDING_DIR = "pending"
 PENDING_FILE = "enrollment.json"
+SEALED_PASSWORD_FILE = "password.sealed"
+SEALED_TO_FILE = "password.sealed-to"
 CACHE_DIR = "cache"
 BACKUP_LOCK_FILE = "backup.lock"
 
@@ -274,6 +278,27 @@ class AgentHome:
     def pending_password(self) -> Secret:
         """The pending enrollment's password. Raises OperationError when unreadable."""
         return read_secret(self.pending_dir / PASSWORD_FILE)
+
+    def pending_sealed_password(self, escrow_public_key: bytes) -> bytes | None:
+        """The sealed password an earlier attempt kept (and may have put into the stores),
+        when it was sealed to ``escrow_public_key`` (the raw 32 bytes); None when there is
+        none, or it was sealed to another key (the centre's escrow key changed since)."""
+        try:
+            sealed_to = (self.pending_dir / SEALED_TO_FILE).read_text(encoding="ascii")
+            sealed = (self.pending_dir / SEALED_PASSWORD_FILE).read_bytes()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if sealed_to.strip() != escrow_public_key.hex() or not sealed:
+            return None
+        return sealed
+
+    def keep_pending_sealed_password(self, sealed: bytes, escrow_public_key: bytes) -> None:
+        """Keep the pending password as sealed to ``escrow_public_key`` (raw bytes), before
+        it goes into any store. The blob is written last and removed first, so a blob is
+        never read beside another key's name. Raises OSError."""
+        (self.pending_dir / SEALED_PASSWORD_FILE).unlink(missing_ok=True)
+        atomic_write(self.pending_dir / SEALED_TO_FILE, escrow_public_key.hex() + "\n")
+        atomic_write(self.pending_dir / SEALED_PASSWORD_FILE, sealed)
 
     def pending_agent_token(self) -> Secret | None:
         """The agent token the centre gave this pending enrollment, if it answered."""
