@@ -125,16 +125,31 @@ def _set_verify_budget(catalog, name: str, budget: int | None) -> None:
 @store_group.command("set")
 @home_option
 @click.argument("name")
-@click.option("--verify-budget", metavar="SIZE|auto", required=True,
+@click.option("--verify-budget", metavar="SIZE|auto",
               help="Bytes each verification run reads from this store, all systems "
                    "together; 'auto' for the default (everything within the period).")
+@click.option("--credentials", type=click.Choice(stores.CREDENTIAL_CHOICES),
+              help="Another way for systems to get keys of their own here (checked as at "
+                   "store add; keys of the old way are disabled first).")
+@click.option("--iam-endpoint", metavar="URL",
+              help="With --credentials aws-iam: the IAM API, when not the S3 endpoint.")
 @click.pass_obj
-def set_command(state: CliState, name: str, verify_budget: str) -> None:
+def set_command(state: CliState, name: str, verify_budget: str | None,
+                credentials: str | None, iam_endpoint: str | None) -> None:
     """Change a store's settings."""
-    budget = _verify_budget(verify_budget)
-    _set_verify_budget(state.catalog(), name, budget)
-    output.say(f"store {name}: verification budget "
-               f"{'auto' if budget is None else f'{budget} bytes per run'}")
+    if verify_budget is None and credentials is None:
+        raise UserError("nothing to change: give --verify-budget and/or --credentials")
+    if iam_endpoint and not credentials:
+        raise UserError("--iam-endpoint goes with --credentials")
+    if verify_budget is not None:
+        budget = _verify_budget(verify_budget)
+        _set_verify_budget(state.catalog(), name, budget)
+        output.say(f"store {name}: verification budget "
+                   f"{'auto' if budget is None else f'{budget} bytes per run'}")
+    if credentials is not None:
+        kind = stores.change_broker(state.catalog(), state.master_key(), name, credentials,
+                                    iam_endpoint)
+        output.say(f"store {name}: credentials {kind}")
 
 
 @store_group.command("set-keys")

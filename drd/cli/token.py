@@ -81,10 +81,11 @@ def revoke_command(state: CliState, name: str) -> None:
     """Revoke the token NAME (or ID) at once."""
     view = tokens.revoke_token(state.catalog(), name, actor="cli")
     output.say(f"token {view.name} ({view.role}) is revoked")
-    if view.role == "agent":
+    if view.role in ("agent", "enrollment"):
         from drd.cli.system import apply_keys
         from drd.services import credentials
 
-        # an agent cut off from the centre must be cut off from the stores too
+        # an agent cut off from the centre must be cut off from the stores too, and so
+        # must whoever previewed an enrollment token that will not be used
         systems = [credentials.system_id(state.catalog(), name) for name in view.systems]
         apply_keys(state, systems)

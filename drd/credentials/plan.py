@@ -15,12 +15,20 @@ For every system and store, :func:`plan_keys` compares what the system should ho
 - an ``active`` key whose secret the catalog no longer holds (a centre rebuilt by ``drd
   recover-catalog``: catalog copies never carry secrets) is superseded at once, so the
   agent gets a new key it can be handed, and the old one is disabled once it uses it;
-- a system that must hold nothing in a store (retired, its agent token revoked, the
-  store gone from its policy) has every key there disabled;
+- a ``superseded`` key the agent has not moved off within :data:`SUPERSEDED_GRACE` is
+  disabled anyway: a key replaced because it may be stolen must not live on because its
+  agent is dead;
+- a system that must hold nothing in a store (:func:`entitlement`: retired, its agent
+  token revoked, its enrollment token expired or replaced before it enrolled, the store
+  gone from its policy) has every key there disabled;
 - a ``disabling`` key is disabled in the store when due (retried after failures).
 
 Only keys whose ``next_attempt_at`` has come are acted on; the caller claims each before
-the store is touched. Pure: no I/O, no clock (``now`` is given).
+the store is touched. Steps come disables first (:data:`STEP_ORDER`), so that a pass that
+runs out of time has cut off what must be cut off before it makes anything new.
+Rotations are spread over a tenth of the period (at most a week) by each key's id, so keys
+made together (an upgrade, a new store) are not all replaced in one pass. Pure: no I/O,
+no clock (``now`` is given).
 """
 
 from __future__ import annotations
@@ -52,6 +60,41 @@ class StepKind(enum.StrEnum):
     CONFIRM = "confirm"
 
 
+STEP_ORDER = (StepKind.DISABLE, StepKind.CONFIRM, StepKind.SUPERSEDE, StepKind.ISSUE)
+SUPERSEDED_GRACE = timedelta(days=7)
+_SPREAD_MOST = timedelta(days=7)
+
+
+class SystemStatus(enum.StrEnum):
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    RETIRED = "retired"
+
+
+def entitlement(status: str, *, in_policy: bool, agent_token: bool,
+                enrollment_token: bool, has_keys: bool, issue_pending: bool
+                ) -> tuple[bool, str] | None:
+    """Whether a system may hold a key in a store: ``(True, "")``, ``(False, why not)``, or
+    None when there is nothing to decide (no key, and none to make).
+
+    - retired: never;
+    - the store is not in its policy: not any more (when it holds keys there);
+    - enrolled: while its agent holds a token that is neither revoked nor expired;
+    - pending (token issued, not enrolled): only while an unused enrollment token is
+      valid, and only keys the enrollment preview made (``issue_pending``) -- a leaked
+      token whose time is up, or that a newer token replaced, leaves no working key.
+    """
+    if status == SystemStatus.RETIRED:
+        return (False, "retired") if has_keys else None
+    if not in_policy:
+        return (False, "store left the policy") if has_keys else None
+    if status == SystemStatus.ENROLLED:
+        return (True, "") if agent_token else (False, "agent token revoked")
+    if not enrollment_token:
+        return (False, "enrollment token expired or replaced") if has_keys else None
+    return (True, "") if issue_pending or has_keys else None
+
+
 @dataclass(frozen=True)
 class KeyFacts:
     """One row of ``store_credentials``, as the plan needs it."""
@@ -65,6 +108,7 @@ class KeyFacts:
     confirmed_at: datetime | None = None
     next_attempt_at: datetime | None = None
     has_secret: bool = True
+    superseded_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +150,7 @@ def plan_keys(needs: Iterable[Need], keys: Iterable[KeyFacts], now: datetime,
     ones, which are always carried out. ``rotate_after`` None or zero: no rotation.
     """
     by_pair: dict[tuple[int, int], list[KeyFacts]] = defaultdict(list)
+    rotate_after = rotate_after if rotate_after and rotate_after > timedelta(0) else None
     for key in keys:
         by_pair[key.system_id, key.store_id].append(key)
     steps: list[Step] = []
@@ -118,7 +163,17 @@ def plan_keys(needs: Iterable[Need], keys: Iterable[KeyFacts], now: datetime,
         if pair not in seen:
             steps += [Step(StepKind.DISABLE, key.system_id, key.store_id, key.id, "")
                       for key in pair_keys if key.state == KeyState.DISABLING and _due(key, now)]
-    return steps
+    return sorted(steps, key=lambda step: STEP_ORDER.index(step.kind))
+
+
+def rotation_due(key: KeyFacts, rotate_after: timedelta) -> datetime | None:
+    """When ``key`` is to be replaced: ``rotate_after`` after it was made, plus an offset
+    drawn from its id within a tenth of the period (at most a week)."""
+    if key.issued_at is None:
+        return None
+    spread = min(rotate_after / 10, _SPREAD_MOST)
+    fraction = (key.id * 2654435761 % 1000) / 1000  # Knuth's multiplicative hash
+    return key.issued_at + rotate_after + spread * fraction
 
 
 def _plan_pair(need: Need, keys: list[KeyFacts], now: datetime,
@@ -132,6 +187,12 @@ def _plan_pair(need: Need, keys: list[KeyFacts], now: datetime,
                         if key.state in (*LIVE, KeyState.SUPERSEDED)]
     live = [key for key in keys if key.state in LIVE]
     superseded = [key for key in keys if key.state == KeyState.SUPERSEDED]
+    expired = [key for key in superseded
+               if key.superseded_at is not None and key.superseded_at + SUPERSEDED_GRACE <= now]
+    steps += [Step(StepKind.DISABLE, system, store, key.id,
+                   f"the agent did not take its new key within {SUPERSEDED_GRACE.days} days")
+              for key in expired]
+    superseded = [key for key in superseded if key not in expired]
     if not live:
         return steps + [Step(StepKind.ISSUE, system, store)]
     for key in live:
@@ -148,8 +209,8 @@ def _plan_pair(need: Need, keys: list[KeyFacts], now: datetime,
         if not key.has_secret and not superseded:
             steps.append(Step(StepKind.SUPERSEDE, system, store, key.id,
                               "the centre no longer holds its secret (recovered catalog)"))
-        elif (rotate_after and not superseded and key.issued_at is not None
-              and key.issued_at + rotate_after <= now):
+        elif (rotate_after and not superseded
+              and (due := rotation_due(key, rotate_after)) is not None and due <= now):
             steps.append(Step(StepKind.SUPERSEDE, system, store, key.id,
                               f"older than {rotate_after.days} days"))
     return steps

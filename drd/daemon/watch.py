@@ -25,13 +25,20 @@ from drd.alerting.evaluate import run_rules
 from drd.alerting.probe import probe_stores
 from drd.alerting.rules import RuleSettings
 from drd.catalog import Catalog
-from drd.credentials.reconcile import RECONCILE_SECONDS, determine_brokers, reconcile
+from drd.credentials.reconcile import (
+    LEADER_ISSUE_BUDGET,
+    RECONCILE_SECONDS,
+    determine_brokers,
+    reconcile,
+)
 from drd.daemon.queue import one_line_error
 from drd.errors import DrdError
 
 log = logging.getLogger("drd.alerts.watch")
 
 TICK_SECONDS = 1.0
+# how often stores whose credential broker is not known yet are probed for it
+BROKERS_SECONDS = 600.0
 
 
 class Watch:
@@ -50,6 +57,7 @@ class Watch:
         self._thread: threading.Thread | None = None  # the loop, until it has ended
         self._probe_thread: threading.Thread | None = None
         self._keys_thread: threading.Thread | None = None
+        self._next_brokers = 0.0
         self._stop = threading.Event()
 
     def start(self) -> None:
@@ -134,10 +142,13 @@ class Watch:
         self._keys_thread.start()
 
     def _keys(self) -> None:
-        determine_brokers(self.catalog, self.master_key)
+        if time.monotonic() >= self._next_brokers:  # slow to probe: every few minutes
+            self._next_brokers = time.monotonic() + BROKERS_SECONDS
+            determine_brokers(self.catalog, self.master_key)
         days = int(getattr(self.config, "credential_rotation_days", 0) or 0)
         done = reconcile(self.catalog, self.master_key,
-                         rotate_after=timedelta(days=days) if days > 0 else None)
+                         rotate_after=timedelta(days=days) if days > 0 else None,
+                         issue_budget=LEADER_ISSUE_BUDGET)
         if done.changed:
             log.info("credentials: %d made, %d rotated, %d disabled, %d confirmed",
                      done.issued, done.superseded, done.disabled, done.confirmed)

@@ -136,7 +136,9 @@ def request_rotation(catalog: Catalog, name: str, actor: str = "cli",
     """Replace every active key of ``name`` (``drd system rotate-credentials``): each is
     superseded (it keeps working until the agent uses its new key, then it is disabled)
     and a new one is made by :func:`apply_now` or the leader. A key the agent never
-    picked up, made by an earlier rotation, is disabled rather than superseded. Returns
+    picked up, made by an earlier rotation while the agent still holds the older one, is
+    disabled rather than superseded. A suspected theft calls for :func:`retire_system`
+    (and a new enrollment), not a rotation: the agent's token fetches the new keys too. Returns
     how many keys are replaced. Raises :class:`UserError` for a system that is not
     enrolled."""
     now = now or utcnow()
@@ -153,26 +155,20 @@ def request_rotation(catalog: Catalog, name: str, actor: str = "cli",
         for row in rows:
             if row.state != "active":
                 continue
-            if row.store_id in waiting:
+            if row.store_id in waiting and row.confirmed_at is None:
+                # the agent still uses the older key: this one never reached it
                 row.state, row.reason = "disabling", "rotated before the agent used it"
             else:
                 row.state, row.reason, row.superseded_at = "superseded", "rotated", now
+                for older in rows:  # the agent has moved on from those (AWS: 2 keys a user)
+                    if older.store_id == row.store_id and older.state == "superseded" \
+                            and older is not row:
+                        older.state, older.reason = "disabling", "replaced twice"
+                        older.next_attempt_at = now
             row.next_attempt_at = now
             replaced += 1
         audit.record(session, actor, "credentials.rotate", name, keys=replaced)
     return replaced
-
-
-def systems_of_policies(catalog: Catalog, policies: Iterable[str]) -> list[int]:
-    """The ids of the systems that follow any of ``policies``."""
-    from drd.catalog.models import Policy
-
-    names = list(policies)
-    if not names:
-        return []
-    with catalog.read_session() as session:
-        return list(session.scalars(sa.select(System.id).join(Policy, System.policy_id == Policy.id)
-                                    .where(Policy.name.in_(names))))
 
 
 def system_id(catalog: Catalog, name: str) -> int:

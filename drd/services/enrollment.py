@@ -22,7 +22,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from drd.catalog import Catalog, audit
-from drd.catalog.models import Department, Policy, System, Token
+from drd.catalog.models import Department, Policy, StoreCredential, System, Token
 from drd.catalog.types import utcnow
 from drd.config import Config
 from drd.credentials.reconcile import reconcile
@@ -147,6 +147,15 @@ def issue_token(catalog: Catalog, *, system: str, department: str, policy: str,
         else:
             system_row.department = department_row
             system_row.policy = policy_row
+            # whoever previewed an earlier token got keys of this system: a new token
+            # means new keys (made at its preview), and those go
+            session.execute(sa.update(StoreCredential)
+                            .where(StoreCredential.system_id == system_row.id,
+                                   StoreCredential.state.in_(("pending", "active",
+                                                              "superseded")))
+                            .values(state="disabling", next_attempt_at=now,
+                                    reason="enrollment token replaced")
+                            .execution_options(synchronize_session=False))
         revoked = _revoke_unused_tokens(session, system, now)
         session.add(Token(name=f"enroll:{system}", role="enrollment", token_hash=token.hash,
                           departments=[department], systems=[system],
@@ -273,9 +282,14 @@ def check_agent_public_key(pem: str) -> str:
     return public_key_pem(key).decode()
 
 
-def enroll(catalog: Catalog, request: EnrollRequest, now: dt.datetime | None = None
-           ) -> Enrolled:
+def enroll(catalog: Catalog, request: EnrollRequest, now: dt.datetime | None = None,
+           master_key: MasterKey | None = None) -> Enrolled:
     """Consume the token, mark the system enrolled and issue its agent token, atomically.
+
+    The keys the preview made are superseded in the same transaction: whoever else saw
+    the preview (a leaked enrollment token) holds keys that stop working once the agent
+    has taken the new ones, which are made at once with ``master_key`` (else by the
+    leader) and reach the agent at its first heartbeat.
 
     Stores the hostname, the agent's public key and the sealed password; the catalog
     keeps only the agent token's hash. Raises :class:`BadRequest` for a bad key or
@@ -312,7 +326,13 @@ def enroll(catalog: Catalog, request: EnrollRequest, now: dt.datetime | None = N
         ).rowcount
         if enrolled != 1:
             raise Conflict(f"system {token.system!r} is already enrolled")
-        department = system.department.name
+        department, system_id = system.department.name, system.id
+        session.execute(sa.update(StoreCredential)
+                        .where(StoreCredential.system_id == system.id,
+                               StoreCredential.state == "active")
+                        .values(state="superseded", superseded_at=now,
+                                reason="made for the enrollment preview")
+                        .execution_options(synchronize_session=False))
         session.add(Token(name=f"agent:{token.system}", role="agent",
                           token_hash=Token.hash_token(agent_token), departments=[department],
                           systems=[token.system]))
@@ -323,6 +343,11 @@ def enroll(catalog: Catalog, request: EnrollRequest, now: dt.datetime | None = N
         record_enrolled_objects(session, system.id, request, sealed, now)
     log.info("system %s (%s) enrolled from host %s", token.system, department,
              request.hostname)
+    if master_key is not None:
+        made = reconcile(catalog, master_key, systems=[system_id],
+                         actor=f"agent:{token.system}")
+        for failure in made.failures:
+            log.warning("enrollment of %s: %s", token.system, failure)
     return Enrolled(system=token.system, department=department, agent_token=agent_token)
 
 

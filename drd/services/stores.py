@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from drd.catalog import Catalog, audit
 from drd.catalog.models import Store as StoreRow
+from drd.catalog.types import utcnow
 from drd.credentials.reconcile import determine_brokers
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
@@ -93,6 +94,65 @@ def choose_broker(spec: StoreSpec, access_key_id: str | None, secret_access_key:
                 "must then say allow_shared_credentials: true)")
     if kind != SHARED:
         open_broker(kind, spec, access_key_id, secret_access_key, iam_endpoint).check()
+    return kind
+
+
+def change_broker(catalog: Catalog, master_key: MasterKey, name: str, credentials: str,
+                  iam_endpoint: str | None = None, actor: str = "cli") -> str:
+    """Give store ``name`` another credential broker (``drd store set --credentials``):
+    checked as at ``store add``; the applied policies naming the store must still hold
+    under the credential rules; keys systems hold there under the old broker are disabled
+    first (with it), and the change is refused while any still works. Returns the kind.
+
+    Raises :class:`UserError` (an unknown store, a policy the change would break, keys
+    that could not be disabled) or a store error as :func:`choose_broker` does.
+    """
+    from drd.catalog.models import Policy as PolicyRow
+    from drd.catalog.models import StoreCredential
+    from drd.credentials.reconcile import reconcile
+    from policies.rules import check_policy
+    from policies.schema import Policy
+
+    (row,) = store_rows(catalog, [name])
+    kind = choose_broker(spec_of(row), row.access_key_id, _store_secret(row, master_key),
+                         credentials, iam_endpoint)
+    facts = store_facts(catalog)
+    facts[name] = StoreFacts(credentials=kind, object_lock=row.object_lock,
+                             needs_object_lock=guarantees_of(kind).needs_object_lock)
+    with catalog.read_session() as session:
+        documents = [(policy.name, policy.document) for policy in session.scalars(
+            sa.select(PolicyRow))]
+    for policy_name, document in documents:
+        if name not in (document.get("stores") or []):
+            continue
+        problems = [message for path, message in check_policy(
+            Policy.model_validate(document), store_regions(catalog), facts)
+            if path[:1] == ("stores",)]
+        if problems:
+            raise UserError(f"policy {policy_name!r} would no longer hold: {problems[0]}")
+    if kind != row.credentials:
+        with catalog.session() as session:
+            session.execute(sa.update(StoreCredential)
+                            .where(StoreCredential.store_id == row.id,
+                                   StoreCredential.state.in_(("pending", "active",
+                                                              "superseded")))
+                            .values(state="disabling", next_attempt_at=utcnow(),
+                                    reason=f"the store's broker changed to {kind}"))
+        reconcile(catalog, master_key, actor=actor, no_new_keys_in=[row.id])
+    live = sa.exists().where(StoreCredential.store_id == row.id,
+                             StoreCredential.state != "disabled")
+    with catalog.session() as session:
+        # one statement decides: a key the leader made meanwhile keeps the old broker
+        switched = session.execute(
+            sa.update(StoreRow).where(StoreRow.id == row.id, ~live)
+            .values(credentials=kind, iam_endpoint=iam_endpoint)).rowcount == 1
+        if switched:
+            audit.record(session, actor, "store.set", name, credentials=kind,
+                         iam_endpoint=iam_endpoint)
+    if not switched:
+        raise UserError(f"store {name!r}: system keys made by its current broker could not "
+                        "all be disabled yet (drd status says why); the broker stays as it "
+                        "is: try again when the store answers")
     return kind
 
 
@@ -243,8 +303,9 @@ def check_stores(rows: Iterable[StoreRow], master_key: MasterKey,
             if row.credentials is None and catalog is not None:
                 row.credentials = determine_brokers(catalog, master_key).get(row.name)
             if row.credentials is None:
-                credentials, problem = None, ("not determined: add the store again with "
-                                              "--credentials, see docs/administrators.md")
+                credentials, problem = None, ("not determined: choose one with drd store set "
+                                              f"{row.name} --credentials KIND (see "
+                                              "docs/administrators.md)")
             else:
                 credentials, problem = check_credentials(row, master_key)
             results.append(StoreHealth(row.name, problem is None, check=check,

@@ -183,9 +183,10 @@ def test_each_system_gets_keys_of_its_own_that_work_in_its_repository_only(centr
                                               Body=b"l") is None
         assert refused(own.delete_object, Bucket=bucket,
                                                  Key="city/parks/fs1/locks/l1") is None
-    # a second preview hands out the same keys, not new ones
-    again = preview(centre, "fs3")
-    assert preview(centre, "fs3")["dc-a"].access_key_id == again["dc-a"].access_key_id
+    # a second preview of the same token hands out the same keys, not new ones
+    token = token_for(centre, "fs3")
+    again = preview_with(centre, token)
+    assert preview_with(centre, token)["dc-a"].access_key_id == again["dc-a"].access_key_id
     assert len([k for k in keys(centre, "fs3") if k.state == "active"]) == 2
 
 
@@ -359,7 +360,7 @@ def test_the_leader_rotates_keys_older_than_credential_rotation_days(centre, ser
     fs1 = enrol(centre, "fs1")
     with centre.catalog.session() as session:
         session.execute(sa.update(StoreCredential).values(
-            issued_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=91)))
+            issued_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=100)))  # 90 + spread
     centre.config.credential_rotation_days = 90
     Watch(centre.config, centre.catalog, centre.master_key)._keys()
     states = sorted(k.state for k in keys(centre, "fs1"))
@@ -397,3 +398,113 @@ def test_a_new_key_never_reaches_the_log_even_at_debug(servers, caplog):
         assert server.secret_key not in caplog.text
     finally:
         quiet_wire_loggers()
+
+
+def token_for(centre, system: str, expires: dt.timedelta = dt.timedelta(hours=1)) -> str:
+    issued = enrollment.issue_token(centre.catalog, system=system, department="parks",
+                                    policy="keys-test",
+                                    ca_sha256=centre.keystore.ca_fingerprint(),
+                                    server="https://127.0.0.1:1", expires_in=expires)
+    return issued.token.text.reveal()
+
+
+def preview_with(centre, token: str) -> dict:
+    answer = enrollment.preview(centre.catalog, token, centre.master_key, escrow_pem(centre))
+    return {store.name: store for store in answer.assignment.stores}
+
+
+def works(servers, store, system: str = "fs1") -> bool:
+    return refused(client(servers, store).list_objects_v2, Bucket=f"drd-{store.name}",
+                   Prefix=f"city/parks/{system}/") is None
+
+
+def test_a_previewed_enrollment_token_leaves_no_working_key_once_it_expires(centre, servers):
+    token = token_for(centre, "fs1", expires=dt.timedelta(minutes=1))
+    seen = preview_with(centre, token)  # whoever held the token (or stole it)
+    assert works(servers, seen["dc-a"])
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=2)
+    from unittest import mock
+
+    with mock.patch("drd.credentials.reconcile.utcnow", return_value=later):
+        done = reconcile(centre.catalog, centre.master_key, now=later)
+    assert done.disabled == 2
+    assert not works(servers, seen["dc-a"]) and not works(servers, seen["region-b"])
+
+
+def test_a_new_token_means_new_keys_and_enrolment_replaces_the_previewed_ones(centre,
+                                                                             servers):
+    import base64
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from drd.crypto.seal import password_context, seal
+    from drd.services.protocol import EnrollRequest
+
+    leaked = preview_with(centre, token_for(centre, "fs1"))
+    token = token_for(centre, "fs1")  # the administrator issues another one
+    credentials.apply_now(centre.catalog, centre.master_key)
+    assert not works(servers, leaked["dc-a"])  # the first token's keys are gone
+    previewed = preview_with(centre, token)
+    assert previewed["dc-a"].access_key_id != leaked["dc-a"].access_key_id
+    sealed = seal(centre.keystore.escrow_public_key(), b"password", password_context("fs1"))
+    key = Ed25519PrivateKey.generate()
+    enrolled = enrollment.enroll(centre.catalog, EnrollRequest(
+        token=token, hostname="fs1.parks", sealed_password=base64.b64encode(sealed).decode(),
+        agent_public_key=public_key_pem(key.public_key()).decode()),
+        master_key=centre.master_key)
+    with centre.catalog.session() as session:
+        system = session.scalar(sa.select(System).where(System.name == "fs1"))
+        fresh = {store.name: store for store in agent_service.build_assignment(
+            session, system, centre.master_key, escrow_pem(centre)).stores}
+    assert fresh["dc-a"].access_key_id != previewed["dc-a"].access_key_id
+    assert works(servers, previewed["dc-a"])  # until the agent holds its new keys
+    identity = agent_service.authenticate_agent(centre.catalog,
+                                                enrolled.agent_token.reveal())
+    agent_service.record_heartbeat(centre.catalog, identity, HeartbeatRequest(
+        hostname="h", agent_version="1", restic_version="0.14",
+        store_keys={name: store.access_key_id for name, store in fresh.items()}))
+    assert reconcile(centre.catalog, centre.master_key).disabled == 2
+    assert not works(servers, previewed["dc-a"]) and works(servers, fresh["dc-a"])
+
+
+def test_the_agent_computes_the_keys_version_the_centre_sends(centre, servers):
+    from agents.assignment import keys_version, parse_assignment
+
+    enrol(centre, "fs1")
+    with centre.catalog.session() as session:
+        system = session.scalar(sa.select(System).where(System.name == "fs1"))
+        assignment = agent_service.build_assignment(session, system, centre.master_key,
+                                                    escrow_pem(centre))
+    identity = agent_service.authenticate_agent(centre.catalog, "agent-token-fs1")
+    answer = agent_service.record_heartbeat(centre.catalog, identity, HeartbeatRequest(
+        hostname="h", agent_version="1", restic_version="0.14"))
+    parsed = parse_assignment(assignment.model_dump(mode="json"))
+    assert answer.keys_version == keys_version(parsed)
+    credentials.request_rotation(centre.catalog, "fs1")
+    credentials.apply_now(centre.catalog, centre.master_key)
+    after = agent_service.record_heartbeat(centre.catalog, identity, HeartbeatRequest(
+        hostname="h", agent_version="1", restic_version="0.14"))
+    assert after.keys_version != answer.keys_version  # the agent will fetch its new keys
+
+
+def test_a_stores_broker_changes_only_when_its_policies_still_hold_and_its_keys_are_gone(
+        centre, servers):
+    from drd.errors import UserError
+
+    fs1 = enrol(centre, "fs1")
+    with pytest.raises(UserError, match="allow_shared_credentials"):
+        store_service.change_broker(centre.catalog, centre.master_key, "dc-a", "shared")
+    assert works(servers, fs1["dc-a"])  # refused: nothing changed
+    centre.policy.write_text(POLICY.format(stores="dc-a, region-b")
+                             + "allow_shared_credentials: true\n")
+    policy_service.apply(centre.catalog, [centre.policy],
+                         store_service.store_regions(centre.catalog))
+    assert store_service.change_broker(centre.catalog, centre.master_key, "dc-a",
+                                       "shared") == "shared"
+    assert not works(servers, fs1["dc-a"])  # the system's own key there is gone
+    assert works(servers, fs1["region-b"])
+    with centre.catalog.session() as session:
+        system = session.scalar(sa.select(System).where(System.name == "fs1"))
+        handed = {store.name: store for store in agent_service.build_assignment(
+            session, system, centre.master_key, escrow_pem(centre)).stores}
+    assert handed["dc-a"].access_key_id == servers["dc-a"].access_key  # shared, as allowed

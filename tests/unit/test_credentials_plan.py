@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from drd.credentials.plan import KeyFacts, KeyState, Need, Step, StepKind, plan_keys
+from drd.credentials.plan import (
+    SUPERSEDED_GRACE,
+    KeyFacts,
+    KeyState,
+    Need,
+    Step,
+    StepKind,
+    entitlement,
+    plan_keys,
+    rotation_due,
+)
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -15,11 +25,13 @@ DAY = timedelta(days=1)
 
 def key(id: int, state: KeyState, *, system: int = 1, store: int = 10, access: str | None = None,
         issued: datetime | None = None, confirmed: datetime | None = None,
-        due: datetime | None = None, secret: bool = True) -> KeyFacts:
+        due: datetime | None = None, secret: bool = True,
+        superseded: datetime | None = None) -> KeyFacts:
     return KeyFacts(id=id, system_id=system, store_id=store, state=state,
                     access_key_id=access if access is not None else f"AK{id}",
                     issued_at=issued if issued is not None else NOW - DAY,
-                    confirmed_at=confirmed, next_attempt_at=due, has_secret=secret)
+                    confirmed_at=confirmed, next_attempt_at=due, has_secret=secret,
+                    superseded_at=superseded)
 
 
 def kinds(steps: list[Step]) -> list[tuple[StepKind, int | None]]:
@@ -45,7 +57,8 @@ def test_a_pending_key_is_issued_again_only_when_due():
 
 
 def test_rotation_supersedes_an_old_key_even_while_the_agent_uses_it():
-    old = key(1, KeyState.ACTIVE, issued=NOW - 91 * DAY, confirmed=NOW - 90 * DAY)
+    # due 90 days after it was made, plus up to a tenth of that drawn from its id
+    old = key(1, KeyState.ACTIVE, issued=NOW - 99 * DAY, confirmed=NOW - 90 * DAY)
     need = Need(1, 10, True, in_use="AK1")
     assert kinds(plan_keys([need], [old], NOW, rotate_after=90 * DAY)) == [
         (StepKind.SUPERSEDE, 1)]
@@ -63,8 +76,8 @@ def test_the_superseded_key_is_disabled_only_once_the_agent_uses_the_new_one():
     silent = Need(1, 10, True, in_use=None)
     assert plan_keys([silent], [old, new], NOW) == []
     moved = Need(1, 10, True, in_use="AK2")
-    assert kinds(plan_keys([moved], [old, new], NOW)) == [(StepKind.CONFIRM, 2),
-                                                          (StepKind.DISABLE, 1)]
+    assert kinds(plan_keys([moved], [old, new], NOW)) == [(StepKind.DISABLE, 1),
+                                                          (StepKind.CONFIRM, 2)]
 
 
 def test_no_second_rotation_while_one_waits_for_the_agent():
@@ -131,3 +144,65 @@ def test_never_more_than_one_new_key_per_pair_and_never_a_wanted_live_key_disabl
             live = [k for k in keys if (k.system_id, k.store_id) == (step.system_id, step.store_id)
                     and k.state in (KeyState.PENDING, KeyState.ACTIVE)]
             assert not live
+        if step.kind == StepKind.DISABLE and by_id[step.key_id].state == KeyState.SUPERSEDED \
+                and wants.get((step.system_id, step.store_id)):
+            # a replaced key goes only once the agent names the live one (no grace here)
+            (need,) = [n for n in wanted if (n.system_id, n.store_id)
+                       == (step.system_id, step.store_id)]
+            assert any(k.state == KeyState.ACTIVE and k.access_key_id == need.in_use
+                       and (k.system_id, k.store_id) == (step.system_id, step.store_id)
+                       for k in keys)
+    disabled = {step.key_id for step in steps if step.kind == StepKind.DISABLE}
+    for k in keys:  # no longer entitled: every key that works there goes
+        if wants.get((k.system_id, k.store_id)) is False and k.state in (
+                KeyState.PENDING, KeyState.ACTIVE, KeyState.SUPERSEDED):
+            assert k.id in disabled
+
+
+def test_a_superseded_key_the_agent_never_leaves_is_disabled_after_the_grace():
+    waiting = key(1, KeyState.SUPERSEDED, superseded=NOW - SUPERSEDED_GRACE + DAY)
+    new = key(2, KeyState.ACTIVE)
+    assert plan_keys([Need(1, 10, True, in_use="AK1")], [waiting, new], NOW) == []
+    stale = key(1, KeyState.SUPERSEDED, superseded=NOW - SUPERSEDED_GRACE)
+    (step,) = plan_keys([Need(1, 10, True, in_use="AK1")], [stale, new], NOW)
+    assert (step.kind, step.key_id) == (StepKind.DISABLE, 1) and "7 days" in step.reason
+
+
+def test_disables_come_first_whatever_the_order_of_systems():
+    keys = [key(1, KeyState.ACTIVE, system=1), key(2, KeyState.ACTIVE, system=2)]
+    needs = [Need(1, 10, True), Need(2, 10, False, "retired"), Need(3, 10, True)]
+    assert [step.kind for step in plan_keys(needs, keys, NOW)] == [StepKind.DISABLE,
+                                                                   StepKind.ISSUE]
+
+
+@given(st.integers(1, 10**9), st.integers(1, 3650))
+def test_rotations_are_spread_within_a_tenth_of_the_period(key_id, days):
+    period = days * DAY
+    made = key(key_id, KeyState.ACTIVE, issued=NOW)
+    due = rotation_due(made, period)
+    assert NOW + period <= due <= NOW + period + min(period / 10, 7 * DAY)
+
+
+ENTITLED = [
+    # status, in policy, agent token, enrollment token, has keys, preview -> decision
+    ("retired", True, True, True, True, False, (False, "retired")),
+    ("retired", True, True, True, False, False, None),
+    ("enrolled", False, True, False, True, False, (False, "store left the policy")),
+    ("enrolled", False, True, False, False, False, None),
+    ("enrolled", True, True, False, False, False, (True, "")),
+    ("enrolled", True, False, False, True, False, (False, "agent token revoked")),
+    ("pending", True, False, True, False, True, (True, "")),
+    ("pending", True, False, True, True, False, (True, "")),
+    ("pending", True, False, True, False, False, None),
+    ("pending", True, False, False, True, False,
+     (False, "enrollment token expired or replaced")),
+    ("pending", True, False, False, False, True, None),
+]
+
+
+def test_who_may_hold_keys():
+    for status, policy, agent, enrollment, has, preview, decision in ENTITLED:
+        assert entitlement(status, in_policy=policy, agent_token=agent,
+                           enrollment_token=enrollment, has_keys=has,
+                           issue_pending=preview) == decision, (status, policy, agent,
+                                                                enrollment, has, preview)

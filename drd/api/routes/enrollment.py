@@ -34,6 +34,7 @@ def preview(body: EnrollPreviewRequest, context: Context) -> EnrollPreviewRespon
              responses=_REFUSALS)
 def enroll(body: EnrollRequest, context: Context) -> EnrollResponse:
     """Consume the token, enroll the system and return its agent token (shown once)."""
-    enrolled = enrollment.enroll(context.catalog, body, now=context.now())
+    enrolled = enrollment.enroll(context.catalog, body, now=context.now(),
+                                 master_key=context.master_key)
     return EnrollResponse(system=enrolled.system, department=enrolled.department,
                           agent_token=enrolled.agent_token.reveal())

@@ -20,7 +20,9 @@ from drd.stores.credentials.base import (
 from drd.stores.url import StoreSpec, parse_store_url
 
 SHARED = "shared"
-BROKER_KINDS = ("seaweedfs", "aws-iam", SHARED)
+# the kinds that make a system's own keys (the others hand out the store's keys)
+BROKERED_KINDS = ("seaweedfs", "aws-iam")
+BROKER_KINDS = (*BROKERED_KINDS, SHARED)
 
 SHARED_GUARANTEES = Guarantees(
     isolated=False, refuses_delete=False, refuses_overwrite=False, write_once=False,
@@ -73,7 +75,7 @@ def open_broker(kind: str | None, spec: StoreSpec, access_key_id: str | None,
         CredentialsUnsupported: ``kind`` is None (not determined yet), ``shared`` (nothing
             to make: agents get the store's keys), unknown, or the store has no keys.
     """
-    if kind not in ("seaweedfs", "aws-iam"):
+    if kind not in BROKERED_KINDS:
         what = "not determined yet (run drd store check)" if kind is None else repr(kind)
         raise CredentialsUnsupported(spec.name, f"no credential broker: the store's is {what}")
     if not access_key_id or not secret_access_key:
@@ -111,6 +113,7 @@ def detect_broker(spec: StoreSpec, access_key_id: str | None,
 
 
 __all__ = [
+    "BROKERED_KINDS",
     "BROKER_KINDS",
     "SHARED",
     "SHARED_GUARANTEES",
