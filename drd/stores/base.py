@@ -36,6 +36,16 @@ Deletion
     their retention ends, which is the point of immutability. Removing a locked version
     itself (``S3Store.delete_version``) raises :class:`ObjectLocked`.
 
+Versions
+    A store that keeps versions (:attr:`Store.keeps_versions`: an S3 bucket with
+    versioning, which Object Lock implies) keeps every object's earlier bytes: a put over
+    a key adds a version, a delete adds a delete marker, and the older versions stay
+    readable by their id (:meth:`Store.list_versions`, :meth:`Store.get_version`). Restic
+    reads only the current version, so drd brings a good older one back by putting its
+    bytes again as the newest (:mod:`drd.repair`); it never removes a delete marker or a
+    version to do so. A store without versions has exactly one version per object, its
+    current one, whose ``version_id`` is None: callers need no second code path.
+
 Reads
     ``get`` sends its request at once (so a missing object raises on the call, not on the
     first iteration) and then yields chunks of at most ``chunk_size`` bytes. A range that
@@ -86,6 +96,25 @@ class ObjectInfo:
     modified: datetime
     retain_until: datetime | None = None
     version_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectVersion:
+    """One version of an object, or a delete marker, as :meth:`Store.list_versions` sees
+    it.
+
+    ``version_id`` is the store's id of the version (None in a store that keeps no
+    versions: the current object); ``size`` is 0 for a delete marker; ``modified`` is
+    timezone-aware (UTC, to the second on S3); ``is_latest`` marks the key's current
+    entry (a delete marker that is latest hides the object from get, head and list).
+    """
+
+    key: str
+    version_id: str | None
+    size: int
+    modified: datetime
+    is_latest: bool
+    is_delete_marker: bool = False
 
 
 @dataclass(frozen=True)
@@ -224,6 +253,50 @@ class Store(abc.ABC):
         Raises:
             StoreNotFound, StoreAuthError, StoreUnavailable.
         """
+
+    # --- versions -----------------------------------------------------------------------
+
+    @property
+    def keeps_versions(self) -> bool:
+        """True when a put or a delete leaves the earlier bytes readable as a version
+        (an S3 bucket with versioning or Object Lock). False here: the default for a
+        store without versions, where :meth:`list_versions` yields the current objects.
+
+        Raises: StoreAuthError, StoreUnavailable, StoreNotFound (where it has to ask).
+        """
+        return False
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """Yield every version and delete marker of the keys starting with ``prefix``.
+
+        Keys come in the store's listing order; each key's versions that hold bytes come
+        newest first, its delete markers beside them (their place among the versions is
+        not promised: ``is_latest`` says which entry is current). Fetched page by page.
+        A store without versions (this default) yields one version per object, its
+        current one (``version_id`` None, ``is_latest``).
+
+        Raises:
+            StoreNotFound, StoreAuthError, StoreUnavailable (while iterating).
+        """
+        for info in self.list(prefix):
+            yield ObjectVersion(key=info.key, version_id=None, size=info.size,
+                                modified=info.modified, is_latest=True)
+
+    def get_version(self, key: str, version_id: str | None, *, offset: int = 0,
+                    length: int | None = None) -> Iterator[bytes]:
+        """Read one version of ``key`` as :meth:`get` reads the current one (``version_id``
+        None: the current one). The bytes of a version never change.
+
+        Raises:
+            ObjectNotFound: no such key or version (or the id names a delete marker; a
+                store without versions has none but the current one).
+            StoreNotFound, StoreAuthError, StoreUnavailable (also while iterating).
+            ValueError: a negative ``offset`` or ``length``.
+        """
+        if version_id is None:
+            return self.get(key, offset=offset, length=length)
+        raise ObjectNotFound(self.name, f"{key!r} has no version {version_id} (the store "
+                                        "keeps no versions)", key=key)
 
     # --- the store as a whole ------------------------------------------------------------
 

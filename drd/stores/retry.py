@@ -3,8 +3,10 @@
 
 Only :class:`StoreUnavailable` is retried, with exponential backoff and jitter; every
 other error (not found, auth, locked, a bad key) is an answer and passes through at
-once. Interrupted reads resume at the byte where they stopped, interrupted listings after
-the last key they yielded, so a caller never sees a chunk or a key twice. A put is retried
+once. Interrupted reads resume at the byte where they stopped (of the current object or of
+one version), interrupted listings after the last key they yielded, and interrupted
+listings of versions start again and skip what they yielded already, so a caller never
+sees a chunk, a key or a version twice. A put is retried
 only when its data can be replayed (bytes, or a seekable file).
 """
 
@@ -18,7 +20,14 @@ from datetime import datetime
 from typing import TypeVar
 
 from drd.secrets import Secret
-from drd.stores.base import Data, ObjectInfo, Store, StoreCheck, validate_range
+from drd.stores.base import (
+    Data,
+    ObjectInfo,
+    ObjectVersion,
+    Store,
+    StoreCheck,
+    validate_range,
+)
 from drd.stores.errors import StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -131,14 +140,27 @@ class RetryingStore(Store):
 
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """See :meth:`Store.get`; a read that breaks off resumes where it stopped."""
+        return self._read(key, offset, length, self.inner.get)
+
+    def get_version(self, key: str, version_id: str | None, *, offset: int = 0,
+                    length: int | None = None) -> Iterator[bytes]:
+        """See :meth:`Store.get_version`; a read that breaks off resumes where it stopped
+        (the bytes of a version never change)."""
+        def fetch(key: str, *, offset: int, length: int | None) -> Iterator[bytes]:
+            return self.inner.get_version(key, version_id, offset=offset, length=length)
+
+        return self._read(key, offset, length, fetch)
+
+    def _read(self, key: str, offset: int, length: int | None,
+              fetch: Callable[..., Iterator[bytes]]) -> Iterator[bytes]:
         validate_range(offset, length)
-        chunks = self._call(
-            f"reading {key!r}", lambda: self.inner.get(key, offset=offset, length=length)
-        )
-        return self._resuming(key, offset, length, chunks)
+        chunks = self._call(f"reading {key!r}",
+                            lambda: fetch(key, offset=offset, length=length))
+        return self._resuming(key, offset, length, chunks, fetch)
 
     def _resuming(
-        self, key: str, offset: int, length: int | None, chunks: Iterator[bytes]
+        self, key: str, offset: int, length: int | None, chunks: Iterator[bytes],
+        fetch: Callable[..., Iterator[bytes]],
     ) -> Iterator[bytes]:
         done = 0
         failures = 0
@@ -161,7 +183,7 @@ class RetryingStore(Store):
                         return
                     chunks = self._call(
                         f"reading {key!r}",
-                        lambda at=offset + done, remaining=remaining: self.inner.get(
+                        lambda at=offset + done, remaining=remaining: fetch(
                             key, offset=at, length=remaining
                         ),
                     )
@@ -193,6 +215,35 @@ class RetryingStore(Store):
 
     def delete(self, key: str) -> None:
         return self._call(f"deleting {key!r}", lambda: self.inner.delete(key))
+
+    # --- versions ------------------------------------------------------------------------
+
+    @property
+    def keeps_versions(self) -> bool:
+        return self._call("asking whether the store keeps versions",
+                          lambda: self.inner.keeps_versions)
+
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """See :meth:`Store.list_versions`; a listing that breaks off starts again and
+        skips the entries it yielded already (a version listing has no resumable order
+        common to every store)."""
+        yielded: set[tuple[str, str | None, bool]] = set()
+        failures = 0
+        while True:
+            try:
+                for version in self.inner.list_versions(prefix):
+                    mark = (version.key, version.version_id, version.is_delete_marker)
+                    if mark in yielded:
+                        continue
+                    yielded.add(mark)
+                    failures = 0
+                    yield version
+                return
+            except StoreUnavailable as error:
+                failures += 1
+                if failures >= self.attempts:
+                    raise
+                self._wait(error, f"listing versions of {prefix!r}", failures)
 
     def copy_from(self, source: Store, key: str, *, retain_until: datetime | None = None) -> int:
         """See :meth:`Store.copy_from`; the whole copy is retried (the put is atomic)."""

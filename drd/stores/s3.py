@@ -24,7 +24,6 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,6 +37,7 @@ from drd.secrets import Secret
 from drd.stores.base import (
     Data,
     ObjectInfo,
+    ObjectVersion,
     Store,
     StoreCheck,
     validate_key,
@@ -63,18 +63,6 @@ from drd.stores.streams import FullReader, LengthMismatch
 
 MIB = 1024 * 1024
 DEFAULT_REGION = "us-east-1"
-
-
-@dataclass(frozen=True)
-class ObjectVersion:
-    """One version of an object in a versioned bucket (or a delete marker)."""
-
-    key: str
-    version_id: str
-    size: int
-    modified: datetime
-    is_latest: bool
-    is_delete_marker: bool
 
 
 # Failures without an S3 error code: no connection, no answer in time, or an answer that
@@ -144,6 +132,7 @@ class S3Store(Store):
         self.access_key_id = access_key_id
         self._secret = secret_access_key
         self._object_lock = object_lock
+        self._keeps_versions: bool | None = True if object_lock else None
         self._object_lock_lock = threading.Lock()
         self.list_page_size = list_page_size
         self.chunk_size = chunk_size
@@ -337,12 +326,23 @@ class S3Store(Store):
 
     def get(self, key: str, *, offset: int = 0, length: int | None = None) -> Iterator[bytes]:
         """See :meth:`Store.get`; a ranged GET, streamed in chunks."""
+        return self._get(key, offset, length)
+
+    def get_version(self, key: str, version_id: str | None, *, offset: int = 0,
+                    length: int | None = None) -> Iterator[bytes]:
+        """See :meth:`Store.get_version`; a GET of that version id."""
+        return self._get(key, offset, length, _version(version_id))
+
+    def _get(self, key: str, offset: int, length: int | None,
+             version_id: str | None = None) -> Iterator[bytes]:
         full_key = self._full_key(key)
         validate_range(offset, length)
         if length == 0:
-            self.head(key)
+            self._head(key, version_id)
             return iter(())
         arguments: dict[str, Any] = {"Bucket": self.bucket, "Key": full_key}
+        if version_id is not None:
+            arguments["VersionId"] = version_id
         if offset or length is not None:
             end = "" if length is None else str(offset + length - 1)
             arguments["Range"] = f"bytes={offset}-{end}"
@@ -351,7 +351,7 @@ class S3Store(Store):
         except botocore.exceptions.ClientError as error:
             code, _, status = error_code(error)
             if code == "InvalidRange" or status == 416:
-                self.head(key)  # raises if the object is missing: else past the end
+                self._head(key, version_id)  # raises if it is missing: else past the end
                 return iter(())
             raise self._error(error, f"reading {key!r}", key) from error
         except _BOTOCORE_FAILURES as error:
@@ -435,10 +435,23 @@ class S3Store(Store):
 
     # --- versions (buckets with versioning / Object Lock) --------------------------------
 
-    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
-        """Yield every version and delete marker under ``prefix``, newest first per key.
+    @property
+    def keeps_versions(self) -> bool:
+        """See :attr:`Store.keeps_versions`: the bucket has Object Lock (which implies
+        versioning) or versioning turned on (asked of the bucket once)."""
+        with self._object_lock_lock:
+            known = self._keeps_versions
+        if known is None:
+            known = self.supports_object_lock or self._bucket_versioning()
+            with self._object_lock_lock:
+                self._keeps_versions = known
+        return known
 
-        Raises: StoreNotFound, StoreAuthError, StoreUnavailable.
+    def list_versions(self, prefix: str = "") -> Iterator[ObjectVersion]:
+        """See :meth:`Store.list_versions`: ListObjectVersions, ``list_page_size`` entries
+        a page. Each page's versions keep the server's order (newest first per key); its
+        delete markers follow them. A bucket without versioning lists each object once,
+        ``version_id`` None.
         """
         arguments: dict[str, Any] = {
             "Bucket": self.bucket,
@@ -455,7 +468,7 @@ class S3Store(Store):
             for item, is_marker in entries:
                 yield ObjectVersion(
                     key=self._relative_key(item["Key"]),
-                    version_id=item["VersionId"],
+                    version_id=_version(item.get("VersionId")),
                     size=int(item.get("Size", 0)),
                     modified=_aware(item["LastModified"]),
                     is_latest=bool(item.get("IsLatest")),
