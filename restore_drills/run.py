@@ -4,6 +4,12 @@
 jobs). In order, each phase timed:
 
 1. **unseal** the system's restic password from escrow (an ``escrow.unseal`` audit entry);
+1a. **repair**, in a store that keeps versions (Object Lock): what a delete marker hides
+   or an overwrite covers there is brought back from its newest good version before
+   restic reads the store (restic reads only current versions), each with an
+   ``object.repair`` audit entry (:func:`~drd.services.restore.centre.repair_before_reading`);
+   the report lists them under ``repair``, and a ``repair`` check fails the drill when an
+   object stays covered with no good version in that store;
 2. **restore** the restore point (:mod:`restore_drills.plan`) from the chosen store alone
    (a repository opened on that store only, with a restic cache of its own inside the
    sandbox, so that nothing is read from another store or an earlier run) into a fresh
@@ -53,7 +59,7 @@ from drd.restic import Repository, Restic, ResticError, ResticStopped
 from drd.secrets import Secret
 from drd.services.escrow import unseal_manifest, unseal_password
 from drd.services.repositories import RepositoryStore
-from drd.services.restore.centre import open_store_repository
+from drd.services.restore.centre import open_store_repository, repair_before_reading
 from drd.services.restore.staging import remove_tree
 from drd.stores.errors import ObjectNotFound
 from restore_drills import records
@@ -117,7 +123,7 @@ class DrillOutcome:
         report = self.report
         keys = ("id", "system", "store", "snapshot", "passed", "rto_seconds", "rpo_seconds",
                 "reasons", "checks", "phases", "affected_files", "targets", "restore",
-                "posture", "started_at", "finished_at")
+                "repair", "posture", "started_at", "finished_at")
         return {key: report.get(key) for key in keys}
 
 
@@ -217,6 +223,7 @@ class _DrillRun:
                                              "percent": settings.percent,
                                              "paths": list(settings.paths)}
         self.manifest_kinds: dict[str, str] = {}
+        self.repair_info: dict[str, Any] | None = None
 
     # -- the flow ---------------------------------------------------------------------------
 
@@ -245,6 +252,7 @@ class _DrillRun:
         restored.mkdir(mode=0o700)
         password = self._timed("unseal", self._unseal)
         repository, target = self._open_repository(password)
+        self._repair(target)
         selections = self._timed("list", lambda: self._selections(repository, sandbox))
         expected = {path: size for selection in selections.values()
                     for path, size in selection.files.items()}
@@ -309,6 +317,30 @@ class _DrillRun:
         except (DrdError, ValueError) as error:
             raise _Stopped("restic_verify", f"store {self.store.name} cannot be opened: "
                                             f"{error}") from None
+
+    def _repair(self, target: RepositoryStore) -> None:
+        """Bring back what is covered in the drilled store, before restic reads it (the
+        drill's caller holds the system's lock). Timed as the ``repair`` phase where the
+        store keeps versions: recovering from this store needs it."""
+        self.on_phase(DrillProgress("repair"))
+        started = time.monotonic()
+        repair = repair_before_reading(self.catalog, self.subject.system, target,
+                                       actor=self.actor, lock=False)
+        if not repair.keeps_versions:
+            return
+        self.phases["repair"] = time.monotonic() - started
+        self.repair_info = {key: repair.as_dict()[key]
+                            for key in ("looked_at", "repaired", "unrepaired", "errors")}
+        if repair.repaired or not repair.ok:
+            brought = ", ".join(f"{item.key} ({item.reason})" for item in repair.repaired)
+            detail = (f"{len(repair.repaired)} object(s) brought back from their newest good "
+                      f"version in {self.store.name} (audit object.repair)"
+                      + (f": {brought}" if brought else ""))
+            if not repair.ok:
+                stuck = [f"{item.key} ({item.reason}): {item.detail}"
+                         for item in repair.unrepaired] + repair.errors
+                detail += "; not repaired: " + "; ".join(stuck)
+            self.checks["repair"] = CheckOutcome(repair.ok, detail[:2000])
 
     def _restic(self, sandbox: Path) -> Restic:
         # a cache of its own: every byte of this drill comes from this store, now
@@ -515,6 +547,7 @@ class _DrillRun:
             "checks": {name: outcome.as_dict() for name, outcome in verdict.checks.items()},
             "affected_files": sorted(self.affected),
             "restore": self.restore_info,
+            "repair": self.repair_info,
             "posture": posture.as_dict(),
             "versions": {"drd": drd.__version__, "restic": _restic_version(self.config)},
         }

@@ -3,7 +3,9 @@
 A drill passes when every check it ran passed, the restore took no longer than the RTO
 target, and (when it drilled the newest restore point) that restore point was no older
 than the RPO target. The RTO is the time to get the data back and proven: unsealing the
-password, restoring, and restic's verification of the restored files; the manifest
+password, bringing back what delete markers or overwrites covered in the store (where
+it keeps versions: recovering from that store needs it), restoring, and restic's
+verification of the restored files; the manifest
 comparison, the negative control and the application checks are evidence, not part of
 the recovery, and are timed separately.
 """
@@ -16,7 +18,7 @@ from dataclasses import dataclass, field
 
 from restore_drills.checks import CheckOutcome
 
-RTO_PHASES = ("unseal", "restore", "verify")
+RTO_PHASES = ("unseal", "repair", "restore", "verify")
 """The phases whose sum is the drill's RTO."""
 
 REQUIRED_CHECKS = ("restic_verify", "file_count", "bytes", "manifest_signature", "manifest",

@@ -54,6 +54,8 @@ def summary_line(run: StoreVerification) -> str:
         parts.append(f"{len(run.corrupt)} corrupt")
     if run.missing:
         parts.append(f"{len(run.missing)} missing")
+    if run.hidden:
+        parts.append(f"{len(run.hidden)} hidden by delete markers")
     if run.healed:
         sources = sorted({finding.source for finding in run.healed if finding.source})
         parts.append(f"{len(run.healed)} healed (from {', '.join(sources)})")
@@ -86,7 +88,9 @@ def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
                    full: bool, budget: str | None, as_json: bool) -> None:
     """Read stored objects back now, check each against its SHA-256 name (no password
     needed; config, the sealed password and manifests against the SHA-256 the catalog
-    recorded) and heal corrupt or missing ones from a store with a good copy.
+    recorded) and heal corrupt or missing ones from a store with a good copy; in a store
+    with versions (Object Lock), an object hidden by a delete marker or overwritten comes
+    back from its newest good version (see drd repair).
 
     Without --full each store's budget applies: objects never verified first, then the
     least recently verified. Exits 1 when an object is lost (no store holds a good copy)
@@ -120,6 +124,8 @@ def verify_command(state: CliState, system: str | None, stores: tuple[str, ...],
                        "in these stores")
         for run in report.runs:
             output.echo(summary_line(run))
+            for finding in run.hidden:
+                output.echo(f"  hidden by a delete marker: {finding.key}")
             for finding in run.lost:
                 output.echo(f"  LOST {finding.key}: {finding.detail}")
             for finding in run.unhealed:

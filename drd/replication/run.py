@@ -15,6 +15,14 @@ the watermarks.
 3. :func:`~drd.replication.plan.plan_replication` decides the copies: such an object
    only where the catalog recorded it, from a copy of its recorded size -- never from
    the copy most stores hold;
+3a. a store with versions (Object Lock) that a copy would go to is asked first whether
+   a delete marker hides the key there (one version listing of the repository): a
+   hidden object is brought back *in place* from its own newest good version
+   (:mod:`drd.repair`; audit ``object.repair``, a ``tamper`` alert naming the system)
+   and not copied. In place rather than copied over from another store: the store's own
+   bytes, locked since they were written, come back without crossing regions, and the
+   delete is noticed and alerted instead of papered over. Only where no version of its
+   own is good is the copy from another store made (the alert says so);
 4. they run in ``config.replication_parallel`` threads, packs before indexes and
    snapshots after everything else. A copy of a content-addressed object between two S3
    stores on one endpoint with one key is server-side (unless it must carry a retention
@@ -41,6 +49,7 @@ known (by its ledger) to hold objects no listed store has: the union would be sh
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
@@ -64,6 +73,9 @@ from drd.ledger import CONFIG, expected_sha256, sync_listing, tombstoned_keys
 from drd.recorded.copies import learn_config, load_records, raise_tamper
 from drd.recorded.judge import Record
 from drd.recorded.keys import is_recorded_kind
+from drd.repair.decide import HIDDEN, KeyHistory, expected_for, histories
+from drd.repair.repository import raise_covered, record_repair, retain_until_for
+from drd.repair.versions import VersionMismatch, bring_back, find_good
 from drd.replication.plan import (
     SNAPSHOTS_PHASE,
     PlannedCopy,
@@ -126,6 +138,7 @@ class StoreResult:
     lag_bytes: int | None = None
     conflicts: list[str] = field(default_factory=list)
     corrupt_sources: int = 0
+    objects_repaired: int = 0
     watermark_at: dt.datetime | None = None
     errors: list[str] = field(default_factory=list)
     error_count: int = 0
@@ -145,6 +158,7 @@ class StoreResult:
                 "bytes_copied": self.bytes_copied, "lag_objects": self.lag_objects,
                 "lag_bytes": self.lag_bytes, "conflicts": list(self.conflicts),
                 "corrupt_sources": self.corrupt_sources,
+                "objects_repaired": self.objects_repaired,
                 "watermark_at": self.watermark_at.isoformat() if self.watermark_at else None,
                 "errors": list(self.errors), "error_count": self.error_count}
 
@@ -727,11 +741,13 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
             results[name].conflicts.append(conflict.key)
     _log_conflicts(repository, plan)
 
-    tracker = _Progress(progress, len(plan.copies), plan.total_bytes)
-    tracker.emit()
     copied: dict[str, set[str]] = {name: set() for name in results}
+    to_copy = _bring_back_hidden(catalog, repository, plan, listings, records,
+                                 copier.lock_days, results, copied, now)
+    tracker = _Progress(progress, len(to_copy.copies), to_copy.total_bytes)
+    tracker.emit()
     found_corrupt: dict[str, dict[str, int]] = {name: {} for name in results}
-    stopped = _run_copies(catalog, repository, plan, copier, parallel, results, copied,
+    stopped = _run_copies(catalog, repository, to_copy, copier, parallel, results, copied,
                           found_corrupt, tracker, should_stop, now)
     _raise_tampers(catalog, repository, plan, found_corrupt, copied, records, now())
 
@@ -761,6 +777,9 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
             lag = plan.lag[store.name]
             done = [copy for copy in plan.copies_to(store.name)
                     if copy.key in copied[store.name]]
+            # unsourced keys a store brought back from a version of its own
+            done += [PlannedCopy(key, size, store.name, store.name)
+                     for key, size in plan.unsourced.items() if key in copied[store.name]]
             # copies found corrupt here on the way (the next pass replaces them)
             found = {key: size for key, size in found_corrupt[store.name].items()
                      if key not in copied[store.name]}
@@ -818,6 +837,87 @@ def _replicate_system(catalog: Catalog, repository: SystemRepository,
                     result.errors[0] if result.errors else "?", result.lag_objects,
                     human_bytes(result.lag_bytes or 0))
     return [results[store.name] for store in wanted], stopped
+
+
+def _bring_back_hidden(catalog: Catalog, repository: SystemRepository, plan: ReplicationPlan,
+                       listings: dict[str, dict[str, int] | None],
+                       records: dict[str, Record], lock_days: int,
+                       results: dict[str, StoreResult], copied: dict[str, set[str]],
+                       now: Callable[[], dt.datetime]) -> ReplicationPlan:
+    """Bring back in place, from its own newest good version, each key a delete marker
+    hides in a store with versions that lacks it: one the plan would copy there, or one
+    no store holds a good copy of (step 3a of the module docstring); return the plan
+    without those copies. The keys brought back join ``copied`` (they count as done for
+    the store's lag). A store whose versions cannot be read, or a key without a good
+    version of its own, keeps its planned copy."""
+    wanted: dict[str, set[str]] = {}
+    for copy in plan.copies:
+        if not copy.replaces:
+            wanted.setdefault(copy.target, set()).add(copy.key)
+    for name in plan.lag:
+        listed = listings.get(name)
+        if listed is not None:
+            lacking = {key for key in plan.unsourced if key not in listed}
+            if lacking:
+                wanted.setdefault(name, set()).update(lacking)
+    holders = {holder.name: holder for holder in repository.stores}
+    repaired: dict[str, set[str]] = {}
+    for name, keys in wanted.items():
+        holder = holders[name]
+        try:
+            if not holder.store.keeps_versions:
+                continue
+            hidden = [history for key, history in histories(
+                entry for entry in holder.store.list_versions() if entry.key in keys).items()
+                if history.hidden and history.older]
+        except StoreError as error:
+            log.warning("replicate %s -> %s: its versions could not be listed (%s); "
+                        "missing objects are copied from the other stores", repository.system,
+                        name, error)
+            continue
+        for history in sorted(hidden, key=lambda h: h.key):
+            if _bring_back_one(catalog, repository, holder, history, records, lock_days,
+                               now):
+                repaired.setdefault(name, set()).add(history.key)
+        results[name].objects_repaired += len(repaired.get(name, ()))
+        copied[name] |= repaired.get(name, set())
+    if not repaired:
+        return plan
+    return dataclasses.replace(plan, copies=tuple(
+        copy for copy in plan.copies if copy.key not in repaired.get(copy.target, ())))
+
+
+def _bring_back_one(catalog: Catalog, repository: SystemRepository, holder: RepositoryStore,
+                    history: KeyHistory, records: dict[str, Record], lock_days: int,
+                    now: Callable[[], dt.datetime]) -> bool:
+    """One hidden key in ``holder``: brought back from its own newest good version (True),
+    or noticed and alerted, its planned copy to go ahead (False)."""
+    key = history.key
+    expected = expected_for(key, records)
+    if expected is None:
+        return False  # the plan copies no recorded object without a record either
+    outcome = "no version of its own is good: replication copies a good copy over it"
+    try:
+        found = find_good(holder.store, holder.name, history, expected)
+        if found.choice.action == "restore":
+            version = found.choice.version
+            moment = now()
+            retain_until = retain_until_for(holder, lock_days, moment)
+            size = bring_back(holder.store, holder.store, key, version, expected,
+                              retain_until)
+            record_repair(catalog, system_id=repository.system_id, system=repository.system,
+                          holder=holder, key=key, reason=HIDDEN, version=version.version_id,
+                          size=size, source=holder.name, retain_until=retain_until,
+                          actor="replicator", expected=expected, now=moment)
+            return True
+    except (VersionMismatch, StoreError, ValueError, OSError) as error:
+        outcome = (f"bringing back its own version failed ({error}): replication copies a "
+                   "good copy over it")
+    with catalog.session() as session:
+        raise_covered(session, system_id=repository.system_id, system=repository.system,
+                      store_id=holder.store_id, store=holder.name, key=key, reason=HIDDEN,
+                      expected=expected, outcome=outcome, now=now())
+    return False
 
 
 def _run_copies(catalog, repository, plan, copier, parallel, results, copied, found_corrupt,

@@ -28,13 +28,19 @@ alert: it is then neither judged nor healed.
 3. *Read* each selected object back, streaming, a few at a time, and record
    ``verified_at`` in the ledger in small batches: a run killed at any point loses at
    most a batch, and a rerun does the same work again harmlessly.
-4. *Heal* each object found corrupt or missing: find another store of the system whose
-   copy verifies (against its name, or its record), copy it onto the bad store (a new
-   version where the bucket is versioned or locked, with the policy's Object Lock
-   retention), read it back and check it again, and write the audit entry
-   ``object.heal``.
+4. *Heal* each object found corrupt or missing (:meth:`_Verifier.heal` gives the order
+   of sources): a missing object that a delete marker hides in a store with versions is
+   reported ``hidden`` (with a ``tamper`` alert) and brought back from that store's own
+   newest good version; otherwise another store of the system whose current copy
+   verifies (against its name, or its record) is the source, then the catalog's own
+   bytes, then the newest good *version* beneath a bad current copy, this store's first
+   (:mod:`drd.repair`: an overwrite in every store leaves the locked versions beneath
+   it). The good bytes are written onto the bad store (a new version where the bucket
+   is versioned or locked, with the policy's Object Lock retention), read back and
+   checked again, and the audit entry ``object.heal`` names the source (and the version,
+   where one was brought back).
 
-When no store holds a good copy, the object is **lost**: its ledger rows say so, the
+When no store holds a good copy or version, the object is **lost**: its ledger rows say so, the
 copies of the snapshots that may need it are marked ``damaged`` and a ``damage`` alert
 names the system, the store and the key. A ``snapshots/<id>`` object belongs to one
 snapshot; for any other object (a pack, an index, a key) drd cannot tell which
@@ -90,6 +96,9 @@ from drd.recorded.copies import (
 )
 from drd.recorded.judge import Record, judge_copies
 from drd.recorded.keys import is_drd_object, is_recorded_kind
+from drd.repair.decide import Expected, KeyHistory
+from drd.repair.repository import raise_covered, retain_until_for
+from drd.repair.versions import VersionMismatch, bring_back, find_good, key_history
 from drd.restic import ProgressEvent
 from drd.services import alerts
 from drd.services.repositories import RepositoryStore, SystemRepository, open_repositories
@@ -122,9 +131,12 @@ class Finding:
     """One object found wrong on one store, and what became of it.
 
     ``reason`` is ``corrupt`` (its bytes do not hash to its name, or differ from the
-    catalog's record), ``missing`` (the store lacks it) or ``unchecked`` (no record to
-    judge it by); ``source`` is the store a good copy came from (healed; ``catalog``: the
-    catalog's own bytes), ``detail`` why it could not be healed or checked.
+    catalog's record), ``missing`` (the store lacks it), ``hidden`` (a delete marker
+    hides it: the store lacks it as restic sees it, but keeps its versions) or
+    ``unchecked`` (no record to judge it by); ``source`` is the store a good copy came
+    from (healed; ``catalog``: the catalog's own bytes), ``version`` the version of it
+    brought back (None: its current copy), ``detail`` why it could not be healed or
+    checked.
     """
 
     system: str
@@ -134,6 +146,7 @@ class Finding:
     size: int | None = None
     source: str | None = None
     detail: str = ""
+    version: str | None = None
 
     @property
     def target(self) -> str:
@@ -142,15 +155,17 @@ class Finding:
     def as_dict(self) -> dict[str, Any]:
         return {"system": self.system, "store": self.store, "key": self.key,
                 "reason": self.reason, "size": self.size, "source": self.source,
-                "detail": self.detail}
+                "version": self.version, "detail": self.detail}
 
 
 @dataclass
 class StoreVerification:
     """The outcome of verifying one system's repository on one store.
 
-    ``unhealed`` holds objects found wrong that could not be healed now, though they may
-    not be lost (another store did not answer, or the write failed); ``unchecked`` the
+    ``missing`` holds the objects the store lacks, ``hidden`` those it lacks as restic
+    sees them but keeps beneath a delete marker; ``unhealed`` holds objects found wrong
+    that could not be healed now, though they may not be lost (another store did not
+    answer, or the write failed); ``unchecked`` the
     objects not named by their hash that no record judges (``config`` of a system whose
     digest is unknown, a manifest not yet uploaded to the centre); ``errors`` the
     failures that stopped some of the work (the store could not be listed, an object
@@ -166,6 +181,7 @@ class StoreVerification:
     bytes_read: int = 0
     corrupt: list[Finding] = field(default_factory=list)
     missing: list[Finding] = field(default_factory=list)
+    hidden: list[Finding] = field(default_factory=list)
     healed: list[Finding] = field(default_factory=list)
     lost: list[Finding] = field(default_factory=list)
     unhealed: list[Finding] = field(default_factory=list)
@@ -191,6 +207,7 @@ class StoreVerification:
             "bytes_read": self.bytes_read,
             "corrupt": [finding.as_dict() for finding in self.corrupt],
             "missing": [finding.as_dict() for finding in self.missing],
+            "hidden": [finding.as_dict() for finding in self.hidden],
             "healed": [finding.as_dict() for finding in self.healed],
             "lost": [finding.as_dict() for finding in self.lost],
             "unhealed": [finding.as_dict() for finding in self.unhealed],
@@ -229,6 +246,10 @@ class VerificationReport:
     @property
     def missing(self) -> list[Finding]:
         return self._all("missing")
+
+    @property
+    def hidden(self) -> list[Finding]:
+        return self._all("hidden")
 
     @property
     def healed(self) -> list[Finding]:
@@ -275,6 +296,7 @@ class VerificationReport:
             "objects_verified": self.objects_verified,
             "corrupt": len(self.corrupt),
             "missing": len(self.missing),
+            "hidden": len(self.hidden),
             "healed": len(self.healed),
             "lost": len(self.lost),
             "unhealed": len(self.unhealed),
@@ -329,6 +351,15 @@ def _read(store: Store, key: str, row_id: int | None, expected: _Expected,
 
 
 # --- the run ----------------------------------------------------------------------------
+
+
+@dataclass
+class _Attempt:
+    """What one heal learned of the other stores on the way: ``bad`` copies (store ->
+    ``corrupt`` or ``missing``), and the stores that did not answer (``silent``)."""
+
+    bad: dict[str, str] = field(default_factory=dict)
+    silent: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -613,63 +644,143 @@ class _Verifier:
 
     def heal(self, pair: _Pair, key: str, reason: str, size: int | None,
              was_lost: bool = False) -> None:
-        if is_recorded_kind(key):
-            self.heal_recorded(pair, key, reason, size, was_lost)
-            return
+        """Heal ``key`` on the pair's store from the first good source, in this order:
+
+        1. an object *hidden* by a delete marker: its own newest good version, in place
+           (the bytes are still in this store, only covered: bringing them back is the
+           undo, needs no other store, and leaves the marker in the history);
+        2. another store's current copy that verifies (a locked one first, for a recorded
+           object), then, for a recorded object, the catalog's own bytes;
+        3. the newest good *version* beneath a bad or missing current copy: this store's
+           own first, then the other stores' (an overwrite in every store leaves the
+           locked versions beneath it);
+
+        and only then is the object lost (or unhealed, when a store did not answer).
+        """
         result, target, repository = pair.result, pair.target, pair.repository
-        expected = expected_sha256(key)
-        silent: list[str] = []
-        bad_sources: dict[str, str] = {}
-        for source in repository.stores:
-            if source.store_id == target.store_id:
-                continue
-            try:
-                digest, _ = digest_of(source.store, key)
-            except ObjectNotFound:
-                bad_sources[source.name] = "missing"
-                continue
-            except StoreError as error:
-                silent.append(f"{source.name}: {error}")
-                continue
-            if digest != expected:
-                bad_sources[source.name] = "corrupt"
-                with self.catalog.session() as session:
-                    self.tamper(session, repository, source, key, digest)
-                continue
-            self.mark_sources(repository, key, bad_sources)
-            self.copy_good(pair, key, reason, source, _Expected(expected))
+        recorded = is_recorded_kind(key)
+        if recorded:
+            record = self.record_for(repository, key)
+            if record is None:
+                if key == CONFIG:
+                    result.unhealed.append(Finding(
+                        result.system, result.store, key, reason, size,
+                        detail="config cannot be checked ("
+                               + (self.learned.get(repository.system_id) or "no record")
+                               + "), so no copy of it is taken for the right one"))
+                # a manifest not uploaded to the centre yet: nothing to judge a source by
+                return
+            expected = Expected(record.sha256, record.size, "the catalog's record")
+        else:
+            expected = Expected(expected_sha256(key))
+        attempt = _Attempt()
+        history = None
+        if reason == "missing":
+            history = self.own_history(pair, key, attempt)
+            if history is not None and history.hidden:
+                reason = "hidden"
+                self.found_hidden(pair, key, size, expected)
+        if reason == "hidden" and self.heal_from_version(
+                pair, key, reason, target, expected, attempt, history=history):
             return
-        self.mark_sources(repository, key, bad_sources)
-        if silent:
+        others = [holder for holder in repository.stores if holder.store_id != target.store_id]
+        if recorded:
+            done = self.heal_recorded(pair, key, reason, others, record, expected, attempt)
+        else:
+            done = self.heal_from_current(pair, key, reason, others, expected, attempt)
+        if done:
+            return
+        holders = ([] if reason == "hidden" else [target]) + others
+        for holder in holders:
+            known_bad = (holder is target and reason == "corrupt") or \
+                attempt.bad.get(holder.name) == "corrupt"
+            if self.heal_from_version(pair, key, reason, holder, expected, attempt,
+                                      history=history if holder is target else None,
+                                      current_known_bad=known_bad):
+                return
+        self.mark_sources(repository, key, attempt.bad)
+        if attempt.silent:
+            what = ("no copy matching the catalog's record" if recorded
+                    else "no good copy or version")
             result.unhealed.append(Finding(
                 result.system, result.store, key, reason, size,
-                detail="no good copy among the stores that answered; "
-                       + "; ".join(silent)))
+                detail=f"{what} among the stores that answered; "
+                       + "; ".join(attempt.silent)))
             return
         self.record_loss(pair, key, reason, size, was_lost)
 
-    def heal_recorded(self, pair: _Pair, key: str, reason: str, size: int | None,
-                      was_lost: bool) -> None:
-        """Heal an object not named by its hash from a copy that matches its record: a
-        locked one first, then the others in the policy's order, then the catalog's own
-        bytes where it holds them. Never from a copy that merely agrees with others."""
-        result, target, repository = pair.result, pair.target, pair.repository
-        record = self.record_for(repository, key)
-        if record is None:
-            if key == CONFIG:
-                result.unhealed.append(Finding(
-                    result.system, result.store, key, reason, size,
-                    detail="config cannot be checked ("
-                           + (self.learned.get(repository.system_id) or "no record")
-                           + "), so no copy of it is taken for the right one"))
-            # a manifest not uploaded to the centre yet: nothing to judge a source by
+    def own_history(self, pair: _Pair, key: str, attempt: _Attempt) -> KeyHistory | None:
+        """``key``'s versions in the pair's store, None where it keeps none (or did not
+        answer: noted in ``attempt``)."""
+        store = pair.target.store
+        try:
+            if not store.keeps_versions:
+                return None
+            return key_history(store, key)
+        except StoreError as error:
+            attempt.silent.append(f"{pair.target.name} (versions): {error}")
+            return None
+
+    def found_hidden(self, pair: _Pair, key: str, size: int | None,
+                     expected: Expected) -> None:
+        """A missing object turned out hidden by a delete marker: reported as ``hidden``
+        (not ``missing``), with a ``tamper`` alert naming the system."""
+        result = pair.result
+        result.missing = [f for f in result.missing if f.key != key]
+        result.hidden.append(Finding(result.system, result.store, key, "hidden", size))
+        mark = (pair.repository.system_id, pair.target.store_id, key)
+        if mark in self.tamper_raised:
             return
-        others = [holder for holder in repository.stores if holder.store_id != target.store_id]
+        self.tamper_raised.add(mark)
+        log.warning("%s: %s/%s is hidden by a delete marker", pair.target.name,
+                    pair.repository.system, key)
+        with self.catalog.session() as session:
+            raise_covered(session, system_id=pair.repository.system_id,
+                          system=pair.repository.system, store_id=pair.target.store_id,
+                          store=pair.target.name, key=key, reason="hidden",
+                          expected=expected,
+                          outcome="verification brings back a good version where one "
+                                  "exists (see its report and the audit entry object.heal)",
+                          now=self.now())
+
+    def heal_from_current(self, pair: _Pair, key: str, reason: str,
+                          others: list[RepositoryStore], expected: Expected,
+                          attempt: _Attempt) -> bool:
+        """Copy a named object from the first other store whose current copy hashes to
+        its name. True when it is done with (healed, or the write failed)."""
+        repository = pair.repository
+        for source in others:
+            try:
+                digest, _ = digest_of(source.store, key)
+            except ObjectNotFound:
+                attempt.bad[source.name] = "missing"
+                continue
+            except StoreError as error:
+                attempt.silent.append(f"{source.name}: {error}")
+                continue
+            if digest != expected.sha256:
+                attempt.bad[source.name] = "corrupt"
+                with self.catalog.session() as session:
+                    self.tamper(session, repository, source, key, digest)
+                continue
+            self.mark_sources(repository, key, attempt.bad)
+            self.copy_good(pair, key, reason, source, expected)
+            return True
+        return False
+
+    def heal_recorded(self, pair: _Pair, key: str, reason: str,
+                      others: list[RepositoryStore], record: Record, expected: Expected,
+                      attempt: _Attempt) -> bool:
+        """Heal an object not named by its hash from a current copy that matches its
+        record: a locked one first, then the others in the policy's order, then the
+        catalog's own bytes where it holds them. Never from a copy that merely agrees
+        with others. True when it is done with (healed, or the write failed)."""
+        repository = pair.repository
         copies, failed = survey(others, key, self.now())
         judgement = judge_copies(copies, record)
-        bad = {name: "corrupt" for name in judgement.damaged}
-        bad |= {name: "missing" for name in judgement.missing}
-        self.mark_sources(repository, key, bad)
+        attempt.bad |= {name: "corrupt" for name in judgement.damaged}
+        attempt.bad |= {name: "missing" for name in judgement.missing}
+        attempt.silent += [f"{name}: {error}" for name, error in sorted(failed.items())]
         if judgement.damaged:
             by_name = {holder.name: holder for holder in others}
             digests = {copy.store: copy.sha256 for copy in copies}
@@ -677,24 +788,60 @@ class _Verifier:
                 for name in judgement.damaged:
                     self.tamper(session, repository, by_name[name], key, digests[name])
         for name in judgement.good:
+            self.mark_sources(repository, key, attempt.bad)
             source = next(holder for holder in others if holder.name == name)
-            self.copy_good(pair, key, reason, source, _Expected(record.sha256, record.size))
-            return
+            self.copy_good(pair, key, reason, source, expected)
+            return True
         with self.catalog.session() as session:
             data = catalog_bytes(session, repository.system_id, key, self.keystore)
         if data is not None and hashlib.sha256(data).hexdigest() == record.sha256 \
                 and len(data) == record.size:
-            self.copy_good(pair, key, reason, None, _Expected(record.sha256, record.size),
-                           data=data)
-            return
-        if failed:
+            self.mark_sources(repository, key, attempt.bad)
+            self.copy_good(pair, key, reason, None, expected, data=data)
+            return True
+        return False
+
+    def heal_from_version(self, pair: _Pair, key: str, reason: str,
+                          holder: RepositoryStore, expected: Expected, attempt: _Attempt,
+                          *, history: KeyHistory | None = None,
+                          current_known_bad: bool = False) -> bool:
+        """Bring ``holder``'s newest good version of ``key`` (its current one, if good)
+        back as the current version on the pair's store. True when it is done with
+        (healed, or the write failed); False when ``holder`` keeps no good version."""
+        result, target, repository = pair.result, pair.target, pair.repository
+        try:
+            if history is None:
+                if not holder.store.keeps_versions:
+                    return False
+                history = key_history(holder.store, key)
+            found = find_good(holder.store, holder.name, history, expected,
+                              current_known_bad=current_known_bad)
+        except StoreError as error:
+            attempt.silent.append(f"{holder.name} (versions): {error}")
+            return False
+        if holder is target and found.choice.action == "keep":
+            # its current copy is good after all (written meanwhile): the next run
+            # verifies it; nothing to bring back, nothing lost
+            log.info("%s: %s/%s is good again; not healed", target.name,
+                     repository.system, key)
+            return True
+        version = found.version if found.choice.action == "restore" else (
+            history.current if found.choice.action == "keep" else None)
+        if version is None:
+            return False
+        self.mark_sources(repository, key, attempt.bad)
+        retain_until = self.retain_until(pair)
+        try:
+            size = bring_back(target.store, holder.store, key, version, expected,
+                              retain_until)
+        except (VersionMismatch, StoreError, ValueError, OSError) as error:
             result.unhealed.append(Finding(
-                result.system, result.store, key, reason, size,
-                detail="no copy matching the catalog's record among the stores that "
-                       "answered; " + "; ".join(f"{name}: {error}"
-                                                for name, error in sorted(failed.items()))))
-            return
-        self.record_loss(pair, key, reason, size, was_lost)
+                result.system, result.store, key, reason, version.size, source=holder.name,
+                version=version.version_id,
+                detail=f"bringing back version {version.version_id} failed: {error}"))
+            return True
+        self.healed(pair, key, reason, holder, size, retain_until, version.version_id)
+        return True
 
     def mark_sources(self, repository: SystemRepository, key: str,
                      bad: dict[str, str]) -> None:
@@ -712,16 +859,17 @@ class _Verifier:
                     StoreObject.state.in_(("present", "corrupt", "missing"))).values(
                     state=state, failed_at=now))
 
+    def retain_until(self, pair: _Pair) -> dt.datetime | None:
+        lock_days = int(pair.repository.policy.get("object_lock_days") or 0)
+        return retain_until_for(pair.target, lock_days, self.now())
+
     def copy_good(self, pair: _Pair, key: str, reason: str, source: RepositoryStore | None,
-                  expected: _Expected, data: bytes | None = None) -> None:
+                  expected: Expected, data: bytes | None = None) -> None:
         """Copy ``key`` from ``source`` (or write ``data``, the catalog's own bytes, when
         ``source`` is None) onto the pair's store, read it back and check it."""
-        result, target, repository = pair.result, pair.target, pair.repository
+        result, target = pair.result, pair.target
         source_name = source.name if source is not None else "catalog"
-        retain_until = None
-        lock_days = int(repository.policy.get("object_lock_days") or 0)
-        if lock_days > 0 and target.object_lock:
-            retain_until = self.now() + dt.timedelta(days=lock_days)
+        retain_until = self.retain_until(pair)
         try:
             if source is not None:
                 target.store.copy_from(source.store, key, retain_until=retain_until)
@@ -733,16 +881,27 @@ class _Verifier:
                                            source=source_name,
                                            detail=f"writing the good copy failed: {error}"))
             return
-        if digest != expected.sha256 or expected.size not in (None, size):
+        if not expected.matches(digest, size):
             result.unhealed.append(Finding(
                 result.system, result.store, key, reason, size, source=source_name,
                 detail="the copy written from the good one reads back wrong"))
             return
+        self.healed(pair, key, reason, source, size, retain_until)
+
+    def healed(self, pair: _Pair, key: str, reason: str, source: RepositoryStore | None,
+               size: int, retain_until: dt.datetime | None, version: str | None = None
+               ) -> None:
+        """The bookkeeping of a healed copy: the ledger rows (the target's, and the
+        source's current copy when that was read whole), the audit entry
+        ``object.heal``, the ``damage`` alert resolved."""
+        result, target, repository = pair.result, pair.target, pair.repository
+        source_name = source.name if source is not None else "catalog"
         now = self.now()
+        # a source's current copy was proven only when it was copied, not a version of it
+        proven = [target.store_id] + ([source.store_id] if source is not None
+                                      and version is None else [])
         with self.catalog.session() as session:
-            for store_id in (target.store_id, source.store_id if source else None):
-                if store_id is None:
-                    continue
+            for store_id in proven:
                 row = session.scalar(sa.select(StoreObject).where(
                     StoreObject.system_id == repository.system_id,
                     StoreObject.store_id == store_id, StoreObject.key == key))
@@ -751,17 +910,20 @@ class _Verifier:
                                       key=key, size=size, first_seen_at=now)
                     session.add(row)
                 row.state, row.size, row.verified_at = "present", size, now
+            details = {"source": source_name, "reason": reason, "size": size,
+                       "retain_until": retain_until.isoformat() if retain_until else None}
+            if version is not None:
+                details["version"] = version
             audit.record(session, ACTOR, "object.heal",
-                         target=f"{target.name}:{repository.system}/{key}",
-                         source=source_name, reason=reason, size=size,
-                         retain_until=retain_until.isoformat() if retain_until else None)
+                         target=f"{target.name}:{repository.system}/{key}", **details)
             alerts.resolve_alert(session, "damage", system_id=repository.system_id,
                                  store_id=target.store_id, subject=key, now=now)
         pair.open_alerts.discard(key)
+        where = source_name if version is None else f"{source_name} version {version}"
         log.warning("%s: healed %s/%s (%s) from %s", target.name, repository.system, key,
-                    reason, source_name)
+                    reason, where)
         result.healed.append(Finding(result.system, result.store, key, reason, size,
-                                     source=source_name))
+                                     source=source_name, version=version))
 
     def record_loss(self, pair: _Pair, key: str, reason: str, size: int | None,
                     was_lost: bool = False) -> None:

@@ -41,10 +41,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 STORES = ("dc-a", "dc-b", "vault")
 
 
-def locked_stage(tmp_path, server, restic_binary, database_url=None):
+def locked_stage(tmp_path, server, restic_binary, database_url=None, lacks=None):
     """fs1's repository (a real backup, its manifest, the sealed password) in ``dc-a``,
     ``dc-b`` and ``vault``, buckets with Object Lock, every copy locked for a day, as the
-    fan-out writes them; config recorded as enrollment records it."""
+    fan-out writes them; config recorded as enrollment records it. ``lacks(store, key)``
+    True: that store never got that object (the fan-out missed it there)."""
     suffix = uuid.uuid4().hex[:8]
     stage = make_stage(tmp_path, database_url=database_url, restic_binary=restic_binary,
                        object_lock_days=1,
@@ -65,7 +66,8 @@ def locked_stage(tmp_path, server, restic_binary, database_url=None):
     for name in STORES:
         target = stage.raw_store(name)
         for key, data in objects.items():
-            target.put(key, data, retain_until=retain_until)
+            if lacks is None or not lacks(name, key):
+                target.put(key, data, retain_until=retain_until)
     stage.snapshot = snapshot
     return stage
 
@@ -119,6 +121,11 @@ def restic_opens_every_store(stage) -> None:
     for name in STORES:
         (snapshot,) = stage.restic.snapshots(stage.repository(name))
         assert snapshot.id == stage.snapshot, name
+
+
+def audit_entries(stage, action: str) -> list[AuditEntry]:
+    with stage.catalog.session() as session:
+        return list(session.scalars(sa.select(AuditEntry).where(AuditEntry.action == action)))
 
 
 def drop_record(stage, key: str) -> None:
@@ -211,20 +218,26 @@ def test_without_a_record_or_a_locked_copy_config_is_left_alone_and_alerted(
             RecordedObject.key == CONFIG)) is None
 
 
-def test_config_forged_in_every_store_is_lost_and_nothing_is_healed(
+def test_config_forged_in_every_store_comes_back_from_each_stores_locked_version(
         tmp_path, seaweed_session, restic_binary):
     stage = locked_stage(tmp_path, seaweed_session, restic_binary)
-    forged = os.urandom(len(read(stage, "vault", CONFIG)))
+    good = read(stage, "vault", CONFIG)
+    forged = os.urandom(len(good))
     for name in STORES:
         forge(stage, name, CONFIG, forged)
 
     report = verify(stage.catalog, stage.master_key, stage.config, full=True)
 
-    assert not report.ok and not report.healed
-    assert sorted(f.store for f in report.lost if f.key == CONFIG) == list(STORES)
-    assert all(read(stage, name, CONFIG) == forged for name in STORES)
+    # no current copy matches the record, and the catalog holds no config of its own:
+    # the locked version beneath each forgery does (drd.repair), never a vote
+    assert report.ok and not report.lost, report.as_dict()
+    assert sorted(f.store for f in report.healed if f.key == CONFIG) == list(STORES)
+    assert [f.source for f in report.healed if f.store == "dc-a"] == ["dc-a"]
+    assert all(f.version for f in report.healed if f.source == f.store)
+    assert all(read(stage, name, CONFIG) == good for name in STORES)
     assert tampered(stage) == {(name, CONFIG) for name in STORES}
-    assert {alert.details["store"] for alert in open_alerts(stage, "damage")} == set(STORES)
+    assert not open_alerts(stage, "damage")
+    restic_opens_every_store(stage)
 
 
 # -- the sealed password and the manifests ------------------------------------------------
@@ -281,15 +294,16 @@ def test_a_sealed_password_forged_everywhere_is_written_back_from_the_catalog(
 
 def test_replication_copies_a_recorded_object_only_from_a_copy_that_matches(
         tmp_path, seaweed_session, restic_binary):
-    stage = locked_stage(tmp_path, seaweed_session, restic_binary)
+    # dc-b never got them (no version of its own to bring back: they must be copied)
+    stage = locked_stage(tmp_path, seaweed_session, restic_binary, lacks=lambda store, key:
+                         store == "dc-b" and (key == CONFIG or key.startswith("drd/")
+                                              and not key.endswith(".sig")))
     objects = agent_objects(stage, stage.snapshot)
     good_config = read(stage, "vault", CONFIG)
     manifest, _ = manifest_keys(stage.snapshot)
     # dc-a (first in the policy's order) holds forgeries: the same size, and another size
     forge(stage, "dc-a", CONFIG, os.urandom(len(good_config)))
     forge(stage, "dc-a", manifest, b'{"files": []}')
-    for key in (CONFIG, manifest, ESCROW_KEY):
-        remove(stage, "dc-b", key)
 
     report = replicate(stage.catalog, stage.master_key, stage.config)
 
@@ -309,6 +323,7 @@ def test_replication_never_copies_a_forged_recorded_object_to_a_store_missing_it
     stage = locked_stage(tmp_path, seaweed_session, restic_binary)
     manifest, signature = manifest_keys(stage.snapshot)
     good = read(stage, "vault", CONFIG)
+    good_signature = read(stage, "vault", signature)
     forge(stage, "dc-a", CONFIG, os.urandom(len(good)))
     forge(stage, "dc-a", signature, b"{}")
     for key in (CONFIG, signature):
@@ -317,12 +332,18 @@ def test_replication_never_copies_a_forged_recorded_object_to_a_store_missing_it
 
     report = replicate(stage.catalog, stage.master_key, stage.config)
 
+    # the markers are noticed: each store gets its own locked version back (drd.repair),
+    # never dc-a's forgery, the first in the policy's order
     for name in ("dc-b", "vault"):
-        assert not stage.raw_store(name).exists(CONFIG)
-        assert not stage.raw_store(name).exists(signature)
+        assert read(stage, name, CONFIG) == good
+        assert read(stage, name, signature) == good_signature
     results = {result.store: result for result in report.stores}
-    assert not results["dc-b"].ok and results["dc-b"].lag_objects >= 2
-    # and an unrecorded config is not copied by majority either
+    assert results["dc-b"].objects_repaired == results["vault"].objects_repaired == 2
+    assert {(f"{name}:fs1/{key}") for name in ("dc-b", "vault")
+            for key in (CONFIG, signature)} == {
+        entry.target for entry in audit_entries(stage, "object.repair")}
+    # and an unrecorded config is neither copied by majority nor brought back
+    remove(stage, "dc-b", CONFIG)
     drop_record(stage, CONFIG)
     forge(stage, "vault", CONFIG, good)  # unlocked now: nothing to learn from
     replicate(stage.catalog, stage.master_key, stage.config)

@@ -7,12 +7,17 @@ present copy, reachable, fewest problems first), unseals the system's password (
 Every restore, done or failed, is written to the audit log as ``system.restore`` (actor,
 system, snapshot, store, target, attempts).
 
+Before restic reads a store, :func:`repair_before_reading` brings back what delete
+markers or overwrites cover there (restic reads only current versions; see that function
+for why a repair rather than a fall-back to the next store).
+
 :func:`open_store_repository` is also how restore drills open one store's copy.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,7 +30,9 @@ from drd.catalog.models import Store as StoreRow
 from drd.config import Config
 from drd.crypto.keystore import KeyStore
 from drd.crypto.masterkey import MasterKey
+from drd.daemon.locks import SystemBusy, system_lock
 from drd.errors import OperationError, UserError
+from drd.repair.repository import RepositoryRepair, repair_repository
 from drd.restic import Repository
 from drd.secrets import Secret
 from drd.services.escrow import unseal_password
@@ -45,6 +52,10 @@ from drd.services.restore.staging import check_target
 PROBE_OPTIONS = {"retry_attempts": 1, "connect_timeout": 3.0, "read_timeout": 10.0,
                  "check_timeout": 5.0}
 """A probe of a store that may be dead: one try, short waits."""
+REPAIR_LOCK_WAIT = 60.0
+"""How long a restore waits for retention to let go of the system before it repairs."""
+
+log = logging.getLogger("drd.restore")
 
 
 def open_store_repository(catalog: Catalog, master_key: MasterKey, system: str, store: str,
@@ -166,7 +177,8 @@ def restore_system(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
     check_target(Path(target), overwrite=request.overwrite)  # before the password
     password = unseal_password(catalog, keystore, system, actor=actor,
                                reason=f"restore into {target}")
-    candidates = [_candidate(catalog, master_key, system, name, password) for name in order]
+    candidates = [_candidate(catalog, master_key, system, name, password, actor)
+                  for name in order]
     try:
         result = run_restore(system, candidates, request, lambda restic, repo: point,
                              restic_binary=config.restic_binary, on_event=on_event,
@@ -180,19 +192,79 @@ def restore_system(catalog: Catalog, master_key: MasterKey, keystore: KeyStore,
     return result
 
 
+def repair_before_reading(catalog: Catalog, system: str, holder: RepositoryStore, *,
+                          actor: str, lock: bool = True) -> RepositoryRepair:
+    """Bring back, in ``holder``, every object of ``system`` that a delete marker hides
+    or an overwrite covers, from its newest good version there (:mod:`drd.repair`), before
+    restic reads that store: restic reads only current versions, and cannot read past a
+    marker.
+
+    Why a repair, and not a fall-back to the next store: the bytes brought back are
+    proven (they hash to the object's name, or match the catalog's record) and written
+    as a new version, so nothing the store held is removed or changed; the store read is
+    still the one the catalog's health chose (a fall-back may go to a store that lags);
+    the store is whole again for the next restore and the delete is alerted (``tamper``)
+    and audited (``object.repair``) instead of passed over; and where the same keys
+    covered the object in every store, only a repair restores anything at all. What it
+    cannot bring back (no good version there) is left to restic: the object may be one
+    this restore does not need; if it is, the attempt fails and the next store is tried.
+
+    ``lock``: hold the system's lock, shared (retention's prune deletes objects before it
+    tombstones them: a repair beside it would bring them back); a system busy for
+    :data:`REPAIR_LOCK_WAIT` seconds is not repaired now. Callers that hold it already
+    (drills) pass False. Never raises for the store's failures: they are in the result.
+
+    Raises:
+        UserError: an unknown system.
+    """
+    with catalog.read_session() as session:
+        row = session.scalar(sa.select(System).options(selectinload(System.policy))
+                             .where(System.name == system))
+        if row is None:
+            raise UserError(f"no system named {system!r} (see drd status)")
+        system_id = row.id
+        lock_days = int(((row.policy.document if row.policy else None) or {})
+                        .get("object_lock_days") or 0)
+
+    def repair() -> RepositoryRepair:
+        return repair_repository(catalog, system_id=system_id, system=system, holder=holder,
+                                 lock_days=lock_days, actor=actor)
+
+    if not lock:
+        result = repair()
+    else:
+        try:
+            with system_lock(catalog, system_id, system, exclusive=False,
+                             wait=REPAIR_LOCK_WAIT):
+                result = repair()
+        except SystemBusy as busy:
+            log.warning("%s: not repaired before reading it (%s); restic reads it as it is",
+                        holder.name, busy)
+            return RepositoryRepair(system, holder.name, errors=[str(busy)])
+    for problem in result.unrepaired:
+        log.warning("%s: %s/%s stays %s: %s", holder.name, system, problem.key,
+                    problem.reason, problem.detail)
+    for error in result.errors:
+        log.warning("%s: %s", holder.name, error)
+    return result
+
+
 def _candidate(catalog: Catalog, master_key: MasterKey, system: str, store: str,
-               password: Secret) -> Candidate:
+               password: Secret, actor: str) -> Candidate:
     """A store to try; opened when tried (on the caller's thread, with the catalog), its
-    probe then too, so that the watchdog's thread touches no catalog."""
+    probe then too, so that the watchdog's thread touches no catalog. What delete markers
+    or overwrites cover there is brought back first (:func:`repair_before_reading`)."""
     prober: list[RepositoryStore] = []
 
     def repository() -> Repository:
         try:
-            opened, _ = open_store_repository(catalog, master_key, system, store, password)
+            opened, holder = open_store_repository(catalog, master_key, system, store,
+                                                   password)
             prober[:] = [open_store_repository(catalog, master_key, system, store, password,
                                                **PROBE_OPTIONS)[1]]
         except ValueError as error:
             raise OperationError(f"store {store} cannot be opened: {error}") from None
+        repair_before_reading(catalog, system, holder, actor=actor)
         return opened
 
     def probe() -> None:
