@@ -97,6 +97,21 @@ def choose_broker(spec: StoreSpec, access_key_id: str | None, secret_access_key:
     return kind
 
 
+def prove_broker(spec: StoreSpec, kind: str, access_key_id: str | None,
+                 secret_access_key: Secret | None, iam_endpoint: str | None = None) -> str:
+    """What a system's key there measurably can and cannot do (a probe key tried as an
+    attacker would, :func:`drd.stores.credentials.proof.prove`), in one line; for a shared
+    store, what sharing means. Raises what ``prove`` raises."""
+    guarantees = guarantees_of(kind)
+    if kind == SHARED:
+        return guarantees.summary
+    from drd.stores.credentials.proof import prove
+
+    broker = open_broker(kind, spec, access_key_id, secret_access_key, iam_endpoint)
+    proof = prove(broker, spec, access_key_id or "", secret_access_key or Secret(""))
+    return f"{kind}: {guarantees.summary}; {proof.summary()}"
+
+
 def change_broker(catalog: Catalog, master_key: MasterKey, name: str, credentials: str,
                   iam_endpoint: str | None = None, actor: str = "cli") -> str:
     """Give store ``name`` another credential broker (``drd store set --credentials``):
@@ -197,6 +212,8 @@ def add_store(catalog: Catalog, master_key: MasterKey, spec: StoreSpec,
             f"store {spec.name!r}: the bucket exists without Object Lock, which cannot be "
             "turned on later here; use a new bucket or drop --object-lock"
         )
+    if parsed.kind == "s3":
+        prove_broker(spec, broker, access_key_id, secret_access_key, iam_endpoint)
     encrypted = (master_key.encrypt(secret_access_key.reveal().encode(),
                                     secret_context(spec.name))
                  if secret_access_key else None)
@@ -275,13 +292,13 @@ def check_credentials(row: StoreRow, master_key: MasterKey) -> tuple[str | None,
     """``(kind and what a system's key cannot do, None)`` or ``(kind, why the broker cannot
     make users)`` for a registered store whose broker is known."""
     kind = row.credentials
-    guarantees = guarantees_of(kind)
-    if kind == SHARED:
-        return guarantees.summary, None
     try:
-        broker = open_broker(kind, spec_of(row), row.access_key_id,
-                             _store_secret(row, master_key), row.iam_endpoint)
-        return broker.check(), None
+        secret = _store_secret(row, master_key)
+        if kind != SHARED:
+            open_broker(kind, spec_of(row), row.access_key_id, secret,
+                        row.iam_endpoint).check()
+        return prove_broker(spec_of(row), kind, row.access_key_id, secret,
+                            row.iam_endpoint), None
     except (StoreError, CredentialsUnsupported) as problem:
         return kind, str(problem)
 

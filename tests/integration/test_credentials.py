@@ -508,3 +508,29 @@ def test_a_stores_broker_changes_only_when_its_policies_still_hold_and_its_keys_
         handed = {store.name: store for store in agent_service.build_assignment(
             session, system, centre.master_key, escrow_pem(centre)).stores}
     assert handed["dc-a"].access_key_id == servers["dc-a"].access_key  # shared, as allowed
+
+
+def test_a_store_that_does_not_keep_its_brokers_promises_is_refused(servers, tmp_path,
+                                                                    monkeypatch):
+    """SeaweedFS taken for an AWS-grammar store: drd's probe key finds out at store add."""
+    from drd.stores.credentials import CredentialsUnsupported
+
+    monkeypatch.setenv("DRD_MASTER_PASSPHRASE", "correct horse battery staple 42")
+    home = tmp_path / "centre"
+    initialise(home, f"sqlite:///{tmp_path / 'catalog.sqlite'}")
+    config = load_config(home)
+    catalog = open_catalog(config)
+    try:
+        server = servers["dc-a"]
+        spec = StoreSpec(name="liar", url="s3://drd-liar/city", endpoint=server.endpoint,
+                         region="region-a", object_lock=True)
+        with pytest.raises(CredentialsUnsupported, match="against what its aws-iam"):
+            store_service.add_store(catalog, open_master_key(config), spec,
+                                    server.access_key, server.secret, credentials="aws-iam")
+        assert store_service.store_rows(catalog) == []
+        proof = store_service.prove_broker(spec, "seaweedfs", server.access_key,
+                                           server.secret)
+        assert "refused list the bucket, read outside its repository, delete its data" \
+            in proof and "overwrite its data" in proof.split("allowed")[1]
+    finally:
+        catalog.dispose()

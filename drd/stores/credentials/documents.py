@@ -98,8 +98,9 @@ def repository_policy(scope: RepositoryScope, dialect: str,
              "Resource": [objects],
              "Condition": {"Null": {"s3:if-none-match": "false"}}},
             # CreateMultipartUpload and UploadPart carry no conditional header; the upload
-            # only becomes an object at CompleteMultipartUpload, which must carry it
-            {"Sid": "UploadPartsInOwnRepository", "Effect": "Allow", "Action": ["s3:PutObject"],
+            # only becomes an object at CompleteMultipartUpload, which must carry it. A
+            # CreateMultipartUpload with Object Lock headers needs the retention right too
+            {"Sid": "UploadPartsInOwnRepository", "Effect": "Allow", "Action": list(WRITE),
              "Resource": [objects],
              "Condition": {"Bool": {"s3:ObjectCreationOperation": "false"}}},
             # one statement for restic's locks (written again by refreshes, then removed):
