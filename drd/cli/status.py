@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import click
 
 from drd.cli.context import CliState
@@ -44,11 +46,24 @@ def status_command(state: CliState, as_json: bool) -> None:
             output.echo(f"store {store['store']}: verified {store['coverage'] * 100:.1f}% "
                         f"within the period, oldest unverified "
                         f"{store['oldest_unverified_seconds'] // 3600}h")
-    for key in keys:
+    # every key to be disabled, the rest in full only while they are few (an upgrade or a
+    # new store makes thousands at once): --json has them all
+    urgent = [key for key in keys if key.state == "disabling"]
+    rest = [key for key in keys if key.state != "disabling"]
+    shown = urgent + (rest if len(rest) <= KEY_LINES else [])
+    for key in shown:
         output.echo(f"keys of {key.system} in store {key.store}: {_KEY_WORK[key.state]}"
                     + (f" ({key.reason})" if key.reason else "")
                     + (f"; {key.attempts} failed attempt(s), last: {key.last_error}"
                        if key.last_error else ""))
+    if len(rest) > KEY_LINES:
+        counts = Counter(key.state for key in rest)
+        output.echo("systems' keys: " + ", ".join(
+            f"{count} {_KEY_WORK[state]}" for state, count in sorted(counts.items()))
+            + " (drd status --json lists them)")
+
+
+KEY_LINES = 20
 
 
 _KEY_WORK = {"pending": "to be made", "disabling": "TO BE DISABLED",

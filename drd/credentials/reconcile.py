@@ -83,7 +83,7 @@ def credential_context(store: str, access_key_id: str) -> str:
 
 
 def store_secret_context(store: str) -> str:
-    """The master key context of a store's own secret (``drd.services.stores``)."""
+    """The master key context of a store's own secret key (``stores.secret_encrypted``)."""
     return f"store:{store}"
 
 
@@ -110,6 +110,7 @@ class _Pair:
 
 
 def repository_path(department: str, system: str) -> str:
+    """Where a system's repository sits in every store, under the store's prefix."""
     return f"{department}/{system}"
 
 
@@ -128,6 +129,7 @@ def _live_token_systems(session, role: str, now: dt.datetime) -> set[str]:
 
 
 def store_spec(row: StoreRow) -> StoreSpec:
+    """A registered store as the stores' layer takes it."""
     return StoreSpec(name=row.name, url=row.url, endpoint=row.endpoint, region=row.region,
                      object_lock=row.object_lock)
 

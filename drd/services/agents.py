@@ -19,6 +19,7 @@ from drd.catalog import Catalog, audit
 from drd.catalog.models import Department, System, Token
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
+from drd.credentials.reconcile import repository_path
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
 from drd.services.credentials import HandedKey, keys_for_assignment, keys_version
@@ -80,11 +81,6 @@ def authenticate_agent(catalog: Catalog, credential: str | None,
             raise NotAllowed(f"system {token.systems[0]!r} is not enrolled ({status})")
         return AgentIdentity(system_id=row.id, system=row.name, department=row[3],
                              token_id=token.id)
-
-
-def repository_path(department: str, system: str) -> str:
-    """Where a system's repository sits in every store, under the store's prefix."""
-    return f"{department}/{system}"
 
 
 def build_assignment(session: Session, system: System, master_key: MasterKey,

@@ -26,7 +26,12 @@ from drd.catalog import Catalog, audit
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.models import StoreCredential, System, Token
 from drd.catalog.types import utcnow
-from drd.credentials.reconcile import ReconcileResult, credential_context, reconcile
+from drd.credentials.reconcile import (
+    ReconcileResult,
+    credential_context,
+    reconcile,
+    store_secret_context,
+)
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import OperationError, UserError
@@ -62,7 +67,8 @@ def keys_for_assignment(session: Session, system: System, stores: Iterable[Store
         if store.credentials == "shared":
             if allow_shared and store.secret_encrypted is not None:
                 handed[store.name] = HandedKey(store.access_key_id, _decrypt(
-                    master_key, store.secret_encrypted, f"store:{store.name}", store.name))
+                    master_key, store.secret_encrypted, store_secret_context(store.name),
+                    store.name))
             elif allow_shared:
                 handed[store.name] = HandedKey(None, None)  # a file store: no keys at all
             continue

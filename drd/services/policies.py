@@ -42,8 +42,8 @@ def apply(catalog: Catalog, paths: Iterable[str | PathLike], store_regions: Mapp
     Raises :class:`policies.PolicyError` (nothing applied) if any file is invalid, the
     credential rules included (:func:`drd.services.stores.store_facts`). A policy whose
     text did not change keeps its version. Systems' keys for stores the change adds or
-    removes are made or disabled by the daemon's reconciliation, or at once by the
-    command that applied (:func:`drd.services.credentials.after_change`).
+    removes are made or disabled by the leader's next reconciliation
+    (:mod:`drd.credentials.reconcile`, every 20 s).
     """
     loaded = load_policies(paths, store_regions=store_regions,
                            store_facts=store_service.store_facts(catalog))

@@ -1,7 +1,7 @@
 """A system's repository in each of its stores, opened for the daemon's keyless work.
 
 The same restic repository lives in every store a system's policy names, under
-``<store prefix>/<department>/<system>/`` (:func:`drd.services.agents.repository_path`).
+``<store prefix>/<department>/<system>/`` (:func:`drd.credentials.reconcile.repository_path`).
 :func:`open_repositories` opens each of those as a :class:`~drd.stores.base.Store`
 rooted at the repository, so keys are restic's own (``config``, ``data/ab/ab12...``).
 """
@@ -18,10 +18,10 @@ from sqlalchemy.orm import selectinload
 from drd.catalog import Catalog
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.models import System
+from drd.credentials.reconcile import repository_path
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
 from drd.secrets import Secret
-from drd.services.agents import repository_path
 from drd.services.stores import secret_context
 from drd.stores.base import Store
 from drd.stores.url import StoreSpec, open_store

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from drd.catalog import Catalog, audit
 from drd.catalog.models import Store as StoreRow
 from drd.catalog.types import utcnow
-from drd.credentials.reconcile import determine_brokers
+from drd.credentials.reconcile import determine_brokers, store_secret_context, store_spec
 from drd.crypto.errors import CryptoError
 from drd.crypto.masterkey import MasterKey
 from drd.errors import UserError
@@ -38,17 +38,14 @@ from policies.rules import StoreFacts
 CREDENTIAL_CHOICES = ("auto", *BROKER_KINDS)
 
 
-def secret_context(name: str) -> str:
-    return f"store:{name}"
+# the master key context of a store's own secret key, and a registered store as a spec:
+# defined once, with the keys' reconciliation that needs them too
+secret_context = store_secret_context
+spec_of = store_spec
 
 
 def validate_store_name(name: str) -> str:
     return require_name(name, "store name")
-
-
-def spec_of(row: StoreRow) -> StoreSpec:
-    return StoreSpec(name=row.name, url=row.url, endpoint=row.endpoint, region=row.region,
-                     object_lock=row.object_lock)
 
 
 def describe(row: StoreRow) -> dict:
