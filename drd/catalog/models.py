@@ -137,6 +137,11 @@ class System(Base):
     policy: Mapped[Policy | None] = relationship()
 
 
+def _default_broker(row: dict[str, Any]) -> str | None:
+    """A directory cannot tell agents apart: a file store's keys are always ``shared``."""
+    return "shared" if row.get("kind") == "file" else None
+
+
 class Store(Base):
     """An object store (S3-compatible bucket and prefix, or a mounted directory).
 
@@ -170,7 +175,8 @@ class Store(Base):
     checked_at: Mapped[dt.datetime | None]
     reachable: Mapped[bool | None]
     check_error: Mapped[str | None] = mapped_column(sa.Text)
-    credentials: Mapped[str | None]
+    credentials: Mapped[str | None] = mapped_column(default=lambda context: _default_broker(
+        context.get_current_parameters()))
     iam_endpoint: Mapped[str | None]
 
 

@@ -78,6 +78,10 @@ class Watch:
             if thread.is_alive():
                 log.warning("alert watch still in a pass after %g s; it ends after it",
                             timeout)
+        keys = self._keys_thread
+        if keys is not None and keys is not threading.current_thread():
+            # a pass writes the catalog: let it end before whoever stopped us closes it
+            keys.join(timeout)
 
     @property
     def running(self) -> bool:

@@ -101,8 +101,10 @@ def centre(tmp_path: Path, seaweed) -> Centre:
         server = centre.servers[name]
         keys = {"AWS_ACCESS_KEY_ID": server.access_key,
                 "AWS_SECRET_ACCESS_KEY": server.secret_key}
+        # Object Lock: SeaweedFS cannot refuse a system's overwrite of its own objects,
+        # so a policy may hand a SeaweedFS store to agents only with the lock on
         run("drd", "store", "add", name, "--url", f"s3://drd-{name}/city", "--endpoint",
-            server.endpoint, "--region", region, env=centre.env | keys)
+            server.endpoint, "--region", region, "--object-lock", env=centre.env | keys)
     yield centre
     centre.stop()
 
@@ -120,7 +122,7 @@ sources:
 stores: [dc-a, dc-b, region-b]
 min_copies: {min_copies}
 retention: {{keep_last: 10, keep_daily: 7}}
-object_lock_days: 0
+object_lock_days: 1
 rpo: 2h
 rto: 1h
 """)
@@ -151,7 +153,10 @@ def enrolled_agent(centre: Centre, tmp_path: Path, source: Path, dump: Path,
     agent_home = tmp_path / "agent"
     agent_env = {k: v for k, v in centre.env.items() if k != "DRD_HOME"}
     agent_env["DRD_AGENT_HOME"] = str(agent_home)
-    run("drd-agent", "enroll", "--server", centre.url, "--token", token, env=agent_env)
+    token_file = tmp_path / "enrollment.token"
+    token_file.write_text(token + "\n")
+    run("drd-agent", "enroll", "--server", centre.url, "--token-file", str(token_file),
+        env=agent_env)
     return agent_home, agent_env
 
 
@@ -193,6 +198,12 @@ def test_enroll_back_up_to_three_stores_and_restore_from_each(centre: Centre,
     password = (agent_home / "repository.password").read_text().strip()
     agent_token = (agent_home / "agent.token").read_text().strip()
     store_secrets = [server.secret_key for server in centre.servers.values()]
+    # the agent holds keys of its own for each store, never the stores' own keys
+    assignment = (agent_home / "assignment.json").read_text()
+    for server in centre.servers.values():
+        assert server.secret_key not in assignment and server.access_key not in assignment
+    own_keys = [store["access_key_id"] for store in json.loads(assignment)["stores"]]
+    assert len(own_keys) == 3 and all(own_keys)
 
     watcher = ArgvWatcher(password, agent_token, *store_secrets)
     watcher.start()

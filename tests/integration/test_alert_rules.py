@@ -58,6 +58,7 @@ schedule: "0 * * * *"
 sources: [{{path: /srv/share}}]
 stores: [dc-a, vault]
 min_copies: 1
+allow_shared_credentials: true
 retention: {{keep_last: 7, keep_daily: 14, keep_weekly: 8}}
 object_lock_days: {lock}
 rpo: 1h
@@ -90,6 +91,7 @@ def test_one_pass_opens_what_holds_and_a_later_pass_resolves_it(catalog: Catalog
             StoreRow(name="dc-a", kind="file", url=f"file://{tmp_path}/dc-a", region="a",
                      reachable=True),
             StoreRow(name="vault", kind="s3", url="s3://vault/x", endpoint="http://v.test",
+                     credentials="shared",
                      region="b", object_lock=True, reachable=False,
                      check_error="connection refused", checked_at=NOW)])
     _apply(catalog, tmp_path, lock=7)

@@ -240,13 +240,18 @@ def test_policy_naming_an_unknown_store_or_one_region_is_refused(
 
 def test_apply_is_versioned_and_idempotent(home: Path, tmp_path: Path) -> None:
     add_file_stores(home, tmp_path / "vault")
-    applied = json.loads(drd("policy", "apply", "--json", *map(str, EXAMPLES),
+    # the examples name S3 stores with Object Lock; these are file stores (shared keys)
+    (tmp_path / "policies").mkdir()
+    examples = [tmp_path / "policies" / example.name for example in EXAMPLES]
+    for example, copy in zip(EXAMPLES, examples, strict=True):
+        copy.write_text(example.read_text() + "allow_shared_credentials: true\n")
+    applied = json.loads(drd("policy", "apply", "--json", *map(str, examples),
                              home=home).stdout)
     assert {item["change"] for item in applied} == {"created"}
-    again = json.loads(drd("policy", "apply", "--json", *map(str, EXAMPLES), home=home).stdout)
+    again = json.loads(drd("policy", "apply", "--json", *map(str, examples), home=home).stdout)
     assert {item["change"] for item in again} == {"unchanged"}
     changed = tmp_path / EXAMPLES[0].name
-    text = EXAMPLES[0].read_text()
+    text = examples[0].read_text()
     changed.write_text(text.replace("\ndescription: ", "\ndescription: Changed. ", 1))
     assert changed.read_text() != text
     updated = json.loads(drd("policy", "apply", "--json", str(changed), home=home).stdout)
