@@ -41,6 +41,8 @@ class StoreAssignment:
     # write outside locks/ must be create-only (drd.stores.s3.S3Store's overwritable)
     credentials: str | None = None
     write_once: bool = False
+    # the bucket locks what the agent writes (its key may not set a retention)
+    locked_by_bucket: bool = False
 
     @property
     def has_keys(self) -> bool:
@@ -136,6 +138,7 @@ def _store(item: Any) -> StoreAssignment:
         secret_access_key=Secret(secret) if isinstance(secret, str) and secret else None,
         credentials=str(item.get("credentials") or "") or None,
         write_once=bool(item.get("write_once", False)),
+        locked_by_bucket=bool(item.get("locked_by_bucket", False)),
     )
 
 

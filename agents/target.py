@@ -90,9 +90,19 @@ def open_stores(assignment) -> list[Store]:
         UserError: a store the agent cannot open (bad URL, no keys).
     """
     return [open_store(store.spec(assignment.repository_path), store.access_key_id,
-                       store.secret_access_key,
-                       **({"overwritable": OVERWRITABLE} if store.write_once else {}))
+                       store.secret_access_key, **_options(store))
             for store in assignment.stores]
+
+
+def _options(store) -> dict:
+    """What a brokered store asks of the agent's writes: create-only outside ``locks/``,
+    and no lock headers where the bucket locks by default."""
+    options: dict = {}
+    if store.write_once:
+        options["overwritable"] = OVERWRITABLE
+    if store.locked_by_bucket:
+        options["locked_by_bucket"] = True
+    return options
 
 
 class FanoutTarget:

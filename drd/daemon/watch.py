@@ -31,6 +31,7 @@ from drd.credentials.reconcile import (
     determine_brokers,
     reconcile,
 )
+from drd.credentials.retention import ensure_default_retention
 from drd.daemon.queue import one_line_error
 from drd.errors import DrdError
 
@@ -149,6 +150,7 @@ class Watch:
         if time.monotonic() >= self._next_brokers:  # slow to probe: every few minutes
             self._next_brokers = time.monotonic() + BROKERS_SECONDS
             determine_brokers(self.catalog, self.master_key)
+        ensure_default_retention(self.catalog, self.master_key)
         days = int(getattr(self.config, "credential_rotation_days", 0) or 0)
         done = reconcile(self.catalog, self.master_key,
                          rotate_after=timedelta(days=days) if days > 0 else None,

@@ -27,7 +27,7 @@ from drd.services.enrollment_token import token_state
 from drd.services.protocol import Assignment, HeartbeatRequest, HeartbeatResponse, StoreAccess
 from drd.services.refusals import Conflict, NotAllowed, NotAuthenticated
 from drd.services.tokens import TOKEN_BY_HASH
-from drd.stores.credentials import guarantees_of
+from drd.stores.credentials import BROKERED_KINDS, guarantees_of
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ def _store_access(row: StoreRow, key: HandedKey | None) -> StoreAccess:
                        region=row.region, object_lock=row.object_lock,
                        access_key_id=key.access_key_id if key else None,
                        secret_access_key=secret, credentials=row.credentials,
-                       write_once=guarantees_of(row.credentials).write_once)
+                       write_once=guarantees_of(row.credentials).write_once,
+                       locked_by_bucket=row.object_lock and row.credentials in BROKERED_KINDS)
 
 
 def assignment_for(catalog: Catalog, agent: AgentIdentity, master_key: MasterKey,

@@ -26,6 +26,7 @@ from drd.catalog.models import Department, Policy, StoreCredential, System, Toke
 from drd.catalog.types import utcnow
 from drd.config import Config
 from drd.credentials.reconcile import reconcile
+from drd.credentials.retention import ensure_default_retention
 from drd.crypto import seal
 from drd.crypto.masterkey import MasterKey
 from drd.crypto.pem import load_signing_public_key, public_key_pem
@@ -239,7 +240,11 @@ def preview(catalog: Catalog, token_text: str, master_key: MasterKey,
     with catalog.read_session() as session:
         row = session.scalar(sa.select(Token).where(Token.token_hash == token.hash))
         _refuse(row, token, now)
-        system_id = _pending_system(session, token.system).id
+        pending = _pending_system(session, token.system)
+        system_id = pending.id
+        stores = list((pending.policy.document.get("stores") or []) if pending.policy else [])
+    # before the agent first writes: the buckets lock what it writes (it may not itself)
+    ensure_default_retention(catalog, master_key, stores, actor=f"enrollment:{token.system}")
     made = reconcile(catalog, master_key, systems=[system_id], issue_pending=[system_id],
                      actor=f"enrollment:{token.system}")
     for failure in made.failures:

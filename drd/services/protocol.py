@@ -87,6 +87,9 @@ class StoreAccess(BaseModel):
     # locks/ must carry If-None-Match: * (the store refuses overwrites)
     credentials: str | None = None
     write_once: bool = False
+    # the bucket locks new objects by its default retention: send no lock headers (the
+    # key has no right to set a retention; drd.credentials.retention)
+    locked_by_bucket: bool = False
 
 
 class Assignment(BaseModel):

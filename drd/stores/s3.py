@@ -97,6 +97,10 @@ class S3Store(Store):
             a key outside these prefixes is create-only (``If-None-Match: *``, which a
             store that refuses systems' overwrites requires), and an object found there
             with the very bytes being put counts as written (a retry, a second run).
+        locked_by_bucket: the bucket locks every new object with its default retention
+            (set by the centre): puts send no lock headers, which a system's own key may
+            not send (it has no right to set a retention), and ``retain_until`` is left to
+            the bucket.
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class S3Store(Store):
         list_page_size: int = 1000,
         chunk_size: int = 1 * MIB,
         overwritable: tuple[str, ...] | None = None,
+        locked_by_bucket: bool = False,
     ) -> None:
         if not isinstance(secret_access_key, Secret):
             raise TypeError("secret_access_key must be a drd.secrets.Secret")
@@ -137,6 +142,7 @@ class S3Store(Store):
         self.list_page_size = list_page_size
         self.chunk_size = chunk_size
         self.overwritable = overwritable
+        self.locked_by_bucket = locked_by_bucket
         self.transfer_config = boto3.s3.transfer.TransferConfig(
             multipart_threshold=multipart_threshold,
             multipart_chunksize=multipart_chunksize,
@@ -241,6 +247,8 @@ class S3Store(Store):
         its own multipart upload: boto3's managed upload does not pass the header on).
         """
         full_key = self._full_key(key)
+        if self.locked_by_bucket:
+            retain_until = None  # the bucket's default retention locks it
         self._check_lock_possible(key, retain_until)
         extra = self._lock_arguments(retain_until)
         write_once = self.overwritable is not None and not key.startswith(self.overwritable)
@@ -580,6 +588,36 @@ class S3Store(Store):
             raise self._error(error, "reading the bucket's Object Lock configuration") from error
         enabled = response.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled")
         return enabled == "Enabled"
+
+    def default_retention_days(self) -> int | None:
+        """The bucket's default COMPLIANCE retention in days (None: none, or not COMPLIANCE
+        in days). Raises StoreAuthError, StoreUnavailable, StoreNotFound."""
+        try:
+            answer = self._bucket_client.get_object_lock_configuration(Bucket=self.bucket)
+        except _BOTO_ERRORS as error:
+            if isinstance(error, botocore.exceptions.ClientError) and \
+                    error_code(error)[0] == NO_LOCK_CONFIGURATION:
+                return None
+            raise self._error(error, "reading the bucket's default retention") from error
+        rule = (answer.get("ObjectLockConfiguration") or {}).get("Rule") or {}
+        default = rule.get("DefaultRetention") or {}
+        if default.get("Mode") != "COMPLIANCE":
+            return None
+        return default.get("Days")
+
+    def set_default_retention(self, days: int) -> None:
+        """Lock every new object of the bucket for ``days`` (COMPLIANCE) unless its put
+        says otherwise. Needs the store's own keys. Raises as :meth:`default_retention_days`.
+        """
+        if days < 1:
+            raise ValueError("a default retention is at least one day")
+        try:
+            self._bucket_client.put_object_lock_configuration(
+                Bucket=self.bucket, ObjectLockConfiguration={
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {"DefaultRetention": {"Mode": "COMPLIANCE", "Days": days}}})
+        except _BOTO_ERRORS as error:
+            raise self._error(error, "setting the bucket's default retention") from error
 
     @property
     def supports_object_lock(self) -> bool:

